@@ -1,0 +1,77 @@
+"""agenthost: one agent definition serving many users with isolated, persistent sessions."""
+
+from agenthost.agent import Agent
+from agenthost.errors import (
+    AgentHostError,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidId,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    QuotaExceeded,
+    SessionBusy,
+    StoreUnavailable,
+    Unauthorized,
+)
+from agenthost.events import (
+    ApprovalRequired,
+    Delta,
+    Done,
+    ErrorEvent,
+    Event,
+    RunResult,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agenthost.host import Host
+from agenthost.keys import SessionKey
+from agenthost.messages import Message, ToolCall, Usage
+from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
+from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
+from agenthost.tools import Tool, ToolContext, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentHostError",
+    "ApprovalRequired",
+    "ConfigError",
+    "Conflict",
+    "Delta",
+    "Done",
+    "ErrorEvent",
+    "Event",
+    "Forbidden",
+    "FunctionModel",
+    "Host",
+    "InvalidId",
+    "InvalidInput",
+    "MemoryStore",
+    "Message",
+    "ModelError",
+    "ModelReply",
+    "ModelRequest",
+    "NotFound",
+    "OfflineModel",
+    "QuotaExceeded",
+    "RunResult",
+    "SQLiteStore",
+    "SessionBusy",
+    "SessionKey",
+    "SessionStore",
+    "StoreUnavailable",
+    "Tool",
+    "ToolCall",
+    "ToolCallEvent",
+    "ToolContext",
+    "ToolResultEvent",
+    "Unauthorized",
+    "Usage",
+    "__version__",
+    "open_store",
+    "tool",
+    "tool_call",
+]

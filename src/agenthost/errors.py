@@ -1,0 +1,95 @@
+"""The one exception hierarchy of agenthost.
+
+Every error a caller can see derives from :class:`AgentHostError` and carries a
+stable machine-readable ``code``. The HTTP layer maps these classes to status
+codes in exactly one place (``agenthost.server.errors``)::
+
+    AgentHostError
+    ├── InvalidInput            bad argument: an id, a message, a config value
+    │   └── InvalidId           an id that is empty, too long or has control characters
+    ├── NotFound                unknown session, run, approval (or not the caller's)
+    ├── SessionBusy             a turn is running on this key and the policy is "reject"
+    ├── Conflict                the session changed under us (another process wrote to it)
+    ├── QuotaExceeded           a limit was hit (request size, rate)
+    ├── Unauthorized            missing or bad credentials
+    ├── Forbidden               credentials valid, resource not theirs
+    ├── ModelError              the model provider failed
+    ├── StoreUnavailable        the session store cannot be reached
+    └── ConfigError             the server or agent is misconfigured
+"""
+
+from __future__ import annotations
+
+
+class AgentHostError(Exception):
+    """Base of every agenthost error."""
+
+    code: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(AgentHostError, ValueError):
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidId(InvalidInput):
+    code = "invalid_id"
+
+
+class NotFound(AgentHostError, LookupError):
+    code = "not_found"
+
+
+class SessionBusy(AgentHostError):
+    code = "session_busy"
+
+
+class Conflict(AgentHostError):
+    code = "conflict"
+
+
+class QuotaExceeded(AgentHostError):
+    code = "quota_exceeded"
+
+
+class Unauthorized(AgentHostError):
+    code = "unauthorized"
+
+
+class Forbidden(AgentHostError):
+    code = "forbidden"
+
+
+class ModelError(AgentHostError):
+    code = "model_error"
+
+
+class StoreUnavailable(AgentHostError):
+    code = "store_unavailable"
+
+
+class ConfigError(AgentHostError):
+    code = "config_error"
+
+
+__all__ = [
+    "AgentHostError",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "InvalidId",
+    "InvalidInput",
+    "ModelError",
+    "NotFound",
+    "QuotaExceeded",
+    "SessionBusy",
+    "StoreUnavailable",
+    "Unauthorized",
+]

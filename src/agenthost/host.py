@@ -1,0 +1,566 @@
+"""The Host: runs turns of one agent for any number of tenants, users and sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Literal
+
+from agenthost.agent import Agent
+from agenthost.config import merge_config, merge_patch, model_settings, validate_config
+from agenthost.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from agenthost.events import Done, ErrorEvent, Event, RunResult
+from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
+from agenthost.live import LiveSession, LiveSessionCache
+from agenthost.locks import Coordinator, KeyedLocks, LocalCoordinator
+from agenthost.messages import Message
+from agenthost.models import Model, resolve_model
+from agenthost.stores import SessionStore, open_store
+from agenthost.stores.base import RunRecord, SessionRecord, WriteBatch
+from agenthost.turn import Turn, TurnEnv, TurnObserver, closing_messages, open_calls_in
+
+Policy = Literal["queue", "reject"]
+MAX_MESSAGE_CHARS = 200_000
+
+
+def _check_message(text: object) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput("message must be a string", field="message")
+    if not text.strip():
+        raise InvalidInput("message must not be empty", field="message")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise QuotaExceeded(f"message is longer than {MAX_MESSAGE_CHARS} characters")
+    return text
+
+
+class Host:
+    """Runs turns; owns the per-key locks, the live-session cache and the sweeper.
+
+    ``policy`` decides what a second concurrent turn on one session does: wait its
+    turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
+    ``models`` is the allow-list of model names a session may choose.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        store: SessionStore | str | None = None,
+        policy: Policy = "queue",
+        max_live_sessions: int = 10_000,
+        session_ttl: float | None = 3600.0,
+        cleanup_interval: float | None = 300.0,
+        session_retention: float | None = None,
+        models: Iterable[str] = (),
+        coordinator: Coordinator | None = None,
+        observer: TurnObserver | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if policy not in ("queue", "reject"):
+            raise ValueError("policy must be 'queue' or 'reject'")
+        self.agent = agent
+        if store is None:
+            from agenthost.stores.memory import MemoryStore
+
+            store = MemoryStore(max_messages=None)
+        self.store: SessionStore = open_store(store) if isinstance(store, str) else store
+        self.policy: Policy = policy
+        self.cache = LiveSessionCache(max_live=max_live_sessions, ttl=session_ttl)
+        self.cleanup_interval = cleanup_interval
+        self.session_retention = session_retention
+        self.coordinator: Coordinator = coordinator or LocalCoordinator()
+        self.clock = clock
+        self._sleep = sleep
+        self._locks = KeyedLocks()
+        self._env = TurnEnv(agent, self.store, clock, observer)
+        default = resolve_model(agent.model)
+        self.default_model = default.name
+        self._models: dict[str, Model] = {default.name: default}
+        self.allowed_models = frozenset({default.name, *models})
+        self._started = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self.sweeps = 0
+        self.retention_deleted = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.store.open()
+        self._started = True
+        if self.cleanup_interval:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._started:
+            await self.coordinator.close()
+            await self.store.close()
+            self._started = False
+
+    async def __aenter__(self) -> Host:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- turns -------------------------------------------------------------------
+
+    async def run(
+        self,
+        text: str,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        config: dict[str, Any] | None = None,
+    ) -> RunResult:
+        """Run one turn and return its result; raises the typed error if it failed."""
+        events = self.stream(
+            text, user_id=user_id, session_id=session_id, tenant_id=tenant_id, config=config
+        )
+        return await self._collect(events)
+
+    def stream(
+        self,
+        text: str,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        config: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run one turn, yielding its events; validation errors raise before anything is stored."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        _check_message(text)
+        clean = (
+            None if config is None else validate_config(config, allowed_models=self.allowed_models)
+        )
+        return self._stream(key, text, clean)
+
+    async def _stream(
+        self, key: SessionKey, text: str, config: dict[str, Any] | None
+    ) -> AsyncIterator[Event]:
+        async with self._session(key, wait=self.policy == "queue", create=True) as live:
+            assert live is not None
+            if live.pending:
+                raise Conflict(
+                    f"session {key.session_id!r} has {len(live.pending)} tool call(s) waiting "
+                    "for approval; approve or deny them first"
+                )
+            merged = live.config if config is None else merge_config(live.config, config)
+            turn = Turn(self._env, live, self._model(merged), model_settings(merged))
+            async for event in turn.start(text, config=None if config is None else merged):
+                yield event
+
+    async def approve(
+        self,
+        call_id: str,
+        approved: bool,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> RunResult:
+        """Approve or deny a pending tool call and continue its turn."""
+        return await self._collect(
+            self.approve_stream(
+                call_id, approved, user_id=user_id, session_id=session_id, tenant_id=tenant_id
+            )
+        )
+
+    def approve_stream(
+        self,
+        call_id: str,
+        approved: bool,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> AsyncIterator[Event]:
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        validate_id(call_id, "call_id")
+        return self._approve(key, call_id, bool(approved))
+
+    async def _approve(self, key: SessionKey, call_id: str, approved: bool) -> AsyncIterator[Event]:
+        async with self._session(key, wait=self.policy == "queue", create=False) as live:
+            item = next((p for p in live.pending if p["id"] == call_id), None) if live else None
+            if live is None or item is None:
+                raise NotFound(f"no pending approval {call_id!r} in session {key.session_id!r}")
+            run = await self.store.get_run(item["run_id"])
+            if run is None:
+                run = RunRecord(item["run_id"], key, "awaiting_approval", self.clock())
+            turn = Turn(self._env, live, self._model(live.config), model_settings(live.config), run)
+            async for event in turn.resume({call_id: approved}):
+                yield event
+
+    @staticmethod
+    async def _collect(events: AsyncIterator[Event]) -> RunResult:
+        result: RunResult | None = None
+        error: ErrorEvent | None = None
+        async for event in events:  # run to the end so the session lock is released
+            if type(event) is Done:
+                result = event.result
+            elif type(event) is ErrorEvent:
+                error = event
+        if error is not None:
+            raise error.error
+        assert result is not None, "a turn ends with done or error"
+        return result
+
+    def _model(self, config: dict[str, Any]) -> Model:
+        name = config.get("model") if config else None
+        if name is None:
+            return self._models[self.default_model]
+        model = self._models.get(name)
+        if model is None:
+            model = self._models[name] = resolve_model(name)
+        return model
+
+    # -- sessions ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, key: SessionKey, *, wait: bool = True, create: bool
+    ) -> AsyncIterator[LiveSession | None]:
+        """Hold the key's locks and yield its live session (loaded or created as needed)."""
+        if not self._started:
+            await self.start()
+        async with self._locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+            live = await self._live(key, create=create)
+            if live is None:
+                yield None
+                return
+            live.busy = True
+            try:
+                yield live
+            finally:
+                live.busy = False
+                live.last_used = self.clock()
+                if live.extra.pop("stale", False):
+                    self.cache.discard(key)
+                else:
+                    self.cache.trim()
+
+    async def _live(self, key: SessionKey, *, create: bool) -> LiveSession | None:
+        now = self.clock()
+        live = self.cache.get(key, now)
+        shared = self.coordinator.shared
+        if live is not None and shared and await self.store.last_seq(key) != live.last_seq:
+            self.cache.discard(key)  # another process wrote to it: reload
+            live = None
+        if live is not None:
+            return live
+        window = self.agent.history_window
+        snapshot = await self.store.load(key, window=window)
+        if snapshot is None:
+            if not create:
+                return None
+            live = LiveSession(key, deque(maxlen=window), 0, 0, {}, {}, [], now, now)
+        else:
+            record = snapshot.session
+            live = LiveSession(
+                key,
+                deque(snapshot.window, maxlen=window),
+                record.last_seq,
+                record.message_count,
+                record.state,
+                record.config,
+                record.pending,
+                record.created_at,
+                now,
+            )
+            if snapshot.running:
+                await self._recover(live, snapshot.running)
+        live.busy = True  # not evictable while it is being put in place
+        self.cache.put(live)
+        live.busy = False
+        return live
+
+    async def _recover(self, live: LiveSession, running: list[str]) -> None:
+        """Close runs a dead process left ``running``: mark them interrupted, end the turn."""
+        now = self.clock()
+        for index, run_id in enumerate(running):
+            run = RunRecord(
+                run_id, live.key, "interrupted", now, now, "the process running it stopped"
+            )
+            messages: list[Message] = []
+            if index == len(running) - 1:
+                tail = live.window[-1] if live.window else None
+                if tail is not None and (tail.role != "assistant" or tail.tool_calls):
+                    messages = closing_messages(
+                        open_calls_in(live.window),
+                        tail.run_id or run_id,
+                        "interrupted",
+                        run.error,
+                        "",
+                    )
+            base = live.last_seq
+            for offset, message in enumerate(messages, start=1):
+                message.seq = base + offset
+                message.created_at = now
+            await self.store.write(WriteBatch(live.key, now, base, messages, run))
+            if messages:
+                live.append(messages)
+
+    async def history(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """The session's stored messages, oldest first (paged by ``after_seq``/``limit``)."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        await self.start()
+        return await self.store.messages(key, after_seq=after_seq, limit=limit)
+
+    async def size(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str | None = None,
+        tenant_id: str = DEFAULT_ID,
+    ) -> int:
+        """Messages stored in one session, or in all the user's sessions if no session_id."""
+        await self.start()
+        if session_id is None:
+            validate_id(tenant_id, "tenant_id")
+            validate_id(user_id, "user_id")
+            records = await self.store.sessions(tenant_id=tenant_id, user_id=user_id)
+            return sum(r.message_count for r in records)
+        record = await self.get_session(user_id=user_id, session_id=session_id, tenant_id=tenant_id)
+        return 0 if record is None else record.message_count
+
+    async def clear(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str | None = None,
+        tenant_id: str = DEFAULT_ID,
+    ) -> int:
+        """Delete one session, or all sessions (and memory) of a user; return sessions deleted."""
+        validate_id(tenant_id, "tenant_id")
+        validate_id(user_id, "user_id")
+        await self.start()
+        if session_id is None:
+            self.cache.discard_where(tenant_id, user_id)
+            return await self.store.delete(tenant_id=tenant_id, user_id=user_id)
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        async with self._locks.hold(key), self.coordinator.hold(key, wait=True):
+            self.cache.discard(key)
+            return await self.store.delete(
+                tenant_id=tenant_id, user_id=user_id, session_id=session_id
+            )
+
+    async def clear_all(self) -> int:
+        """Delete every session of every tenant."""
+        await self.start()
+        self.cache.discard_where(None, None)
+        return await self.store.delete()
+
+    async def get_session(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> SessionRecord | None:
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        await self.start()
+        snapshot = await self.store.load(key, window=1)
+        return None if snapshot is None else snapshot.session
+
+    async def create_session(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        state: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> SessionRecord:
+        """Create a session (or update its state/config if it exists) and return it."""
+        return await self.update_session(
+            user_id=user_id,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            state=state or {},
+            config=config or {},
+            create=True,
+        )
+
+    async def update_session(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        state: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        create: bool = False,
+    ) -> SessionRecord:
+        """Merge-patch the session's state and/or config (``None`` values delete keys)."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        if state is not None and not isinstance(state, dict):
+            raise InvalidInput("state must be a JSON object", field="state")
+        clean = (
+            None if config is None else validate_config(config, allowed_models=self.allowed_models)
+        )
+        async with self._session(key, create=create) as live:
+            if live is None:
+                raise NotFound(f"session {session_id!r} not found")
+            new_state = None if state is None else merge_patch(live.state, state)
+            new_config = None if clean is None else merge_config(live.config, clean)
+            now = self.clock()
+            await self.store.write(
+                WriteBatch(key, now, live.last_seq, (), None, new_state, new_config)
+            )
+            if new_state is not None:
+                live.state = new_state
+            if new_config is not None:
+                live.config = new_config
+        record = await self.get_session(user_id=user_id, session_id=session_id, tenant_id=tenant_id)
+        assert record is not None
+        return record
+
+    async def get_state(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> dict[str, Any]:
+        record = await self.get_session(user_id=user_id, session_id=session_id, tenant_id=tenant_id)
+        return {} if record is None else record.state
+
+    async def update_state(
+        self,
+        patch: dict[str, Any],
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> dict[str, Any]:
+        """Merge-patch the session state (creating the session if needed); return the new state."""
+        record = await self.update_session(
+            user_id=user_id, session_id=session_id, tenant_id=tenant_id, state=patch, create=True
+        )
+        return record.state
+
+    async def sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        tenant_id: str | None = DEFAULT_ID,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        """Stored sessions of a user (or a tenant, or all when both are None), newest first."""
+        if tenant_id is not None:
+            validate_id(tenant_id, "tenant_id")
+        if user_id is not None:
+            validate_id(user_id, "user_id")
+        await self.start()
+        return await self.store.sessions(
+            tenant_id=tenant_id, user_id=user_id, limit=limit, offset=offset
+        )
+
+    async def export_user(self, *, user_id: str, tenant_id: str = DEFAULT_ID) -> dict[str, Any]:
+        """Everything stored about a user: sessions with messages and runs, and memory."""
+        records = await self.sessions(user_id=user_id, tenant_id=tenant_id)
+        sessions = []
+        for record in records:
+            messages = await self.store.messages(record.key)
+            runs = await self.store.runs(record.key, limit=10_000)
+            sessions.append(
+                {
+                    **record.to_dict(),
+                    "messages": [m.to_dict() for m in messages],
+                    "runs": [r.to_dict() for r in runs],
+                }
+            )
+        memory = await self.store.get_memory(tenant_id, user_id)
+        return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
+
+    # -- lifecycle of live sessions -----------------------------------------------
+
+    def evict(self, *, user_id: str, session_id: str, tenant_id: str = DEFAULT_ID) -> bool:
+        """Drop an idle session from memory (it stays in the store)."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        return self.cache.evict(key)
+
+    async def cleanup(self) -> dict[str, int]:
+        """Expire idle live sessions now and apply retention to the store."""
+        expired = self.cache.sweep(self.clock())
+        deleted = 0
+        if self.session_retention is not None:
+            before = self.clock() - self.session_retention
+            while True:
+                batch = await self.store.delete_idle(before=before, limit=100)
+                deleted += batch
+                if batch < 100:
+                    break
+                await asyncio.sleep(0)  # let turns run between batches
+            self.retention_deleted += deleted
+        self.sweeps += 1
+        return {"expired": expired, "deleted": deleted}
+
+    async def _sweep_forever(self) -> None:
+        assert self.cleanup_interval
+        while True:
+            await self._sleep(self.cleanup_interval)
+            with contextlib.suppress(Exception):
+                await self.cleanup()
+
+    async def stats(self) -> dict[str, Any]:
+        await self.start()
+        live = len(self.cache)
+        active = self.cache.busy_count()
+        return {
+            "total_sessions": await self.store.count_sessions(),
+            "live_sessions": live,
+            "active_sessions": active,
+            "idle_sessions": live - active,
+            "max_live_sessions": self.cache.max_live,
+            "session_ttl_seconds": self.cache.ttl,
+            "cleanup_interval_seconds": self.cleanup_interval,
+            "session_retention_seconds": self.session_retention,
+            "evictions": self.cache.evictions,
+            "expirations": self.cache.expirations,
+            "retention_deleted": self.retention_deleted,
+            "sweeps": self.sweeps,
+            "locks_held": len(self._locks),
+            "policy": self.policy,
+        }
+
+    def live_sessions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "tenant_id": s.key.tenant_id,
+                "user_id": s.key.user_id,
+                "session_id": s.key.session_id,
+                "created_at": s.created_at,
+                "last_used": s.last_used,
+                "busy": s.busy,
+                "messages_in_window": len(s.window),
+            }
+            for s in self.cache
+        ]
+
+    @property
+    def lock_count(self) -> int:
+        """Per-key lock entries currently held or waited on (0 when idle)."""
+        return len(self._locks)

@@ -1,0 +1,75 @@
+"""The model protocol: one async streaming call; the plain call collects it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agenthost.messages import Message, ToolCall, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Per-call knobs a session may choose (validated by ``agenthost.config``)."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    instructions: str
+    messages: Sequence[Message]
+    tools: Sequence[dict[str, Any]] = ()
+    settings: ModelSettings = field(default_factory=ModelSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+ModelChunk = TextChunk | ToolCall | Usage
+"""A model stream yields text pieces, fully assembled tool calls, and usage."""
+
+
+@dataclass(slots=True)
+class ModelReply:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A provider adapter. Implementations raise ``ModelError`` on provider failure."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]: ...
+
+
+async def complete(model: Model, request: ModelRequest) -> ModelReply:
+    """Collect a model's stream into one reply."""
+    reply = ModelReply()
+    parts: list[str] = []
+    async for chunk in model.stream(request):
+        if isinstance(chunk, TextChunk):
+            parts.append(chunk.text)
+        elif isinstance(chunk, ToolCall):
+            reply.tool_calls.append(chunk)
+        else:
+            reply.usage.add(chunk)
+    reply.text = "".join(parts)
+    return reply
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token) for models without usage."""
+    return max(1, (len(text) + 3) // 4) if text else 0

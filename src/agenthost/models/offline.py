@@ -1,0 +1,148 @@
+"""Deterministic models that need no network: the embedded default and test doubles."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from agenthost.messages import Message, ToolCall, Usage
+from agenthost.models.base import ModelChunk, ModelReply, ModelRequest, TextChunk, estimate_tokens
+
+_NAME_STATEMENTS = (
+    re.compile(r"\bmy name is\s+([^\s,.!?;:]+)", re.IGNORECASE),
+    re.compile(r"\bcall me\s+([^\s,.!?;:]+)", re.IGNORECASE),
+    re.compile(r"我叫\s*([^\s,.!?;:，。！？]+)"),
+    re.compile(r"我的名字是\s*([^\s,.!?;:，。！？]+)"),
+    re.compile(r"私の名前は\s*([^\s,.!?;:、。！？]+?)\s*(?:です|だ|$)"),
+    re.compile(r"제 이름은\s*([^\s,.!?;:]+?)\s*(?:입니다|이에요|예요|$)"),
+)
+_NAME_QUESTIONS = (
+    (
+        re.compile(r"what(?:'s| is) my name", re.IGNORECASE),
+        "Your name is {}.",
+        "I don't know your name yet.",
+    ),
+    (re.compile(r"我叫什么|我的名字是什么"), "你的名字是 {}", "我还不知道你的名字。"),
+    (re.compile(r"私の名前は(?:何|なに)"), "あなたの名前は{}です。", "まだお名前を知りません。"),
+    (re.compile(r"제 이름(?:이|은) 뭐"), "당신의 이름은 {}입니다.", "아직 이름을 모릅니다."),
+)
+_TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+
+
+def _recall_name(messages: list[Message]) -> str | None:
+    for message in reversed(messages):
+        if message.role != "user":
+            continue
+        for pattern in _NAME_STATEMENTS:
+            match = pattern.search(message.content)
+            if match:
+                return match.group(1)
+    return None
+
+
+class OfflineModel:
+    """A deterministic model that really reads the history it is given.
+
+    - "My name is Alice" / "我叫 Alice" ... then "What is my name?" answers from
+      the session's own history, so isolation between sessions is visible.
+    - "/tool NAME {json}" calls tool NAME with those arguments when the agent
+      offers it; after the result arrives it replies with the result.
+    - Anything else is echoed deterministically.
+
+    ``delay`` (seconds) simulates provider latency for benchmarks.
+    """
+
+    def __init__(self, *, delay: float = 0.0, name: str = "offline") -> None:
+        self.delay = delay
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def reply(self, request: ModelRequest) -> ModelReply:
+        messages = list(request.messages)
+        usage = Usage(
+            input_tokens=estimate_tokens(request.instructions)
+            + sum(estimate_tokens(m.content) for m in messages),
+            requests=1,
+        )
+        last = messages[-1] if messages else None
+        if last is not None and last.role == "tool":
+            text = f"{last.name} returned: {last.content}"
+        elif last is not None and last.role == "user":
+            text, call = self._answer(last, messages, request)
+            if call is not None:
+                return ModelReply(tool_calls=[call], usage=usage)
+        else:
+            text = "Hello! How can I help?"
+        usage.output_tokens = estimate_tokens(text)
+        return ModelReply(text=text, usage=usage)
+
+    def _answer(
+        self, last: Message, messages: list[Message], request: ModelRequest
+    ) -> tuple[str, ToolCall | None]:
+        command = _TOOL_COMMAND.match(last.content.strip())
+        offered = {t["function"]["name"] for t in request.tools}
+        if command and command.group(1) in offered:
+            arguments = command.group(2) or "{}"
+            call_id = f"call_{last.seq}_{command.group(1)}"
+            return "", ToolCall(call_id, command.group(1), arguments)
+        for pattern, known, unknown in _NAME_QUESTIONS:
+            if pattern.search(last.content):
+                name = _recall_name(messages[:-1])
+                return (known.format(name) if name else unknown), None
+        stated = _recall_name([last])
+        if stated is not None:
+            return f"Nice to meet you, {stated}!", None
+        return f"You said: {last.content}", None
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        reply = self.reply(request)
+        if reply.text:
+            yield TextChunk(reply.text)
+        for call in reply.tool_calls:
+            yield call
+        yield reply.usage
+
+
+ReplyFunction = Callable[[ModelRequest], "ModelReply | str | Awaitable[ModelReply | str]"]
+
+
+@dataclass
+class FunctionModel:
+    """A model scripted by a function of the request: the tool for tests.
+
+    The function returns a :class:`ModelReply` (text and/or tool calls) or a
+    string, sync or async; whatever it raises is what the model raises.
+    """
+
+    function: ReplyFunction
+    model_name: str = "function"
+
+    @property
+    def name(self) -> str:
+        return self.model_name
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        result = self.function(request)
+        if inspect.isawaitable(result):
+            result = await result
+        reply = ModelReply(text=result) if isinstance(result, str) else result
+        if reply.text:
+            yield TextChunk(reply.text)
+        for call in reply.tool_calls:
+            yield call
+        yield reply.usage if reply.usage.requests else Usage(requests=1)
+
+
+def tool_call(name: str, arguments: dict[str, object] | None = None, *, id: str = "") -> ToolCall:
+    """Build a tool call for scripted models."""
+    return ToolCall(id or f"call_{name}", name, orjson.dumps(arguments or {}).decode())

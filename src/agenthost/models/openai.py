@@ -1,0 +1,123 @@
+"""Any OpenAI-compatible Chat Completions endpoint, through the official SDK."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from agenthost.errors import ConfigError, ModelError
+from agenthost.messages import Message, ToolCall, Usage
+from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
+
+try:
+    import openai
+except ImportError as exc:  # pragma: no cover - openai is a core dependency
+    raise ImportError('OpenAIModel needs the openai SDK: pip install "openai>=1.40"') from exc
+
+
+def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if instructions:
+        out.append({"role": "system", "content": instructions})
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.role == "assistant" and m.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m.content or None,
+                    "tool_calls": [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
+                        for c in m.tool_calls
+                    ],
+                }
+            )
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+class OpenAIModel:
+    """Chat Completions with streaming and tool calls.
+
+    ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``;
+    DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them.
+    """
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self.model = model
+        if client is None:
+            key = api_key or os.environ.get("OPENAI_API_KEY")
+            url = base_url or os.environ.get("OPENAI_BASE_URL")
+            if not key and not url:
+                raise ConfigError(
+                    f"model openai:{model} needs OPENAI_API_KEY "
+                    "(or a base_url for a local endpoint)"
+                )
+            client = openai.AsyncOpenAI(
+                api_key=key or "not-needed",
+                base_url=url,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        self.client = client
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(request.instructions, request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **request.settings.to_kwargs(),
+        }
+        if request.tools:
+            params["tools"] = list(request.tools)
+        try:
+            stream = await self.client.chat.completions.create(**params)
+            partial: dict[int, list[str]] = {}
+            saw_usage = False
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    saw_usage = True
+                    yield Usage(
+                        input_tokens=chunk.usage.prompt_tokens,
+                        output_tokens=chunk.usage.completion_tokens,
+                        requests=1,
+                    )
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextChunk(delta.content)
+                    for tc in delta.tool_calls or ():
+                        slot = partial.setdefault(tc.index, ["", "", ""])
+                        if tc.id:
+                            slot[0] = tc.id
+                        if tc.function is not None:
+                            slot[1] += tc.function.name or ""
+                            slot[2] += tc.function.arguments or ""
+            for index in sorted(partial):
+                call_id, name, arguments = partial[index]
+                yield ToolCall(call_id or f"call_{index}", name, arguments or "{}")
+            if not saw_usage:
+                yield Usage(requests=1)
+        except openai.APIError as exc:
+            raise ModelError(f"{self.name}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,108 @@
+"""SQL shared by the SQLite and PostgreSQL stores.
+
+Statements use SQLite's numbered placeholders (``?1``); :func:`to_postgres`
+rewrites them to asyncpg's ``$1``. Only the schema differs per backend.
+"""
+
+from __future__ import annotations
+
+import re
+
+KEY = "tenant_id = ?1 AND user_id = ?2 AND session_id = ?3"
+
+UPSERT_SESSION = """
+INSERT INTO sessions (tenant_id, user_id, session_id, created_at, updated_at, last_seq,
+                      message_count, state, config, pending)
+VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, COALESCE(?7, '{}'), COALESCE(?8, '{}'), COALESCE(?9, '[]'))
+ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET
+    updated_at = ?4,
+    last_seq = CASE WHEN ?6 > 0 THEN ?5 ELSE sessions.last_seq END,
+    message_count = sessions.message_count + ?6,
+    state = COALESCE(?7, sessions.state),
+    config = COALESCE(?8, sessions.config),
+    pending = COALESCE(?9, sessions.pending)
+"""
+
+INSERT_MESSAGE = """
+INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, role, created_at, data)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+"""
+
+UPSERT_RUN = """
+INSERT INTO runs (run_id, tenant_id, user_id, session_id, status, started_at, finished_at,
+                  error, usage)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (run_id) DO UPDATE SET
+    status = ?5, finished_at = ?7, error = ?8, usage = ?9
+"""
+
+SELECT_SESSION = f"""
+SELECT created_at, updated_at, last_seq, message_count, state, config, pending
+FROM sessions WHERE {KEY}
+"""
+
+SELECT_LAST_SEQ = f"SELECT last_seq FROM sessions WHERE {KEY}"
+
+SELECT_WINDOW = f"""
+SELECT data FROM messages WHERE {KEY} ORDER BY seq DESC LIMIT ?4
+"""
+
+SELECT_RUNNING = f"SELECT run_id FROM runs WHERE {KEY} AND status = 'running'"
+
+SELECT_MESSAGES = f"""
+SELECT data FROM messages WHERE {KEY} AND seq > ?4 ORDER BY seq LIMIT ?5
+"""
+
+SELECT_RUNS = f"""
+SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id
+FROM runs WHERE {KEY} ORDER BY started_at DESC LIMIT ?4
+"""
+
+SELECT_RUN = """
+SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id
+FROM runs WHERE run_id = ?1
+"""
+
+SESSION_COLUMNS = (
+    "tenant_id, user_id, session_id, created_at, updated_at, last_seq, message_count, "
+    "state, config, pending"
+)
+
+SELECT_IDLE = """
+SELECT tenant_id, user_id, session_id FROM sessions WHERE updated_at < ?1
+ORDER BY updated_at LIMIT ?2
+"""
+
+SELECT_MEMORY = "SELECT data FROM user_memory WHERE tenant_id = ?1 AND user_id = ?2"
+
+UPSERT_MEMORY = """
+INSERT INTO user_memory (tenant_id, user_id, data) VALUES (?1, ?2, ?3)
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET data = ?3
+"""
+
+TABLES = ("messages", "runs", "sessions")
+
+
+def scope_filter(
+    tenant_id: str | None, user_id: str | None, session_id: str | None, *, first: int = 1
+) -> tuple[str, list[str]]:
+    """A WHERE clause (possibly empty) and its parameters for a tenant/user/session scope."""
+    clauses: list[str] = []
+    params: list[str] = []
+    for column, value in (
+        ("tenant_id", tenant_id),
+        ("user_id", user_id),
+        ("session_id", session_id),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} = ?{first + len(params) - 1}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_PLACEHOLDER = re.compile(r"\?(\d+)")
+
+
+def to_postgres(sql: str) -> str:
+    """Rewrite ``?N`` placeholders to ``$N``."""
+    return _PLACEHOLDER.sub(r"$\1", sql)
