@@ -102,6 +102,12 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        for name, model in self._models.items():
+            aclose = getattr(model, "aclose", None)  # optional: adapters holding connections
+            if aclose is not None and (
+                name != self.default_model or isinstance(self.agent.model, str)
+            ):
+                await aclose()  # only models this host created from a name
         if self._started:
             await self.coordinator.close()
             await self.store.close()

@@ -81,6 +81,10 @@ class OpenAIModel:
     def name(self) -> str:
         return f"openai:{self.model}"
 
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP connections."""
+        await self.client.close()
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         params: dict[str, Any] = {
             "model": self.model,
