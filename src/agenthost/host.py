@@ -41,7 +41,8 @@ class Host:
 
     ``policy`` decides what a second concurrent turn on one session does: wait its
     turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
-    ``models`` is the allow-list of model names a session may choose.
+    ``models`` is the allow-list a session may choose from: names such as
+    ``"openai:gpt-4o-mini"`` (created on first use) or model objects.
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class Host:
         session_ttl: float | None = 3600.0,
         cleanup_interval: float | None = 300.0,
         session_retention: float | None = None,
-        models: Iterable[str] = (),
+        models: Iterable[str | Model] = (),
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
         clock: Callable[[], float] = time.time,
@@ -80,7 +81,12 @@ class Host:
         default = resolve_model(agent.model)
         self.default_model = default.name
         self._models: dict[str, Model] = {default.name: default}
-        self.allowed_models = frozenset({default.name, *models})
+        for extra in models:  # names resolve lazily; instances (custom adapters) register now
+            if not isinstance(extra, str):
+                self._models.setdefault(extra.name, extra)
+        names = (m if isinstance(m, str) else m.name for m in models)
+        self.allowed_models = frozenset({default.name, *names})
+        self._owned_models = {default.name} if isinstance(agent.model, str) else set()
         self._started = False
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
@@ -102,12 +108,10 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        for name, model in self._models.items():
-            aclose = getattr(model, "aclose", None)  # optional: adapters holding connections
-            if aclose is not None and (
-                name != self.default_model or isinstance(self.agent.model, str)
-            ):
-                await aclose()  # only models this host created from a name
+        for name in self._owned_models:  # only models this host created from a name
+            aclose = getattr(self._models[name], "aclose", None)
+            if aclose is not None:
+                await aclose()
         if self._started:
             await self.coordinator.close()
             await self.store.close()
@@ -231,6 +235,7 @@ class Host:
         model = self._models.get(name)
         if model is None:
             model = self._models[name] = resolve_model(name)
+            self._owned_models.add(name)
         return model
 
     # -- sessions ----------------------------------------------------------------
