@@ -1,0 +1,147 @@
+"""``create_app(settings)``: the FastAPI app around one Host. No module-level app or Host.
+
+The app's state holds ``settings``, ``host``, ``authenticator`` and ``metrics``;
+routers reach them through the dependencies in :mod:`agenthost.server.deps`.
+To add a router, list its module in :data:`ROUTE_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from agenthost import __version__
+from agenthost.agent import Agent
+from agenthost.errors import ConfigError
+from agenthost.host import Host
+from agenthost.locks import Coordinator
+from agenthost.server import errors
+from agenthost.server.auth import build_authenticator
+from agenthost.server.limits import BodyLimitMiddleware
+from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
+from agenthost.settings import Settings
+from agenthost.turn import TurnObserver
+
+log = logging.getLogger("agenthost.server")
+
+ROUTE_MODULES = (
+    "agenthost.server.routes.chat",
+    "agenthost.server.routes.sessions",
+    "agenthost.server.routes.users",
+    "agenthost.server.routes.admin",
+    "agenthost.server.routes.health",
+    "agenthost.server.routes.web",
+)
+
+DESCRIPTION = """One agent, many users: every user's sessions are isolated and persistent.
+
+Authenticate with `Authorization: Bearer <api key or JWT>` (unless the server runs
+with `--auth none`). Service and admin credentials name the user they act for with
+`user_id` in the body or the `X-User-Id` header. Errors are
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def load_agent(path: str) -> Agent:
+    """Import ``module:attribute``; the attribute is an Agent or a function returning one."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"agent {path!r} must look like 'package.module:attribute'")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import agent {path!r}: {exc}") from None
+    if not isinstance(target, Agent) and callable(target):
+        target = target()
+    if not isinstance(target, Agent):
+        raise ConfigError(f"{path!r} is a {type(target).__name__}, not an agenthost.Agent")
+    return target
+
+
+def build_agent(settings: Settings) -> Agent:
+    if settings.agent:
+        return load_agent(settings.agent)
+    return Agent(
+        name=settings.agent_name,
+        model=settings.model,
+        instructions=settings.instructions,
+        history_window=settings.history_window,
+    )
+
+
+def build_coordinator(settings: Settings) -> Coordinator | None:
+    """The cross-process coordinator for ``settings`` (None: in-process locks only).
+
+    This is the one place where it is chosen; several workers on one SQLite file
+    or ``settings.coordination`` (a Redis URL) will need one.
+    """
+    return None
+
+
+def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:
+    return Host(
+        build_agent(settings),
+        store=settings.store,
+        policy=settings.policy,
+        max_live_sessions=settings.max_live_sessions,
+        session_ttl=settings.session_ttl,
+        cleanup_interval=settings.cleanup_interval,
+        session_retention=settings.session_retention,
+        models=settings.models,
+        coordinator=build_coordinator(settings),
+        observer=observer,
+    )
+
+
+def create_app(settings: Settings | None = None, *, host: Host | None = None) -> FastAPI:
+    """Build the app. ``host`` (for tests and embedding) replaces the one settings describe;
+    its observer is then the caller's business."""
+    settings = settings or Settings.load()
+    metrics = Metrics()
+    if host is None:
+        host = build_host(settings, observer=MetricsObserver(metrics))
+    metrics.watch(host)
+    served = host
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await served.start()
+        log.info("serving", extra={"fields": {"agent": served.agent.name}})
+        try:
+            yield
+        finally:
+            await served.close()
+
+    app = FastAPI(
+        title="agenthost",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.host = host
+    app.state.metrics = metrics
+    app.state.authenticator = build_authenticator(settings)
+    errors.install(app)
+    for name in ROUTE_MODULES:
+        app.include_router(importlib.import_module(name).router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """ASGI factory for uvicorn worker processes (``agenthost serve --workers N``)."""
+    from agenthost.server.logs import configure_logging
+    from agenthost.settings import settings_from_environment
+
+    settings = settings_from_environment()
+    configure_logging(settings.log_level)
+    return create_app(settings)

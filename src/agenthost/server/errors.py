@@ -1,0 +1,128 @@
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``.
+
+Every :class:`agenthost.errors.AgentHostError` maps to a status by class;
+request validation failures are 422 (400 for a body that is not JSON);
+Starlette's own HTTP errors keep their status; anything else is a 500 whose
+body says nothing about the failure (the server log has the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agenthost.errors import (
+    AgentHostError,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    QuotaExceeded,
+    SessionBusy,
+    StoreUnavailable,
+    Unauthorized,
+)
+
+log = logging.getLogger("agenthost.server")
+
+STATUS: dict[type[AgentHostError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    SessionBusy: 409,
+    Conflict: 409,
+    QuotaExceeded: 429,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ModelError: 503,
+    StoreUnavailable: 503,
+    ConfigError: 500,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "quota_exceeded",
+    503: "unavailable",
+}
+
+
+def status_for(exc: AgentHostError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def from_exception(exc: AgentHostError) -> JSONResponse:
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status >= 500:
+        log.warning("request failed: %s: %s", exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, headers)
+
+
+async def _agenthost_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentHostError)
+    return from_exception(exc)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    message = str(error.get("msg", "invalid value"))
+    return f"{where}: {message}" if where else message
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    # Only locations and messages: the offending input is never echoed back.
+    message = "; ".join(_describe(e) for e in errors[:10]) or "invalid request"
+    return error_response(422, "invalid_input", message)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AgentHostError, _agenthost_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,135 @@
+"""Prometheus metrics with one registry per app, and the Host observer that feeds them.
+
+Requests are counted by route template (``/v1/sessions/{session_id}``), never by
+raw path, so the label set stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agenthost.stores.base import RunRecord
+
+if TYPE_CHECKING:
+    from agenthost.host import Host
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+turn_log = logging.getLogger("agenthost.turn")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "agenthost_http_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "agenthost_http_request_duration_seconds",
+            "HTTP request latency (to the end of the response body)",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "agenthost_turn_duration_seconds",
+            "Turn latency by final run status",
+            ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Histogram(
+            "agenthost_model_call_duration_seconds",
+            "Latency of one model call",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("agenthost_tokens", "Model tokens used", ["kind"], registry=r)
+        self.live_sessions = Gauge(
+            "agenthost_live_sessions", "Sessions held in memory right now", registry=r
+        )
+
+    def watch(self, host: Host) -> None:
+        self.live_sessions.set_function(lambda: len(host.cache))
+
+
+class MetricsObserver:
+    """The Host's ``TurnObserver``: turn and model metrics plus one JSON log line per turn."""
+
+    _PAUSED_RUNS = 10_000
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        # Usage already counted for runs paused for approval: a resumed run carries it again.
+        self._paused: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def model_called(self, model: str, seconds: float) -> None:
+        self.metrics.model_seconds.labels(model).observe(seconds)
+
+    def turn_finished(self, run: RunRecord, seconds: float) -> None:
+        self.metrics.turn_seconds.labels(run.status).observe(seconds)
+        usage = run.usage
+        seen_in, seen_out = self._paused.pop(run.run_id, (0, 0))
+        self.metrics.tokens.labels("input").inc(max(0, usage.input_tokens - seen_in))
+        self.metrics.tokens.labels("output").inc(max(0, usage.output_tokens - seen_out))
+        if run.status == "awaiting_approval":
+            self._paused[run.run_id] = (usage.input_tokens, usage.output_tokens)
+            while len(self._paused) > self._PAUSED_RUNS:
+                self._paused.popitem(last=False)
+        key = run.key
+        turn_log.info(
+            "turn",
+            extra={
+                "fields": {
+                    "tenant_id": key.tenant_id,
+                    "user_id": key.user_id,
+                    "session_id": key.session_id,
+                    "run_id": run.run_id,
+                    "status": run.status,
+                    "latency_ms": round(seconds * 1000, 2),
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    **({"error": run.error} if run.error else {}),
+                }
+            },
+        )
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI: counts each HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        began = time.perf_counter()
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.request_seconds.labels(method, route).observe(time.perf_counter() - began)

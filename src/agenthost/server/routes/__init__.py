@@ -1,0 +1,1 @@
+"""Route modules; each defines ``router`` and is included by ``create_app``."""

@@ -1,0 +1,34 @@
+"""A user's data: export everything, or erase everything."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.schemas import ERRORS, Deleted, UserExport
+
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
+
+UserPath = Annotated[str, Path(min_length=1, max_length=255, examples=["alice"])]
+
+
+@router.get(
+    "/{user_id}/export",
+    response_model=UserExport,
+    summary="Everything stored about a user: sessions, messages, runs, memory",
+)
+async def export_user(
+    user_id: UserPath, host: CurrentHost, identity: CurrentIdentity
+) -> dict[str, Any]:
+    who = identity.principal(user_id)
+    return await host.export_user(tenant_id=who.tenant_id, user_id=who.user_id)
+
+
+@router.delete(
+    "/{user_id}", response_model=Deleted, summary="Erase a user: every session and their memory"
+)
+async def erase_user(user_id: UserPath, host: CurrentHost, identity: CurrentIdentity) -> Deleted:
+    who = identity.principal(user_id)
+    return Deleted(deleted=await host.clear(tenant_id=who.tenant_id, user_id=who.user_id))

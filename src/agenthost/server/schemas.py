@@ -1,0 +1,240 @@
+"""Request and response bodies of the HTTP API (pydantic, with examples for ``/docs``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from agenthost.host import MAX_MESSAGE_CHARS
+from agenthost.keys import MAX_ID_LENGTH, validate_id
+
+
+def _printable(value: str) -> str:
+    return validate_id(value, "id")
+
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["alice"]),
+    AfterValidator(_printable),
+]
+SessionId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["s1"]),
+    AfterValidator(_printable),
+]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+
+CONFIG_DESCRIPTION = (
+    "Per-session model configuration: model (from the server's allow-list), "
+    "temperature (0-2), top_p (0-1), max_tokens; null removes a key."
+)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["session 's1' not found"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    requests: int = 0
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    name: str
+    arguments: str = Field(description="JSON text of the arguments")
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": "My name is Alice", "user_id": "alice", "session_id": "s1"}]
+        }
+    )
+
+    message: Text
+    user_id: Id | None = Field(
+        None, description="Under --auth none, or with a service key: the user to act for"
+    )
+    session_id: SessionId | None = Field(None, description='Defaults to "default"')
+    stream: bool = Field(False, description="Reply with Server-Sent Events")
+    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+
+
+class ChatResponse(BaseModel):
+    user_id: str
+    session_id: str
+    run_id: str
+    reply: str
+    usage: Usage
+    status: Literal["completed", "awaiting_approval", "failed", "interrupted", "running"] = (
+        "completed"
+    )
+    approvals: list[ToolCallOut] = Field(
+        default_factory=list,
+        description="Tool calls waiting for approval",
+    )
+
+
+class SeedChatRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "user-a", "message": "My name is Alice"}]}
+    )
+
+    user_id: Id
+    message: Text
+
+
+class SeedChatResponse(BaseModel):
+    user_id: str
+    reply: str
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"session_id": "s1", "state": {"topic": "billing"}}]}
+    )
+
+    session_id: SessionId | None = Field(None, description="Generated when omitted")
+    user_id: Id | None = Field(None, description="For service keys and --auth none")
+    state: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+
+
+class SessionPatch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"config": {"model": "offline", "temperature": 0.2}}]}
+    )
+
+    state: dict[str, Any] | None = Field(None, description="JSON merge patch of the state")
+    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+
+
+class PendingApproval(BaseModel):
+    id: str
+    name: str
+    arguments: str
+    run_id: str
+
+
+class SessionOut(BaseModel):
+    tenant_id: str
+    user_id: str
+    session_id: str
+    created_at: float
+    updated_at: float
+    message_count: int
+    last_seq: int
+    state: dict[str, Any]
+    config: dict[str, Any]
+    pending_approvals: list[PendingApproval]
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+    limit: int
+    offset: int
+
+
+class MessageOut(BaseModel):
+    seq: int
+    role: str
+    content: str
+    run_id: str | None = None
+    created_at: float
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut]
+    next_after_seq: int | None = Field(
+        description="Pass as after_seq for the next page; null on the last page"
+    )
+
+
+class ApprovalRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"approve": True}]})
+
+    approve: bool
+    stream: bool = Field(False, description="Reply with Server-Sent Events")
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class UserExport(BaseModel):
+    tenant_id: str
+    user_id: str
+    sessions: list[dict[str, Any]]
+    memory: dict[str, Any]
+
+
+class Stats(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    total_sessions: int
+    live_sessions: int
+    active_sessions: int
+    idle_sessions: int
+    max_live_sessions: int
+    session_ttl_seconds: float | None
+    cleanup_interval_seconds: float | None
+    session_retention_seconds: float | None = None
+    evictions: int
+    expirations: int
+
+
+class LiveSessionOut(BaseModel):
+    tenant_id: str
+    user_id: str
+    session_id: str
+    created_at: float
+    last_used: float
+    busy: bool
+    messages_in_window: int
+
+
+class LiveSessions(BaseModel):
+    sessions: list[LiveSessionOut]
+
+
+class Evicted(BaseModel):
+    evicted: bool
+
+
+class CleanupResult(BaseModel):
+    expired: int
+    deleted: int
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Malformed JSON",
+        401: "Missing or bad credentials",
+        403: "Not allowed for this credential",
+        404: "Unknown (or not the caller's)",
+        409: "Session busy or in conflict",
+        413: "Body too large",
+        422: "Invalid input",
+        503: "Store or model unavailable",
+    }.items()
+}
+"""Error responses every API route may return, for the OpenAPI document."""

@@ -1,0 +1,251 @@
+"""Server settings: CLI flags > ``AGENTHOST_*`` environment variables > ``agenthost.toml``.
+
+:meth:`Settings.load` builds the one settings object every entry point uses
+(``agenthost serve``, ``chat``, ``sessions``, the ASGI factory of worker
+processes). ``masked()`` is what gets logged: secrets never are.
+
+TOML keys are the field names; API keys may be a list of ``"key:tenant:user"``
+strings or a table::
+
+    store = "sqlite:///agenthost.db"
+    auth = "api-keys"
+
+    [api_keys]
+    "sk-alice" = "acme:alice"      # tenant:user
+    "sk-support" = "acme:*"        # a service key for tenant acme
+    "sk-ops" = "acme:!admin"       # an admin key
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agenthost.errors import ConfigError
+
+SERVICE_USER = "*"
+ADMIN_USER = "!admin"
+DEFAULT_TOML = "agenthost.toml"
+SETTINGS_ENV = "AGENTHOST_SERVE_SETTINGS"
+"""Where ``agenthost serve --workers N`` hands the effective settings to worker processes."""
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "agenthost_toml_file", default=None
+)
+
+
+def default_model() -> str:
+    """``openai:<$AGENTHOST_OPENAI_MODEL or gpt-4o-mini>`` if OpenAI is configured, else offline."""
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        return "openai:" + (os.environ.get("AGENTHOST_OPENAI_MODEL") or "gpt-4o-mini")
+    return "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One API key: the secret, its tenant and its user (``*`` service, ``!admin`` admin)."""
+
+    secret: str = field(repr=False)
+    tenant_id: str
+    user: str
+
+    def entry(self) -> str:
+        return f"{self.secret}:{self.tenant_id}:{self.user}"
+
+    def masked(self) -> str:
+        return f"***:{self.tenant_id}:{self.user}"
+
+
+def parse_api_key(entry: str, *, secret: str | None = None) -> ApiKey:
+    """``key:tenant:user`` (or ``tenant:user`` with the key given apart, as in TOML tables)."""
+    parts = entry.strip().rsplit(":", 2 if secret is None else 1)
+    if secret is not None:
+        parts = [secret, *parts]
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        raise ValueError("an API key entry must look like key:tenant:user")
+    key, tenant, user = (p.strip() for p in parts)
+    return ApiKey(key, tenant, user)
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _mask_url(url: str | None) -> str | None:
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Settings(BaseSettings):
+    """Everything ``agenthost serve`` can be told. Field names are also the TOML keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTHOST_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    store: str = "sqlite:///agenthost.db"
+    model: str = Field(default_factory=default_model)
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models sessions may choose besides the default"
+    )
+    agent: str | None = Field(
+        None, description="import path 'module:attribute' of an Agent (or a function making one)"
+    )
+    agent_name: str = "agent"
+    instructions: str = "You are a helpful assistant."
+    history_window: int = Field(20, ge=1)
+    auth: Literal["none", "api-keys", "jwt"] = "none"
+    api_keys: Annotated[list[Any], NoDecode] = Field(default_factory=list)
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = Field(None, description="RS256 public key: PEM text or a path")
+    jwt_tenant_claim: str = "tenant"
+    jwt_audience: str | None = None
+    max_body_bytes: int = Field(1 << 20, ge=1)
+    policy: Literal["queue", "reject"] = "queue"
+    max_live_sessions: int = Field(10_000, ge=1)
+    session_ttl: float | None = Field(3600.0, gt=0)
+    cleanup_interval: float | None = Field(300.0, gt=0)
+    session_retention: float | None = Field(None, gt=0)
+    coordination: str | None = Field(None, description="redis:// URL for cross-process locks")
+    insecure_bind: bool = False
+    log_content: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: object) -> list[ApiKey]:
+        if value is None:
+            return []
+        if isinstance(value, Mapping):
+            return [parse_api_key(str(v), secret=str(k)) for k, v in value.items()]
+        items = _split(value)
+        if not isinstance(items, list | tuple):
+            raise ValueError("api_keys must be 'key:tenant:user,...', a list or a table")
+        return [i if isinstance(i, ApiKey) else parse_api_key(str(i)) for i in items]
+
+    @field_validator("log_level", "auth", "policy", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _toml_file.get()
+        if path is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, *, config_file: str | Path | None = None
+    ) -> Settings:
+        """Settings from ``overrides`` (CLI flags; ``None`` values ignored), env, then TOML.
+
+        The TOML file is ``config_file``, else ``$AGENTHOST_CONFIG``, else
+        ``./agenthost.toml`` if it exists. A named file that does not exist is an error.
+        """
+        named = config_file or os.environ.get("AGENTHOST_CONFIG")
+        path = Path(named) if named else Path(DEFAULT_TOML)
+        if named and not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        token = _toml_file.set(path if path.is_file() else None)
+        try:
+            values = {k: v for k, v in (overrides or {}).items() if v is not None}
+            return cls(**values)
+        except ValueError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
+        finally:
+            _toml_file.reset(token)
+
+    # -- views ---------------------------------------------------------------------
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with every secret masked: safe to log."""
+        out = self.model_dump(exclude={"api_keys", "jwt_secret", "jwt_public_key"})
+        out["api_keys"] = [k.masked() for k in self.api_keys]
+        out["jwt_secret"] = "***" if self.jwt_secret else None
+        out["jwt_public_key"] = "set" if self.jwt_public_key else None
+        out["store"] = _mask_url(self.store)
+        out["coordination"] = _mask_url(self.coordination)
+        return out
+
+    def revealed(self) -> dict[str, Any]:
+        """Every value in plain form (to hand settings to worker processes); never log it."""
+        out = self.model_dump(exclude={"api_keys", "jwt_secret"})
+        out["api_keys"] = [k.entry() for k in self.api_keys]
+        out["jwt_secret"] = self.jwt_secret.get_secret_value() if self.jwt_secret else None
+        return out
+
+    def allowed_models(self) -> list[str]:
+        return [self.model, *(m for m in self.models if m != self.model)]
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` for combinations that cannot serve safely."""
+        if self.auth == "none" and not self.insecure_bind and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to bind {self.host!r} with --auth none: anyone who can reach it "
+                "could read every user's sessions. Bind 127.0.0.1, choose --auth api-keys or "
+                "--auth jwt, or pass --insecure-bind if you really mean it."
+            )
+        if self.auth == "api-keys" and not self.api_keys:
+            raise ConfigError("--auth api-keys needs keys: set AGENTHOST_API_KEYS=key:tenant:user")
+        if self.auth == "jwt" and not (self.jwt_secret or self.jwt_public_key):
+            raise ConfigError(
+                "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settings_from_environment() -> Settings:
+    """Settings a worker process received from ``agenthost serve`` (else the usual load)."""
+    import json
+
+    data = os.environ.get(SETTINGS_ENV)
+    if data:
+        return Settings.model_validate(json.loads(data))
+    return Settings.load()
