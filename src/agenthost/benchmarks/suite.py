@@ -1,0 +1,211 @@
+"""The suite: workloads B1-B7, their targets, repetitions and medians."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agenthost.benchmarks import inprocess, memory
+from agenthost.benchmarks.inprocess import Results, Scale
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What one invocation of the suite was asked to do."""
+
+    quick: bool = False
+    scale: Scale = field(default_factory=Scale)
+    postgres: str | None = None
+    b4_live: int = 10_000
+    b4_touched: int = 100_000
+    b4_max_live: int = 1000
+    http_seconds: float = 10.0
+    http_connections: int = 64
+    http_users: int = 1000
+
+    @classmethod
+    def make(cls, *, quick: bool, postgres: str | None = None) -> Options:
+        postgres = postgres or os.environ.get("AGENTHOST_TEST_POSTGRES") or None
+        if quick:
+            return cls(
+                quick=True,
+                scale=Scale.quick(),
+                postgres=postgres,
+                b4_live=2000,
+                b4_touched=10_000,
+                http_seconds=4.0,
+            )
+        return cls(postgres=postgres)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """``variant``'s median ``metric`` must be ``<`` / ``<=`` / ``>=`` / ``==`` ``bound``."""
+
+    variant: str
+    metric: str
+    op: str
+    bound: float
+    label: str
+
+    def met(self, value: float) -> bool:
+        if self.op == "<":
+            return value < self.bound
+        if self.op == "<=":
+            return value <= self.bound
+        if self.op == ">=":
+            return value >= self.bound
+        return value == self.bound
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    id: str
+    title: str
+    run: Callable[[Options], Results]
+    targets: Sequence[Target] = ()
+    max_reps: int | None = None
+    skip: Callable[[Options], str | None] = lambda options: None
+
+
+def _sync(
+    fn: Callable[[Scale], Coroutine[Any, Any, Results]],
+) -> Callable[[Options], Results]:
+    return lambda options: asyncio.run(fn(options.scale))
+
+
+def _http(workers_sets: str) -> Callable[[Options], Results]:
+    def run(options: Options) -> Results:
+        from agenthost.benchmarks import http
+
+        return http.run(workers_sets, options)
+
+    return run
+
+
+def _http_skip(options: Options) -> str | None:
+    from agenthost.benchmarks import http
+
+    return http.unavailable()
+
+
+def _postgres_skip(options: Options) -> str | None:
+    if not options.postgres:
+        return "no PostgreSQL: set AGENTHOST_TEST_POSTGRES or pass --postgres URL"
+    return _http_skip(options)
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "B1",
+        "in-process turns, sequential (100 users x 20 turns)",
+        _sync(inprocess.b1),
+        (
+            Target("memory", "us_per_turn", "<=", 60, "MemoryStore <= 60 us/turn"),
+            Target("sqlite", "us_per_turn", "<=", 250, "SQLiteStore <= 250 us/turn"),
+        ),
+    ),
+    Workload(
+        "B2",
+        "in-process turns, all 2,000 issued concurrently; histories verified",
+        _sync(inprocess.b2),
+        tuple(
+            Target(store, "sessions_wrong", "==", 0, f"{store}: every session exactly its own")
+            for store in inprocess.STORES
+        ),
+    ),
+    Workload(
+        "B3",
+        "history growth: one session, 1,000 turns on SQLite",
+        _sync(inprocess.b3),
+        (Target("sqlite", "ratio_mean", "<", 1.3, "turns 951-1000 / 1-50 < 1.3"),),
+    ),
+    Workload(
+        "B4",
+        "memory per live session; RSS with max_live_sessions=1000",
+        lambda o: memory.b4(o.b4_live, o.b4_touched, o.b4_max_live),
+        (
+            Target("per-session", "traced_overhead_bytes", "<=", 4096, "<= 4 KiB beyond messages"),
+            Target("capped", "rss_ratio", "<=", 1.5, "RSS end / after 1k <= 1.5"),
+        ),
+        max_reps=3,
+    ),
+    Workload(
+        "B5",
+        "HTTP end to end: agenthost serve on SQLite, 64 connections, 1,000 users",
+        _http("sqlite"),
+        (
+            Target("2 workers", "turns_per_s", ">=", 1500, ">= 1,500 turns/s with 2 workers"),
+            Target("2 workers", "p99_ms", "<", 100, "p99 < 100 ms with 2 workers"),
+            Target("1 worker", "errors", "==", 0, "no failed requests (1 worker)"),
+            Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
+        ),
+        skip=_http_skip,
+    ),
+    Workload(
+        "B6",
+        "slow model (200 ms): 2,000 sessions, one turn each, all at once",
+        _sync(inprocess.b6),
+        (
+            Target("memory", "added_p99_ms", "<", 50, "MemoryStore p99 added < 50 ms"),
+            Target("sqlite", "added_p99_ms", "<", 50, "SQLiteStore p99 added < 50 ms"),
+        ),
+    ),
+    Workload(
+        "B7",
+        "scale-out: B5 on PostgreSQL, 1 process vs 2",
+        _http("postgres"),
+        (
+            Target("1 worker", "errors", "==", 0, "no failed requests (1 worker)"),
+            Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
+        ),
+        skip=_postgres_skip,
+    ),
+)
+
+BY_ID = {w.id: w for w in WORKLOADS}
+
+
+def select(only: str | None) -> list[Workload]:
+    """Workloads named in a comma-separated list such as ``"B1,B3"`` (all when None)."""
+    if not only:
+        return list(WORKLOADS)
+    names = [n.strip().upper() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BY_ID]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(BY_ID)}")
+    return [BY_ID[n] for n in names]
+
+
+def summarise(runs: list[Results]) -> dict[str, Any]:
+    """Median, min and max of every metric of every variant over the repetitions."""
+    variants: dict[str, Any] = {}
+    for variant in runs[0]:
+        metrics = runs[0][variant].keys()
+        series = {m: [r[variant][m] for r in runs if variant in r] for m in metrics}
+        variants[variant] = {
+            "median": {m: statistics.median(v) for m, v in series.items()},
+            "min": {m: min(v) for m, v in series.items()},
+            "max": {m: max(v) for m, v in series.items()},
+        }
+    return variants
+
+
+def check(workload: Workload, variants: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for target in workload.targets:
+        value = variants.get(target.variant, {}).get("median", {}).get(target.metric)
+        out.append(
+            {
+                "target": target.label,
+                "variant": target.variant,
+                "metric": target.metric,
+                "value": value,
+                "met": None if value is None else target.met(value),
+            }
+        )
+    return out

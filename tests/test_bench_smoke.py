@@ -1,0 +1,127 @@
+"""The benchmark workloads run and report their fields (tiny sizes; timings never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agenthost.benchmarks import inprocess, memory, report, suite
+from agenthost.benchmarks.inprocess import Scale
+from agenthost.cli import main
+
+TINY = Scale.tiny()
+
+
+async def test_b1_sequential_turns_on_every_store() -> None:
+    results = await inprocess.b1(TINY)
+    assert set(results) == set(inprocess.STORES)
+    for metrics in results.values():
+        assert metrics["us_per_turn"] > 0 and metrics["turns_per_s"] > 0
+
+
+async def test_b2_concurrent_turns_verify_every_session() -> None:
+    results = await inprocess.b2(TINY)
+    for metrics in results.values():
+        assert metrics["sessions_verified"] == TINY.users
+        assert metrics["sessions_wrong"] == 0
+        assert metrics["replies_wrong"] == 0
+
+
+async def test_b2_verification_notices_a_foreign_message() -> None:
+    async with inprocess.bench_host("memory") as host:
+        for u in range(TINY.users):
+            for t in range(TINY.turns):
+                await host.run(inprocess.prompt(u, t), user_id=f"user-{u}")
+        assert await inprocess.verify_sessions(host, TINY) == 0
+        await host.run(inprocess.prompt(1, 0), user_id="user-0")
+        assert await inprocess.verify_sessions(host, TINY) == 1
+
+
+async def test_b3_history_growth_reports_a_ratio() -> None:
+    metrics = (await inprocess.b3(TINY))["sqlite"]
+    assert metrics["messages_stored"] == 2 * TINY.history_turns
+    assert metrics["ratio_mean"] > 0 and metrics["ratio_median"] > 0
+
+
+async def test_b4_memory_per_session_and_bounded() -> None:
+    per = await memory.per_session(50, traced=True)
+    assert per["traced_bytes_per_session"] > 0
+    assert per["message_bytes"] > 0 and per["structure_bytes"] > 0
+    capped = await memory.bounded(60, max_live=10)
+    assert capped["live_sessions_end"] == 10
+    assert capped["evictions"] == 50
+    assert capped["rss_ratio"] > 0
+
+
+def test_b4_runs_in_a_fresh_process() -> None:
+    metrics = memory.measure(["bounded", "--sessions", "20", "--max-live", "5"], timeout=60)
+    assert metrics["live_sessions_end"] == 5
+
+
+async def test_b6_slow_model_reaches_full_concurrency() -> None:
+    metrics = (await inprocess.b6(TINY))["memory"]
+    assert metrics["turns"] == TINY.slow_sessions
+    assert metrics["peak_concurrency"] == TINY.slow_sessions
+    assert {"added_p50_ms", "added_p99_ms", "added_max_ms"} <= metrics.keys()
+
+
+def test_deep_size_counts_shared_objects_once() -> None:
+    text = "x" * 1000
+    assert memory.deep_size([text, text]) < 2 * memory.deep_size(text)
+
+
+def test_percentile_and_peak_overlap() -> None:
+    assert inprocess.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert inprocess.percentile(list(map(float, range(1, 101))), 99) == 99.0
+    assert inprocess.peak_overlap([(0, 2), (1, 3), (2.5, 4)]) == 2
+
+
+def test_select_rejects_unknown_workloads() -> None:
+    assert [w.id for w in suite.select("b1, B3")] == ["B1", "B3"]
+    with pytest.raises(ValueError, match="B9"):
+        suite.select("B1,B9")
+
+
+def test_cli_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = suite.Options(scale=TINY, b4_live=20, b4_touched=30, b4_max_live=5)
+    monkeypatch.setattr(suite.Options, "make", classmethod(lambda cls, **kw: tiny))
+    status = main(
+        ["bench", "--only", "B1,B7", "--reps", "2", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert status == 0
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert {"cpu_model", "cores", "python"} <= data["machine"].keys()
+    b1 = data["workloads"]["B1"]
+    assert b1["reps"] == 2
+    assert {"median", "min", "max"} <= b1["variants"]["memory"].keys()
+    assert [t["variant"] for t in b1["targets"]] == ["memory", "sqlite"]
+    assert "skipped" in data["workloads"]["B7"] or "variants" in data["workloads"]["B7"]
+    text = (tmp_path / "latest.md").read_text()
+    assert "## B1" in text and "| memory |" in text and "cores" in text
+
+
+def test_markdown_shows_failures_and_skips() -> None:
+    data = {
+        "command": "agenthost bench",
+        "started_at": "2024-01-01T00:00:00+00:00",
+        "machine": {
+            "cpu_model": "cpu",
+            "cores": 2,
+            "platform": "linux",
+            "python": "3.11",
+            "implementation": "CPython",
+            "agenthost": "0",
+            "load_average_start": [],
+        },
+        "quick": True,
+        "reps": 1,
+        "workloads": {
+            "B5": {"title": "http", "skipped": "no server"},
+            "B1": {"title": "turns", "error": "RuntimeError: boom", "reps": 0, "seconds": 0},
+        },
+    }
+    text = report.markdown(data)
+    assert "Skipped: no server" in text and "RuntimeError: boom" in text
+    assert report.failed(data) == ["B1"]
