@@ -170,8 +170,12 @@ class Host:
                 )
             merged = live.config if config is None else merge_config(live.config, config)
             turn = Turn(self._env, live, self._model(merged), model_settings(merged))
-            async for event in turn.start(text, config=None if config is None else merged):
-                yield event
+            # aclosing: if our caller stops early, the turn closes (and stores its
+            # interruption) before the session lock is released, not at GC time.
+            started = turn.start(text, config=None if config is None else merged)
+            async with contextlib.aclosing(started) as events:
+                async for event in events:
+                    yield event
 
     async def approve(
         self,
@@ -211,8 +215,9 @@ class Host:
             if run is None:
                 run = RunRecord(item["run_id"], key, "awaiting_approval", self.clock())
             turn = Turn(self._env, live, self._model(live.config), model_settings(live.config), run)
-            async for event in turn.resume({call_id: approved}):
-                yield event
+            async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
+                async for event in events:
+                    yield event
 
     @staticmethod
     async def _collect(events: AsyncIterator[Event]) -> RunResult:

@@ -11,9 +11,10 @@ well-formed: every turn ends with an assistant message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -150,16 +151,18 @@ class Turn:
 
     async def start(
         self, text: str, *, config: dict[str, Any] | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         user = Message("user", text, run_id=self.run.run_id)
         await self.commit([user], config=config)
-        async for event in self.guard(self.steps()):
-            yield event
+        async with contextlib.aclosing(self.guard(self.steps())) as events:
+            async for event in events:
+                yield event
 
-    async def resume(self, decisions: dict[str, bool]) -> AsyncIterator[Event]:
+    async def resume(self, decisions: dict[str, bool]) -> AsyncGenerator[Event, None]:
         """Answer pending approvals (call id -> approved) and continue the turn."""
-        async for event in self.guard(self._resume(decisions)):
-            yield event
+        async with contextlib.aclosing(self.guard(self._resume(decisions))) as events:
+            async for event in events:
+                yield event
 
     async def _resume(self, decisions: dict[str, bool]) -> AsyncIterator[Event]:
         live = self.live
@@ -186,7 +189,7 @@ class Turn:
         async for event in self.steps():
             yield event
 
-    async def guard(self, inner: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async def guard(self, inner: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         """Turn any failure into a closed, stored run and an ``error`` event."""
         partial: list[str] = []
         try:
