@@ -150,10 +150,13 @@ class MemoryStore:
             del self._sessions[entry.record.key]
             for run_id in entry.runs:
                 self._runs.pop(run_id, None)
-        if session_id is None and user_id is not None and tenant_id is not None:
-            self._memory.pop((tenant_id, user_id), None)
-        elif tenant_id is None:
-            self._memory.clear()
+        if session_id is None:  # a user, a tenant or everything: their memory goes too
+            for owner in [
+                o
+                for o in self._memory
+                if (tenant_id is None or o[0] == tenant_id) and (user_id is None or o[1] == user_id)
+            ]:
+                del self._memory[owner]
         return len(doomed)
 
     async def runs(self, key: SessionKey, *, limit: int = 50) -> list[RunRecord]:

@@ -1,0 +1,543 @@
+"""PostgresStore: the store of record when many server processes share one database.
+
+An asyncpg pool; the schema is created and upgraded by the versioned
+migrations in :data:`MIGRATIONS` (a ``schema_migrations`` table records what
+ran; :meth:`PostgresStore.migrate` applies the rest in one transaction under an
+advisory lock, so processes starting together do not race). The SQL shared
+with SQLite lives in :mod:`agenthost.stores.sql`; only the schema and a few
+statements are PostgreSQL's own. State, config, pending approvals, usage and
+memory are JSONB (through orjson). Messages are stored as the orjson bytes of the
+shared message format: JSONB cannot hold a NUL character, which a user may well
+send, and the server never needs to look inside a message.
+
+Every driver error surfaces as :class:`~agenthost.errors.StoreUnavailable`
+(a duplicate seq as :class:`~agenthost.errors.Conflict`). The pool reconnects
+by itself: a connection that died while PostgreSQL restarted is replaced on its
+next use, and a call that failed on a dead connection before anything could
+have been committed is retried once on a fresh one.
+
+URL options (query parameters, removed before the DSN reaches asyncpg):
+``schema`` (tables live in this schema, created if missing), ``min_size``,
+``max_size``, ``migrate=false``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailable
+from agenthost.keys import SessionKey
+from agenthost.messages import Message, Usage, decode_message, encode_message
+from agenthost.stores import sql
+from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
+
+T = TypeVar("T")
+Connection = Any  # asyncpg ships no type stubs
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "sessions, messages, runs and user memory",
+        """
+        CREATE TABLE sessions (
+            tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            last_seq BIGINT NOT NULL DEFAULT 0, message_count BIGINT NOT NULL DEFAULT 0,
+            state JSONB NOT NULL DEFAULT '{}', config JSONB NOT NULL DEFAULT '{}',
+            pending JSONB NOT NULL DEFAULT '[]',
+            PRIMARY KEY (tenant_id, user_id, session_id)
+        );
+        -- retention sweeps and the admin listing (newest first, all tenants)
+        CREATE INDEX sessions_updated ON sessions (updated_at);
+        -- a tenant's or a user's sessions, newest first
+        CREATE INDEX sessions_tenant_updated ON sessions (tenant_id, updated_at);
+        CREATE INDEX sessions_user_updated ON sessions (tenant_id, user_id, updated_at);
+        CREATE TABLE messages (
+            tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL, run_id TEXT, role TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, data BYTEA NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, session_id, seq)
+        );
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,
+            session_id TEXT NOT NULL, status TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION,
+            error TEXT, usage JSONB
+        );
+        CREATE INDEX runs_session ON runs (tenant_id, user_id, session_id, started_at);
+        CREATE INDEX runs_running ON runs (tenant_id, user_id, session_id)
+            WHERE status = 'running';
+        CREATE TABLE user_memory (
+            tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, data JSONB NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "session leases for cross-process turn ordering",
+        """
+        CREATE TABLE session_leases (
+            tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            token TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, session_id)
+        ) WITH (fillfactor = 70);
+        """,
+    ),
+)
+
+# Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
+# type of a bare parameter inside COALESCE, so those get an explicit cast.
+_JSONB_PARAMS = re.compile(r"\$([789])\b")
+UPSERT_SESSION = _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(sql.UPSERT_SESSION))
+INSERT_MESSAGE = sql.to_postgres(sql.INSERT_MESSAGE)
+UPSERT_RUN = sql.to_postgres(sql.UPSERT_RUN)
+SELECT_SESSION = sql.to_postgres(sql.SELECT_SESSION)
+SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
+SELECT_WINDOW = sql.to_postgres(sql.SELECT_WINDOW)
+SELECT_RUNNING = sql.to_postgres(sql.SELECT_RUNNING)
+SELECT_MESSAGES = sql.to_postgres(sql.SELECT_MESSAGES)
+SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
+SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
+SELECT_MEMORY = sql.to_postgres(sql.SELECT_MEMORY)
+UPSERT_MEMORY = sql.to_postgres(sql.UPSERT_MEMORY)
+DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
+# Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
+# turn is writing right now for the next sweep.
+DELETE_IDLE = """
+DELETE FROM sessions WHERE (tenant_id, user_id, session_id) IN (
+    SELECT tenant_id, user_id, session_id FROM sessions WHERE updated_at < $1
+    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING tenant_id, user_id, session_id
+"""
+
+# Errors that mean "the connection or the server went away", after which a call
+# that never reached COMMIT can safely run again on a fresh connection.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+# Everything the driver can raise that is not a bug of ours.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_OUR_OPTIONS = ("schema", "min_size", "max_size", "migrate")
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name``."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split our options off a ``postgresql://`` URL: ``(dsn for asyncpg, options)``."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _OUR_OPTIONS}
+    rest = [(k, v) for k, v in query if k not in _OUR_OPTIONS]
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return dsn, ours
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _encode_jsonb(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: Connection) -> None:
+    """Per-connection setup: JSONB in and out as Python objects, through orjson."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=orjson.loads, schema="pg_catalog", format="text"
+    )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    schema: str | None,
+    min_size: int,
+    max_size: int,
+    connect_timeout: float,
+    command_timeout: float | None,
+) -> Any:
+    """An asyncpg pool with our codecs and search path; ``StoreUnavailable`` if unreachable."""
+    settings = {"search_path": schema} if schema else {}
+    try:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            timeout=connect_timeout,
+            command_timeout=command_timeout,
+            server_settings=settings,
+        )
+    except DRIVER_ERRORS as exc:
+        raise StoreUnavailable(
+            f"cannot connect to PostgreSQL at {redact(dsn)}: {describe(exc)}"
+        ) from exc
+
+
+async def apply_migrations(conn: Connection, schema: str | None) -> list[int]:
+    """Apply pending migrations in one transaction; return the versions applied now."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"migrate:{schema}"))
+        if schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied.append(migration.version)
+        return applied
+
+
+def check_schema(schema: str | None) -> str | None:
+    if schema is not None and not _IDENTIFIER.fullmatch(schema):
+        raise ConfigError(f"schema {schema!r} must be a plain identifier (letters, digits, _)")
+    return schema
+
+
+def _record(key: SessionKey, row: Any) -> SessionRecord:
+    return SessionRecord(
+        key,
+        row["created_at"],
+        row["updated_at"],
+        row["last_seq"],
+        row["message_count"],
+        row["state"],
+        row["config"],
+        row["pending"],
+    )
+
+
+def _run_record(row: Any) -> RunRecord:
+    usage = row["usage"] or {}
+    return RunRecord(
+        run_id=row["run_id"],
+        key=SessionKey(row["tenant_id"], row["user_id"], row["session_id"]),
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        usage=Usage(
+            usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("requests", 0)
+        ),
+    )
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command status such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore:
+    """``PostgresStore("postgresql://user@host/db", max_size=20)``; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        schema: str | None = None,
+        migrate: bool | None = None,
+        connect_timeout: float = 5.0,
+        command_timeout: float | None = 30.0,
+    ) -> None:
+        self.dsn, options = parse_url(url)
+        self.schema = check_schema(schema if schema is not None else options.get("schema"))
+        self.min_size = min_size if min_size is not None else int(options.get("min_size", 1))
+        self.max_size = max_size if max_size is not None else int(options.get("max_size", 10))
+        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
+            raise ConfigError("PostgreSQL pool needs 0 <= min_size <= max_size and max_size >= 1")
+        self.auto_migrate = (
+            migrate
+            if migrate is not None
+            else options.get("migrate", "true").lower() not in ("0", "false", "no")
+        )
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
+
+    # -- connection management -----------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._pool = await create_pool(
+            self.dsn,
+            schema=self.schema,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+        )
+        if self.auto_migrate:
+            try:
+                await self.migrate()
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except DRIVER_ERRORS:
+                pool.terminate()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied by this call."""
+        return await self._call(lambda conn: apply_migrations(conn, self.schema))
+
+    async def applied_migrations(self) -> list[int]:
+        rows = await self._call(
+            lambda conn: conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        )
+        return [row[0] for row in rows]
+
+    async def _call(
+        self, fn: Callable[[Connection], Awaitable[T]], *, transaction: bool = False
+    ) -> T:
+        """Run ``fn`` on a pooled connection, translating driver errors.
+
+        A failure on a connection that died (PostgreSQL restarted, network blip) is
+        retried once on a fresh connection, unless COMMIT was already sent: then the
+        outcome is unknown and the caller gets ``StoreUnavailable``.
+        """
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("PostgresStore is not open")
+        for attempt in (1, 2):
+            committing = False
+            try:
+                async with pool.acquire(timeout=self.connect_timeout) as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        result = await fn(conn)
+                        committing = True
+                    return result
+            except CONNECTION_LOST as exc:
+                if attempt == 1 and not committing:
+                    continue
+                raise StoreUnavailable(f"PostgreSQL is unavailable: {describe(exc)}") from exc
+            except asyncpg.UntranslatableCharacterError as exc:
+                raise InvalidInput(
+                    "a JSON value contains a character PostgreSQL cannot store (NUL, \\u0000)"
+                ) from exc
+            except DRIVER_ERRORS as exc:
+                raise StoreUnavailable(f"PostgreSQL request failed: {describe(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        await self._call(lambda conn: conn.fetchval("SELECT 1"))
+
+    # -- the hot path --------------------------------------------------------------
+
+    async def write(self, batch: WriteBatch) -> None:
+        k = batch.key
+        ident = (k.tenant_id, k.user_id, k.session_id)
+        rows = [
+            (*ident, m.seq, m.run_id, m.role, m.created_at, encode_message(m))
+            for m in batch.messages
+        ]
+        run = batch.run
+
+        async def work(conn: Connection) -> None:
+            if rows:
+                try:
+                    if len(rows) == 1:
+                        await conn.execute(INSERT_MESSAGE, *rows[0])
+                    else:
+                        await conn.executemany(INSERT_MESSAGE, rows)
+                except asyncpg.UniqueViolationError:
+                    raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
+            await conn.execute(
+                UPSERT_SESSION,
+                *ident,
+                batch.now,
+                batch.messages[-1].seq if batch.messages else batch.base_seq,
+                len(batch.messages),
+                batch.state,
+                batch.config,
+                batch.pending,
+            )
+            if run is not None:
+                await conn.execute(
+                    UPSERT_RUN,
+                    run.run_id,
+                    *ident,
+                    run.status,
+                    run.started_at,
+                    run.finished_at,
+                    run.error,
+                    run.usage.to_dict(),
+                )
+
+        await self._call(work, transaction=True)
+
+    async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
+        ident = (key.tenant_id, key.user_id, key.session_id)
+
+        async def work(conn: Connection) -> Snapshot | None:
+            row = await conn.fetchrow(SELECT_SESSION, *ident)
+            if row is None:
+                return None
+            rows = await conn.fetch(SELECT_WINDOW, *ident, window)
+            running = [r[0] for r in await conn.fetch(SELECT_RUNNING, *ident)]
+            window_messages = [decode_message(r[0]) for r in reversed(rows)]
+            return Snapshot(_record(key, row), window_messages, running)
+
+        return await self._call(work)
+
+    async def last_seq(self, key: SessionKey) -> int:
+        value = await self._call(
+            lambda conn: conn.fetchval(SELECT_LAST_SEQ, key.tenant_id, key.user_id, key.session_id)
+        )
+        return int(value) if value is not None else 0
+
+    # -- reading -------------------------------------------------------------------
+
+    async def messages(
+        self, key: SessionKey, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[Message]:
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                SELECT_MESSAGES, key.tenant_id, key.user_id, key.session_id, after_seq, limit
+            )
+        )
+        return [decode_message(r[0]) for r in rows]
+
+    async def sessions(
+        self,
+        *,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        where, params = sql.scope_filter(tenant_id, user_id, None)
+        n = len(params)
+        query = sql.to_postgres(
+            f"SELECT {sql.SESSION_COLUMNS} FROM sessions{where} "
+            f"ORDER BY updated_at DESC LIMIT ?{n + 1} OFFSET ?{n + 2}"
+        )
+        rows = await self._call(lambda conn: conn.fetch(query, *params, limit, offset))
+        return [_record(SessionKey(r[0], r[1], r[2]), r) for r in rows]
+
+    async def count_sessions(
+        self, *, tenant_id: str | None = None, user_id: str | None = None
+    ) -> int:
+        where, params = sql.scope_filter(tenant_id, user_id, None)
+        query = sql.to_postgres(f"SELECT COUNT(*) FROM sessions{where}")
+        return int(await self._call(lambda conn: conn.fetchval(query, *params)))
+
+    async def runs(self, key: SessionKey, *, limit: int = 50) -> list[RunRecord]:
+        rows = await self._call(
+            lambda conn: conn.fetch(SELECT_RUNS, key.tenant_id, key.user_id, key.session_id, limit)
+        )
+        return [_run_record(r) for r in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._call(lambda conn: conn.fetchrow(SELECT_RUN, run_id))
+        return _run_record(row) if row is not None else None
+
+    # -- deleting ------------------------------------------------------------------
+
+    async def delete(
+        self,
+        *,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> int:
+        check_scope(tenant_id, user_id, session_id)
+        where, params = sql.scope_filter(tenant_id, user_id, session_id)
+        where = sql.to_postgres(where)
+
+        async def work(conn: Connection) -> int:
+            deleted = 0
+            for table in sql.TABLES:  # sessions last: its count is the answer
+                deleted = _count(await conn.execute(f"DELETE FROM {table}{where}", *params))
+            if session_id is None:
+                memory_where, memory_params = sql.scope_filter(tenant_id, user_id, None)
+                await conn.execute(
+                    f"DELETE FROM user_memory{sql.to_postgres(memory_where)}", *memory_params
+                )
+            return deleted
+
+        return await self._call(work, transaction=True)
+
+    async def delete_idle(self, *, before: float, limit: int) -> int:
+        async def work(conn: Connection) -> int:
+            keys = [tuple(r) for r in await conn.fetch(DELETE_IDLE, before, limit)]
+            if keys:
+                for table in ("messages", "runs"):
+                    await conn.executemany(DELETE_BY_KEY[table], keys)
+            return len(keys)
+
+        return await self._call(work, transaction=True)
+
+    # -- user memory ---------------------------------------------------------------
+
+    async def get_memory(self, tenant_id: str, user_id: str) -> dict[str, Any]:
+        value = await self._call(lambda conn: conn.fetchval(SELECT_MEMORY, tenant_id, user_id))
+        return value if value is not None else {}
+
+    async def set_memory(self, tenant_id: str, user_id: str, memory: dict[str, Any]) -> None:
+        await self._call(lambda conn: conn.execute(UPSERT_MEMORY, tenant_id, user_id, memory))
