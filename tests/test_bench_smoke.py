@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -125,3 +126,29 @@ def test_markdown_shows_failures_and_skips() -> None:
     text = report.markdown(data)
     assert "Skipped: no server" in text and "RuntimeError: boom" in text
     assert report.failed(data) == ["B1"]
+
+
+async def test_loadgen_connection_parses_keep_alive_responses() -> None:
+    from agenthost.benchmarks.loadgen import _Connection
+
+    class Transport:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+    conn = _Connection()
+    transport = Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    pending = asyncio.ensure_future(conn.request(b"GET / HTTP/1.1\r\n\r\n"))
+    await asyncio.sleep(0)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+    assert not pending.done()
+    conn.data_received(b"cdHTTP/1.1 409")
+    assert await pending == (200, b"abcd")
+    second = asyncio.ensure_future(conn.request(b"GET / HTTP/1.1\r\n\r\n"))
+    await asyncio.sleep(0)
+    conn.data_received(b" Conflict\r\ncontent-length: 2\r\n\r\n{}")
+    assert await second == (409, b"{}")
+    assert transport.sent == [b"GET / HTTP/1.1\r\n\r\n"] * 2

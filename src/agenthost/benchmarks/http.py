@@ -1,11 +1,34 @@
-"""B5/B7: ``agenthost serve`` driven over HTTP by a load generator in another process."""
+"""B5/B7: ``agenthost serve`` driven over HTTP by a load generator in another process.
+
+Each measurement starts the server (``--workers N``, offline model, ``--auth
+none`` on 127.0.0.1) on a fresh SQLite file (B5) or the given PostgreSQL
+database (B7, with user ids unique to the run, erased afterwards), waits for
+``/healthz``, runs :mod:`agenthost.benchmarks.loadgen` in a separate process,
+and stops the server. The load generator shares the machine's cores with the
+server, as it would on a one-box deployment.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
-from agenthost.benchmarks.inprocess import Results
+from agenthost.benchmarks.inprocess import Metrics, Results
 from agenthost.benchmarks.suite import Options
+
+WORKERS = {"1 worker": 1, "2 workers": 2}
 
 
 def unavailable() -> str | None:
@@ -15,5 +38,125 @@ def unavailable() -> str | None:
     return None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"agenthost serve exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("agenthost serve did not become ready in time")
+
+
+@contextlib.contextmanager
+def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
+    """Run ``agenthost serve`` in the background; yield its base URL."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "agenthost.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--store",
+        store,
+        "--model",
+        "offline",
+        "--auth",
+        "none",
+        "--log-level",
+        "warning",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
+    log = (directory / "server.log").open("wb")
+    process = subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _wait_ready(url, process)
+        except RuntimeError as exc:
+            log.flush()
+            tail = (directory / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; server log:\n{tail}") from None
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def load(url: str, options: Options, prefix: str = "") -> Metrics:
+    """Run the load generator against ``url`` in its own process; return its figures."""
+    command = [
+        sys.executable,
+        "-m",
+        "agenthost.benchmarks.loadgen",
+        "--url",
+        url,
+        "--connections",
+        str(options.http_connections),
+        "--users",
+        str(options.http_users),
+        "--seconds",
+        str(options.http_seconds),
+        "--warmup",
+        str(options.http_warmup),
+        "--prefix",
+        prefix,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=300 + options.http_seconds
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr.strip()[-2000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for sample in figures.get("error_samples", []) + figures.get("wrong_samples", []):
+        print(f"agenthost bench: {url}: {sample}", file=sys.stderr)
+    return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+
+def _erase_users(url: str, prefix: str, users: int) -> None:
+    for user in range(users):
+        request = urllib.request.Request(f"{url}/v1/users/{prefix}user-{user}", method="DELETE")
+        with contextlib.suppress(urllib.error.URLError):
+            urllib.request.urlopen(request, timeout=10).close()
+
+
 def run(backend: str, options: Options) -> Results:
-    raise NotImplementedError(f"HTTP benchmark on {backend}")
+    """One repetition of B5 (``backend="sqlite"``) or B7 (``"postgres"``): 1 worker, then 2."""
+    results: Results = {}
+    for label, workers in WORKERS.items():
+        with tempfile.TemporaryDirectory(prefix="agenthost-bench-http-") as tmp:
+            directory = Path(tmp)
+            if backend == "sqlite":
+                store, prefix = f"sqlite:///{directory / 'bench.db'}", ""
+            else:
+                assert options.postgres, "B7 needs a PostgreSQL URL"
+                store, prefix = options.postgres, f"b7-{os.getpid()}-{time.time_ns()}-"
+            with serving(store, workers, directory) as url:
+                results[label] = load(url, options, prefix)
+                if prefix:
+                    _erase_users(url, prefix, options.http_users)
+    return results

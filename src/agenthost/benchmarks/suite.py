@@ -24,6 +24,7 @@ class Options:
     b4_touched: int = 100_000
     b4_max_live: int = 1000
     http_seconds: float = 10.0
+    http_warmup: float = 2.0
     http_connections: int = 64
     http_users: int = 1000
 
@@ -38,6 +39,7 @@ class Options:
                 b4_live=2000,
                 b4_touched=10_000,
                 http_seconds=4.0,
+                http_warmup=1.0,
             )
         return cls(postgres=postgres)
 
