@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from agenthost.agent import Agent
@@ -134,10 +134,16 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
-            text, user_id=user_id, session_id=session_id, tenant_id=tenant_id, config=config
+            text,
+            user_id=user_id,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            config=config,
+            run_id=run_id,
         )
         return await self._collect(events)
 
@@ -149,17 +155,24 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> AsyncIterator[Event]:
-        """Run one turn, yielding its events; validation errors raise before anything is stored."""
+        """Run one turn, yielding its events; validation errors raise before anything is stored.
+
+        ``run_id`` names the run up front (protocol adapters hand it out before the
+        turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
+        """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
+        if run_id is not None:
+            validate_id(run_id, "run_id")
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean)
+        return self._stream(key, text, clean, run_id)
 
     async def _stream(
-        self, key: SessionKey, text: str, config: dict[str, Any] | None
+        self, key: SessionKey, text: str, config: dict[str, Any] | None, run_id: str | None
     ) -> AsyncIterator[Event]:
         async with self._session(key, wait=self.policy == "queue", create=True) as live:
             assert live is not None
@@ -169,13 +182,64 @@ class Host:
                     "for approval; approve or deny them first"
                 )
             merged = live.config if config is None else merge_config(live.config, config)
-            turn = Turn(self._env, live, self._model(merged), model_settings(merged))
+            run = None if run_id is None else RunRecord(run_id, key, "running", self.clock())
+            turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
             # aclosing: if our caller stops early, the turn closes (and stores its
             # interruption) before the session lock is released, not at GC time.
             started = turn.start(text, config=None if config is None else merged)
             async with contextlib.aclosing(started) as events:
                 async for event in events:
                     yield event
+
+    async def run_stateless(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        config: dict[str, Any] | None = None,
+    ) -> RunResult:
+        """:meth:`stream_stateless`, collected."""
+        events = self.stream_stateless(
+            messages, user_id=user_id, session_id=session_id, tenant_id=tenant_id, config=config
+        )
+        return await self._collect(events)
+
+    def stream_stateless(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        config: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run one turn on exactly ``messages`` (the last is the user's input); store nothing.
+
+        The agent's model, instructions and tools as usual, on a throwaway session:
+        no session lock, no live-session cache, nothing written to the store.
+        """
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        if not messages or messages[-1].role != "user":
+            raise InvalidInput("the last message must be the user's", field="messages")
+        _check_message(messages[-1].content)
+        clean = validate_config(config or {}, allowed_models=self.allowed_models)
+        return self._stream_stateless(key, list(messages), clean)
+
+    async def _stream_stateless(
+        self, key: SessionKey, messages: list[Message], config: dict[str, Any]
+    ) -> AsyncIterator[Event]:
+        from agenthost.stores.memory import MemoryStore
+
+        now = self.clock()
+        history = deque(messages[:-1])
+        live = LiveSession(key, history, 0, len(history), {}, config, [], now, now)
+        env = TurnEnv(self.agent, MemoryStore(max_messages=None), self.clock, self._env.observer)
+        turn = Turn(env, live, self._model(config), model_settings(config))
+        async with contextlib.aclosing(turn.start(messages[-1].content)) as events:
+            async for event in events:
+                yield event
 
     async def approve(
         self,
