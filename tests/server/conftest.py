@@ -33,7 +33,8 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """--auth none (loopback), reject policy, the test agent, SQLite."""
     tmp = tmp_path_factory.mktemp("open")
     args = ["--policy", "reject", "--store", f"sqlite:///{tmp / 'open.db'}"]
-    args += ["--agent", "agenthost_test_agents:agent", "--max-body-bytes", "4096"]
+    args += ["--agent", "agenthost_test_agents:agent", "--models", "offline"]
+    args += ["--max-body-bytes", "4096"]
     yield from _serve(tmp, "open", args, {})
 
 

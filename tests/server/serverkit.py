@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -111,3 +114,27 @@ class Server:
 def make_app(settings: Settings | None = None, *, host: Host | None = None) -> FastAPI:
     settings = settings or Settings.load({"store": "memory://", "model": "offline"})
     return create_app(settings, host=host)
+
+
+def uid(prefix: str = "u") -> str:
+    """A fresh id, so tests sharing a server never see each other's sessions."""
+    return f"{prefix}-{os.urandom(4).hex()}"
+
+
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """``event: x`` / ``data: {...}`` frames -> [(type, data), ...]."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def read_first_event(lines: Iterator[str]) -> tuple[str, dict[str, Any]]:
+    """Read one SSE frame from a live response's line iterator."""
+    block: list[str] = []
+    for line in lines:
+        if not line:
+            break
+        block.append(line)
+    return parse_sse("\n".join(block))[0]
