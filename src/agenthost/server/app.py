@@ -79,10 +79,11 @@ def build_agent(settings: Settings) -> Agent:
 def build_coordinator(settings: Settings) -> Coordinator | None:
     """The cross-process coordinator for ``settings`` (None: in-process locks only).
 
-    This is the one place where it is chosen; several workers on one SQLite file
-    or ``settings.coordination`` (a Redis URL) will need one.
+    This is the one place where it is chosen (see :mod:`agenthost.coordination`).
     """
-    return None
+    from agenthost.coordination import build_coordinator as choose
+
+    return choose(settings.store, settings.coordination, settings.workers)
 
 
 def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:

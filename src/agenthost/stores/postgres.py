@@ -145,7 +145,8 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_OUR_OPTIONS = ("schema", "min_size", "max_size", "migrate")
+# lock_ttl and lock_wait configure the lease coordinator (agenthost.coordination).
+_OUR_OPTIONS = ("schema", "min_size", "max_size", "migrate", "lock_ttl", "lock_wait")
 
 
 def advisory_key(name: str) -> int:
@@ -239,6 +240,42 @@ async def apply_migrations(conn: Connection, schema: str | None) -> list[int]:
             )
             applied.append(migration.version)
         return applied
+
+
+async def call(
+    pool: Any,
+    fn: Callable[[Connection], Awaitable[T]],
+    *,
+    transaction: bool = False,
+    acquire_timeout: float = 5.0,
+) -> T:
+    """Run ``fn`` on a pooled connection (in a transaction if asked), translating errors.
+
+    A failure on a connection that died (PostgreSQL restarted, network blip) is
+    retried once on a fresh connection, unless COMMIT was already sent: then the
+    outcome is unknown and the caller gets ``StoreUnavailable``.
+    """
+    for attempt in (1, 2):
+        committing = False
+        try:
+            async with pool.acquire(timeout=acquire_timeout) as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    result = await fn(conn)
+                    committing = True
+                return result
+        except CONNECTION_LOST as exc:
+            if attempt == 1 and not committing:
+                continue
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {describe(exc)}") from exc
+        except asyncpg.UntranslatableCharacterError as exc:
+            raise InvalidInput(
+                "a JSON value contains a character PostgreSQL cannot store (NUL, \\u0000)"
+            ) from exc
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL request failed: {describe(exc)}") from exc
+    raise AssertionError("unreachable")
 
 
 def check_schema(schema: str | None) -> str | None:
@@ -353,36 +390,11 @@ class PostgresStore:
     async def _call(
         self, fn: Callable[[Connection], Awaitable[T]], *, transaction: bool = False
     ) -> T:
-        """Run ``fn`` on a pooled connection, translating driver errors.
-
-        A failure on a connection that died (PostgreSQL restarted, network blip) is
-        retried once on a fresh connection, unless COMMIT was already sent: then the
-        outcome is unknown and the caller gets ``StoreUnavailable``.
-        """
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             raise StoreUnavailable("PostgresStore is not open")
-        for attempt in (1, 2):
-            committing = False
-            try:
-                async with pool.acquire(timeout=self.connect_timeout) as conn:
-                    if not transaction:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        result = await fn(conn)
-                        committing = True
-                    return result
-            except CONNECTION_LOST as exc:
-                if attempt == 1 and not committing:
-                    continue
-                raise StoreUnavailable(f"PostgreSQL is unavailable: {describe(exc)}") from exc
-            except asyncpg.UntranslatableCharacterError as exc:
-                raise InvalidInput(
-                    "a JSON value contains a character PostgreSQL cannot store (NUL, \\u0000)"
-                ) from exc
-            except DRIVER_ERRORS as exc:
-                raise StoreUnavailable(f"PostgreSQL request failed: {describe(exc)}") from exc
-        raise AssertionError("unreachable")
+        return await call(
+            self._pool, fn, transaction=transaction, acquire_timeout=self.connect_timeout
+        )
 
     async def ping(self) -> None:
         await self._call(lambda conn: conn.fetchval("SELECT 1"))

@@ -51,7 +51,8 @@ from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch
 
 T = TypeVar("T")
 SEP = "\x1f"
-_OUR_OPTIONS = ("prefix", "retention")
+# lock_ttl and lock_wait configure the Redis lock coordinator (agenthost.coordination).
+_OUR_OPTIONS = ("prefix", "retention", "lock_ttl", "lock_wait")
 
 # KEYS: s m r x run idx idx_t idx_u
 # ARGV: 1 sid, 2 now, 3 base_seq, 4 flags (s=state c=config p=pending), 5 state, 6 config,
