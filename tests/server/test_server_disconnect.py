@@ -6,8 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 from agenthost_test_agents import agent
-from serverkit import make_app
+from serverkit import bearer, make_app, read_first_event, uid
 
 from agenthost import Host, MemoryStore, SessionKey
 
@@ -94,3 +95,19 @@ async def test_closing_a_stream_early_stores_the_interruption_before_unlocking()
     assert [m.role for m in history] == ["user", "assistant"]
     assert history[-1].meta == INTERRUPTED
     await host.close()
+
+
+def test_disconnect_over_a_real_connection(keyed: httpx.Client) -> None:
+    headers = bearer("bob")
+    session = uid("s")
+    slow = {"message": "slow please", "session_id": session, "stream": True}
+    with keyed.stream("POST", "/v1/chat", json=slow, headers=headers) as stream:
+        lines = stream.iter_lines()
+        assert read_first_event(lines) == ("delta", {"type": "delta", "text": "thinking..."})
+    # Queue policy: this turn waits for the interrupted one to close, then runs.
+    body = {"message": "My name is Bo", "session_id": session}
+    after = keyed.post("/v1/chat", json=body, headers=headers)
+    assert after.json()["reply"] == "Nice to meet you, Bo!"
+    messages = keyed.get(f"/v1/sessions/{session}/messages", headers=headers).json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 2
+    assert messages[1]["meta"] == INTERRUPTED
