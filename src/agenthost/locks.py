@@ -9,8 +9,7 @@ processes (PostgreSQL advisory locks, Redis locks) on top of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from agenthost.errors import SessionBusy
@@ -37,25 +36,46 @@ class KeyedLocks:
     def busy(self, key: SessionKey) -> bool:
         return key in self._entries
 
-    @asynccontextmanager
-    async def hold(self, key: SessionKey, *, wait: bool = True) -> AsyncIterator[None]:
-        entries = self._entries
+    def hold(self, key: SessionKey, *, wait: bool = True) -> _Hold:
+        """``async with locks.hold(key):`` runs the block alone among holders of ``key``."""
+        return _Hold(self._entries, key, wait)
+
+
+class _Hold:
+    """One holder of a key (a class, not a generator: it is on every turn's path)."""
+
+    __slots__ = ("entries", "entry", "key", "wait")
+
+    def __init__(self, entries: dict[SessionKey, _Entry], key: SessionKey, wait: bool) -> None:
+        self.entries = entries
+        self.key = key
+        self.wait = wait
+
+    async def __aenter__(self) -> None:
+        entries = self.entries
+        key = self.key
         entry = entries.get(key)
         if entry is None:
             entry = entries[key] = _Entry()
-        elif not wait:
+        elif not self.wait:
             raise SessionBusy(f"session {key.session_id!r} is busy with another turn")
         entry.holders += 1
         try:
             await entry.lock.acquire()
-            try:
-                yield
-            finally:
-                entry.lock.release()
-        finally:
-            entry.holders -= 1
-            if entry.holders == 0:
-                del entries[key]
+        except BaseException:
+            self._leave(entry)
+            raise
+        self.entry = entry
+
+    async def __aexit__(self, *exc: object) -> None:
+        entry = self.entry
+        entry.lock.release()
+        self._leave(entry)
+
+    def _leave(self, entry: _Entry) -> None:
+        entry.holders -= 1
+        if entry.holders == 0:
+            del self.entries[self.key]
 
 
 class Coordinator(Protocol):
@@ -69,14 +89,26 @@ class Coordinator(Protocol):
     async def close(self) -> None: ...
 
 
+class _Nothing:
+    """An async context manager that does nothing, shared by every caller."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
+
+
 class LocalCoordinator:
     """One process owns its store: the in-process lock is all the ordering needed."""
 
     shared = False
 
-    @asynccontextmanager
-    async def hold(self, key: SessionKey, *, wait: bool) -> AsyncIterator[None]:
-        yield
+    def hold(self, key: SessionKey, *, wait: bool) -> AbstractAsyncContextManager[None]:
+        return _NOTHING
 
     async def close(self) -> None:
         return None
