@@ -36,6 +36,7 @@ ROUTE_MODULES = (
     "agenthost.server.routes.admin",
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
+    "agenthost.server.openai_compat",
 )
 
 DESCRIPTION = """One agent, many users: every user's sessions are isolated and persistent.
