@@ -81,6 +81,7 @@ class LeaseCoordinator:
             raise ConfigError("lock ttl and wait timeout must be positive")
         self.ttl = ttl
         self.wait_timeout = wait_timeout
+        self.renewals = 0
         self.lost = 0  # leases found taken over at renewal (a stalled holder)
 
     async def try_acquire(self, key: SessionKey, token: str) -> bool:
@@ -123,7 +124,11 @@ class LeaseCoordinator:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
-                if not await self.renew(key, token):
+                renewed = await self.renew(key, token)
+                self.renewals += renewed
+                if not renewed:
+                    if await self.try_acquire(key, token):  # expired, but nobody took it
+                        continue
                     self.lost += 1
                     log.warning(
                         "the lock of %s expired while its turn ran (held longer than %gs "
