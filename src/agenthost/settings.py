@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         out["coordination"] = _mask_url(self.coordination)
         return out
 
+    def __repr__(self) -> str:
+        return f"Settings({self.masked()!r})"
+
+    __str__ = __repr__
+
     def revealed(self) -> dict[str, Any]:
         """Every value in plain form (to hand settings to worker processes); never log it."""
         out = self.model_dump(exclude={"api_keys", "jwt_secret"})
