@@ -1,0 +1,119 @@
+"""A small synchronous client of the agenthost HTTP API (the CLI's ``--url`` mode)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from agenthost.errors import AgentHostError
+
+
+class RemoteError(AgentHostError):
+    """The server answered with an error: its status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Client:
+    """Talks to one server as one user (``X-User-Id``), optionally with an API key or JWT."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        headers = {}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        if user_id:
+            headers["X-User-Id"] = user_id
+        if tenant_id:
+            headers["X-Tenant-Id"] = tenant_id
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RemoteError(
+                0, "unreachable", f"cannot reach {self.http.base_url}: {exc}"
+            ) from None
+        if response.is_error:
+            raise _error(response)
+        return response.json()
+
+    def chat(
+        self, message: str, *, session_id: str | None = None, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = _body(message=message, session_id=session_id, config=config)
+        result: dict[str, Any] = self._call("POST", "/v1/chat", json=body)
+        return result
+
+    def stream(self, message: str, *, session_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``)."""
+        body = _body(message=message, session_id=session_id, stream=True)
+        with self.http.stream("POST", "/v1/chat", json=body) as response:
+            if response.is_error:
+                response.read()
+                raise _error(response)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+    def approve(self, session_id: str, call_id: str, approve: bool) -> dict[str, Any]:
+        path = f"/v1/sessions/{session_id}/approvals/{call_id}"
+        result: dict[str, Any] = self._call("POST", path, json={"approve": approve})
+        return result
+
+    def sessions(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/sessions", params={"limit": limit})[
+            "sessions"
+        ]
+        return result
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/sessions/{session_id}")
+        return result
+
+    def messages(self, session_id: str, *, page: int = 500) -> Iterator[dict[str, Any]]:
+        after: int | None = 0
+        while after is not None:
+            params = {"after_seq": after, "limit": page}
+            data = self._call("GET", f"/v1/sessions/{session_id}/messages", params=params)
+            yield from data["messages"]
+            after = data["next_after_seq"]
+
+    def delete_session(self, session_id: str) -> int:
+        deleted: int = self._call("DELETE", f"/v1/sessions/{session_id}")["deleted"]
+        return deleted
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _error(response: httpx.Response) -> RemoteError:
+    try:
+        error = response.json()["error"]
+        return RemoteError(response.status_code, str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        return RemoteError(response.status_code, "http_error", f"HTTP {response.status_code}")
