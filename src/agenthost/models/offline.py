@@ -32,13 +32,17 @@ _NAME_QUESTIONS = (
     (re.compile(r"제 이름(?:이|은) 뭐"), "당신의 이름은 {}입니다.", "아직 이름을 모릅니다."),
 )
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+# The patterns after the first of each group need CJK text: ASCII text skips them.
+_ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:2]
+_ASCII_NAME_QUESTIONS = _NAME_QUESTIONS[:1]
 
 
 def _recall_name(messages: list[Message]) -> str | None:
     for message in reversed(messages):
         if message.role != "user":
             continue
-        for pattern in _NAME_STATEMENTS:
+        ascii_only = message.content.isascii()
+        for pattern in _ASCII_NAME_STATEMENTS if ascii_only else _NAME_STATEMENTS:
             match = pattern.search(message.content)
             if match:
                 return match.group(1)
@@ -67,11 +71,11 @@ class OfflineModel:
 
     def reply(self, request: ModelRequest) -> ModelReply:
         messages = list(request.messages)
-        usage = Usage(
-            input_tokens=estimate_tokens(request.instructions)
-            + sum(estimate_tokens(m.content) for m in messages),
-            requests=1,
-        )
+        tokens = estimate_tokens(request.instructions)
+        for message in messages:  # estimate_tokens, inlined: this runs on every turn
+            if message.content:
+                tokens += (len(message.content) + 3) // 4
+        usage = Usage(input_tokens=tokens, requests=1)
         last = messages[-1] if messages else None
         if last is not None and last.role == "tool":
             text = f"{last.name} returned: {last.content}"
@@ -87,20 +91,22 @@ class OfflineModel:
     def _answer(
         self, last: Message, messages: list[Message], request: ModelRequest
     ) -> tuple[str, ToolCall | None]:
-        command = _TOOL_COMMAND.match(last.content.strip())
-        offered = {t["function"]["name"] for t in request.tools}
-        if command and command.group(1) in offered:
+        content = last.content
+        command = _TOOL_COMMAND.match(content.strip()) if "/tool" in content else None
+        if command and command.group(1) in {t["function"]["name"] for t in request.tools}:
             arguments = command.group(2) or "{}"
             call_id = f"call_{last.seq}_{command.group(1)}"
             return "", ToolCall(call_id, command.group(1), arguments)
-        for pattern, known, unknown in _NAME_QUESTIONS:
-            if pattern.search(last.content):
+        for pattern, known, unknown in (
+            _ASCII_NAME_QUESTIONS if content.isascii() else _NAME_QUESTIONS
+        ):
+            if pattern.search(content):
                 name = _recall_name(messages[:-1])
                 return (known.format(name) if name else unknown), None
         stated = _recall_name([last])
         if stated is not None:
             return f"Nice to meet you, {stated}!", None
-        return f"You said: {last.content}", None
+        return f"You said: {content}", None
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         if self.delay:
