@@ -13,6 +13,13 @@ from agenthost.messages import Message
 from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
 
 
+def _copy_run(run: RunRecord) -> RunRecord:
+    """A shallow copy, as ``copy.copy`` makes it but without its generic machinery."""
+    return RunRecord(
+        run.run_id, run.key, run.status, run.started_at, run.finished_at, run.error, run.usage
+    )
+
+
 @dataclass(slots=True)
 class _Entry:
     record: SessionRecord
@@ -69,7 +76,7 @@ class MemoryStore:
         if batch.pending is not None:
             record.pending = copy.deepcopy(batch.pending)
         if batch.run is not None:
-            run = copy.copy(batch.run)
+            run = _copy_run(batch.run)
             entry.runs[run.run_id] = run
             self._runs[run.run_id] = run
 
@@ -164,11 +171,11 @@ class MemoryStore:
         if entry is None:
             return []
         ordered = sorted(entry.runs.values(), key=lambda r: r.started_at, reverse=True)
-        return [copy.copy(r) for r in ordered[:limit]]
+        return [_copy_run(r) for r in ordered[:limit]]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)
-        return copy.copy(run) if run else None
+        return _copy_run(run) if run else None
 
     async def delete_idle(self, *, before: float, limit: int) -> int:
         old = [e for e in self._sessions.values() if e.record.updated_at < before][:limit]
