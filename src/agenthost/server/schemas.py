@@ -9,6 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from agenthost.host import MAX_MESSAGE_CHARS
 from agenthost.keys import MAX_ID_LENGTH, validate_id
 
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+"""Ids have no control characters (the full rule, ``str.isprintable``, is checked too)."""
+
 
 def _printable(value: str) -> str:
     return validate_id(value, "id")
@@ -16,12 +19,12 @@ def _printable(value: str) -> str:
 
 Id = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["alice"]),
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["alice"]),
     AfterValidator(_printable),
 ]
 SessionId = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["s1"]),
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["s1"]),
     AfterValidator(_printable),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]

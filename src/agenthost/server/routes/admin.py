@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from agenthost.server.deps import AdminIdentity, CurrentHost
-from agenthost.server.schemas import ERRORS, CleanupResult, Evicted, LiveSessions, Stats
+from agenthost.server.schemas import ERRORS, ID_PATTERN, CleanupResult, Evicted, LiveSessions, Stats
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 
-IdPath = Annotated[str, Path(min_length=1, max_length=255)]
+IdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=ID_PATTERN)]
 
 
 @router.get("/stats", response_model=Stats, summary="Session counts, limits and lifecycle totals")

@@ -19,6 +19,7 @@ from agenthost.server.deps import CurrentHost, CurrentIdentity
 from agenthost.server.routes.chat import SSE_DOC, wants_stream
 from agenthost.server.schemas import (
     ERRORS,
+    ID_PATTERN,
     ApprovalRequest,
     ChatResponse,
     Deleted,
@@ -33,8 +34,12 @@ from agenthost.stores.base import SessionRecord
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
 
-SessionPath = Annotated[str, Path(min_length=1, max_length=255, examples=["s1"])]
-CallPath = Annotated[str, Path(min_length=1, max_length=255, examples=["call_1"])]
+SessionPath = Annotated[
+    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["s1"])
+]
+CallPath = Annotated[
+    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["call_1"])
+]
 
 
 async def _existing(host: Host, who: Principal, session_id: str) -> SessionRecord:

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from agenthost.server.deps import CurrentHost, CurrentIdentity
-from agenthost.server.schemas import ERRORS, Deleted, UserExport
+from agenthost.server.schemas import ERRORS, ID_PATTERN, Deleted, UserExport
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
 
-UserPath = Annotated[str, Path(min_length=1, max_length=255, examples=["alice"])]
+UserPath = Annotated[
+    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["alice"])
+]
 
 
 @router.get(

@@ -1,0 +1,32 @@
+"""Schemathesis against the live OpenAPI document: no generated request may cause a 5xx."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serverkit import Server
+
+ST = Path(sys.executable).with_name("st")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("schemathesis")
+    server = Server(["--store", "memory://", "--model", "offline", "--models", "offline:1ms"])
+    server.start(tmp / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.mark.skipif(not ST.exists(), reason="schemathesis CLI (st) is not installed")
+def test_no_server_errors(server: Server) -> None:
+    command = [str(ST), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error"]
+    command += ["--max-examples", "5", "--workers", "2", "--no-color"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "passed" in result.stdout
+    assert "Traceback" not in server.logs()
