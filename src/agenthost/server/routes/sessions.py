@@ -116,6 +116,7 @@ async def delete_session(
 @router.get(
     "/{session_id}/messages",
     response_model=MessagePage,
+    response_model_exclude_unset=True,
     summary="Page through a session's stored messages, oldest first",
 )
 async def list_messages(
