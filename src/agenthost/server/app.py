@@ -37,6 +37,7 @@ ROUTE_MODULES = (
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
     "agenthost.server.openai_compat",
+    "agenthost.server.a2a",
 )
 
 DESCRIPTION = """One agent, many users: every user's sessions are isolated and persistent.

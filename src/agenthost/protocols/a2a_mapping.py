@@ -1,0 +1,317 @@
+"""Agent2Agent (A2A) protocol objects built from agenthost runs, with the a2a-sdk's types.
+
+The mapping:
+
+- ``contextId`` is a ``session_id`` of the authenticated user. Another user's
+  context id names that user's own session (a different one, or none yet).
+- A task is one run (one turn): the task id is the run id, so a task is as
+  durable as the run record, readable after a restart and from any process.
+- Task state follows the run status: running -> working, completed ->
+  completed, failed -> failed, interrupted -> canceled, awaiting_approval ->
+  input-required.
+- A task's history is the run's user message and the agent's text replies;
+  its one artifact, ``reply``, holds everything the agent said in the run
+  (streamed as appended chunks of that artifact).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Artifact,
+    HTTPAuthSecurityScheme,
+    Part,
+    Role,
+    SecurityRequirement,
+    SecurityScheme,
+    StringList,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from a2a.types import Message as A2AMessage
+from a2a.utils.errors import (
+    A2AError,
+    ContentTypeNotSupportedError,
+    InternalError,
+    InvalidParamsError,
+    TaskNotFoundError,
+)
+
+from agenthost.agent import Agent
+from agenthost.errors import AgentHostError, InvalidInput, NotFound, QuotaExceeded
+from agenthost.events import RunStatus
+from agenthost.messages import Message
+
+REPLY_ARTIFACT = "reply"
+JSONRPC_PATH = "/a2a"
+PROTOCOL_VERSIONS = ("1.0", "0.3")
+INPUT_MODES = ("text/plain", "application/json")
+OUTPUT_MODES = ("text/plain",)
+
+STATE_OF_RUN: dict[RunStatus, TaskState] = {
+    "running": TaskState.TASK_STATE_WORKING,
+    "completed": TaskState.TASK_STATE_COMPLETED,
+    "failed": TaskState.TASK_STATE_FAILED,
+    "interrupted": TaskState.TASK_STATE_CANCELED,
+    "awaiting_approval": TaskState.TASK_STATE_INPUT_REQUIRED,
+}
+TERMINAL = frozenset(
+    {
+        TaskState.TASK_STATE_COMPLETED,
+        TaskState.TASK_STATE_FAILED,
+        TaskState.TASK_STATE_CANCELED,
+        TaskState.TASK_STATE_REJECTED,
+    }
+)
+
+_YES = frozenset({"yes", "y", "approve", "approved", "ok", "allow", "true"})
+_NO = frozenset({"no", "n", "deny", "denied", "reject", "rejected", "false"})
+
+
+# -- incoming -------------------------------------------------------------------------
+
+
+def message_text(message: A2AMessage) -> str:
+    """The user's input: text parts joined by newlines, data parts as JSON text."""
+    if message.role not in (Role.ROLE_USER, Role.ROLE_UNSPECIFIED):
+        raise InvalidParamsError(message="message.role must be ROLE_USER")
+    texts: list[str] = []
+    for part in message.parts:
+        kind = part.WhichOneof("content")
+        if kind == "text":
+            texts.append(part.text)
+        elif kind == "data":
+            texts.append(json.dumps(_plain(part.data), ensure_ascii=False))
+        else:
+            raise ContentTypeNotSupportedError(
+                message="this agent accepts text and data parts, not files"
+            )
+    text = "\n".join(texts)
+    if not text.strip():
+        raise InvalidParamsError(message="message has no text")
+    return text
+
+
+def approval_answer(message: A2AMessage) -> bool:
+    """A reply to an input-required task: a data part ``{"approved": bool}``, or yes/no text."""
+    for part in message.parts:
+        if part.WhichOneof("content") == "data":
+            value = _plain(part.data)
+            if isinstance(value, dict) and isinstance(value.get("approved"), bool):
+                return bool(value["approved"])
+        elif part.WhichOneof("content") == "text":
+            word = part.text.strip().strip(".!").lower()
+            if word in _YES:
+                return True
+            if word in _NO:
+                return False
+    raise InvalidParamsError(
+        message='the task waits for approval: answer "yes" or "no" (or data {"approved": bool})'
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A protobuf ``Value`` as plain Python (what ``json.dumps`` takes)."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _plain(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(v) for v in value.list_value.values]
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
+
+
+# -- outgoing -------------------------------------------------------------------------
+
+
+def text_part(text: str) -> Part:
+    return Part(text=text)
+
+
+def data_part(data: dict[str, Any]) -> Part:
+    part = Part()
+    part.data.struct_value.update(data)
+    return part
+
+
+def agent_message(
+    parts: Iterable[Part], *, message_id: str, context_id: str, task_id: str
+) -> A2AMessage:
+    return A2AMessage(
+        message_id=message_id,
+        context_id=context_id,
+        task_id=task_id,
+        role=Role.ROLE_AGENT,
+        parts=list(parts),
+    )
+
+
+def user_message(text: str, *, message_id: str, context_id: str, task_id: str) -> A2AMessage:
+    return A2AMessage(
+        message_id=message_id,
+        context_id=context_id,
+        task_id=task_id,
+        role=Role.ROLE_USER,
+        parts=[text_part(text)],
+    )
+
+
+def status(state: TaskState, at: float, message: A2AMessage | None = None) -> TaskStatus:
+    out = TaskStatus(state=state)
+    out.timestamp.FromNanoseconds(int(at * 1e9))
+    if message is not None:
+        out.message.CopyFrom(message)
+    return out
+
+
+def reply_artifact(text: str) -> Artifact:
+    return Artifact(artifact_id=REPLY_ARTIFACT, name=REPLY_ARTIFACT, parts=[text_part(text)])
+
+
+def history_of(run_id: str, messages: Sequence[Message], context_id: str) -> list[A2AMessage]:
+    """The run's user message(s) and the agent's text replies, as A2A messages."""
+    out: list[A2AMessage] = []
+    for m in messages:
+        if m.run_id != run_id or not m.content:
+            continue
+        ids = {"message_id": f"{run_id}-{m.seq}", "context_id": context_id, "task_id": run_id}
+        if m.role == "user":
+            out.append(user_message(m.content, **ids))
+        elif m.role == "assistant":
+            out.append(agent_message([text_part(m.content)], **ids))
+    return out
+
+
+def reply_of(run_id: str, messages: Sequence[Message]) -> str:
+    """Everything the agent said in the run, in order (what the stream delivered)."""
+    return "".join(m.content for m in messages if m.run_id == run_id and m.role == "assistant")
+
+
+def build_task(
+    *,
+    task_id: str,
+    context_id: str,
+    state: TaskState,
+    at: float,
+    history: Sequence[A2AMessage] = (),
+    reply: str = "",
+    note: A2AMessage | None = None,
+    history_length: int | None = None,
+) -> Task:
+    task = Task(id=task_id, context_id=context_id, status=status(state, at, note))
+    if reply:
+        task.artifacts.append(reply_artifact(reply))
+    kept = list(history)
+    if history_length is not None:
+        kept = kept[-history_length:] if history_length > 0 else []
+    task.history.extend(kept)
+    return task
+
+
+def status_event(
+    task_id: str, context_id: str, state: TaskState, at: float, message: A2AMessage | None = None
+) -> TaskStatusUpdateEvent:
+    return TaskStatusUpdateEvent(
+        task_id=task_id, context_id=context_id, status=status(state, at, message)
+    )
+
+
+def artifact_event(
+    task_id: str, context_id: str, text: str, *, append: bool, last: bool
+) -> TaskArtifactUpdateEvent:
+    return TaskArtifactUpdateEvent(
+        task_id=task_id,
+        context_id=context_id,
+        artifact=reply_artifact(text),
+        append=append,
+        last_chunk=last,
+    )
+
+
+def pending_note(pending: Sequence[dict[str, Any]], *, task_id: str, context_id: str) -> A2AMessage:
+    """The input-required message: which tool calls wait for a yes or a no."""
+    calls = [{k: p[k] for k in ("id", "name", "arguments")} for p in pending]
+    names = ", ".join(c["name"] for c in calls) or "a tool call"
+    parts = [
+        text_part(f"Approve {names}? Answer yes or no."),
+        data_part({"approvals": calls}),
+    ]
+    return agent_message(
+        parts, message_id=f"{task_id}-approval", context_id=context_id, task_id=task_id
+    )
+
+
+def error_note(error: str, *, task_id: str, context_id: str) -> A2AMessage:
+    return agent_message(
+        [text_part(error)], message_id=f"{task_id}-error", context_id=context_id, task_id=task_id
+    )
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def to_a2a_error(exc: AgentHostError) -> A2AError:
+    """agenthost's errors as JSON-RPC errors: bad input -> invalid params, unknown -> not found."""
+    if isinstance(exc, InvalidInput | QuotaExceeded):
+        return InvalidParamsError(message=exc.message, data={"code": exc.code})
+    if isinstance(exc, NotFound):
+        return TaskNotFoundError(message=exc.message, data={"code": exc.code})
+    return InternalError(message=exc.message, data={"code": exc.code})
+
+
+# -- agent card -----------------------------------------------------------------------
+
+
+def agent_card(agent: Agent, *, base_url: str, version: str, auth: str) -> AgentCard:
+    """The card at ``/.well-known/agent-card.json``: one JSON-RPC endpoint, v1.0 and v0.3."""
+    url = base_url.rstrip("/") + JSONRPC_PATH
+    description = agent.description or f"{agent.name}: {agent.instructions}"
+    skills = [
+        AgentSkill(
+            id="chat",
+            name=agent.name,
+            description=description,
+            tags=["chat"],
+            examples=["My name is Alice", "What is my name?"],
+        )
+    ]
+    skills += [
+        AgentSkill(id=f"tool:{t.name}", name=t.name, description=t.description, tags=["tool"])
+        for t in agent.tools
+    ]
+    card = AgentCard(
+        name=agent.name,
+        description=description,
+        version=version,
+        supported_interfaces=[
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version=v)
+            for v in PROTOCOL_VERSIONS
+        ],
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=list(INPUT_MODES),
+        default_output_modes=list(OUTPUT_MODES),
+        skills=skills,
+    )
+    if auth != "none":
+        card.security_schemes["bearer"].CopyFrom(
+            SecurityScheme(
+                http_auth_security_scheme=HTTPAuthSecurityScheme(
+                    scheme="bearer",
+                    bearer_format="JWT" if auth == "jwt" else "API key",
+                    description="Authorization: Bearer <api key or JWT>",
+                )
+            )
+        )
+        card.security_requirements.append(SecurityRequirement(schemes={"bearer": StringList()}))
+    return card

@@ -1,0 +1,518 @@
+"""A2A: the agent card at ``/.well-known/agent-card.json`` and JSON-RPC 2.0 at ``POST /a2a``.
+
+Both protocol generations are served on one endpoint: v1.0 methods
+(``SendMessage``, ``SendStreamingMessage``, ``GetTask``, ``ListTasks``,
+``CancelTask``, ``SubscribeToTask``) and the v0.3 names deployed clients still
+send (``message/send``, ``message/stream``, ``tasks/get``, ``tasks/cancel``,
+``tasks/resubscribe``). Without an ``A2A-Version`` header the method name
+decides the version.
+
+What comes from a2a-sdk and what does not: the SDK's ``JsonRpcDispatcher``
+does the protocol work (JSON-RPC envelope checks, method routing, parsing
+params into its protobuf types, error codes, SSE framing, the v0.3
+conversion layer), and its types build every task, message and card. Its
+``DefaultRequestHandler`` does not fit: it keeps tasks in its own TaskStore
+and runs an AgentExecutor per task, while agenthost already stores every run
+(= task) with its messages, scoped to tenant and user, in the session store.
+A second store would have to be kept in sync for GetTask to work after a
+restart or from another process. So :class:`HostRequestHandler` implements
+the SDK's ``RequestHandler`` interface directly on the Host; the mapping of
+runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`.
+
+Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
+credential is HTTP 401 before any JSON-RPC is read. The card itself is public
+(clients read it to learn how to authenticate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers.request_handler import RequestHandler, validate_request_params
+from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+from a2a.server.routes.common import ServerCallContextBuilder
+from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+    Task,
+    TaskPushNotificationConfig,
+    TaskState,
+)
+from a2a.types import Message as A2AMessage
+from a2a.utils.errors import (
+    ExtendedAgentCardNotConfiguredError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from a2a.utils.task import validate_history_length
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import ValidationError
+from starlette.responses import JSONResponse, Response
+
+from agenthost import __version__
+from agenthost.errors import AgentHostError
+from agenthost.events import Done, Event
+from agenthost.host import Host
+from agenthost.keys import SessionKey
+from agenthost.messages import Message
+from agenthost.protocols import a2a_mapping as am
+from agenthost.server.a2a_runs import LiveTask, LiveTasks, StreamEvent
+from agenthost.server.auth import Principal
+from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.schemas import ERRORS
+from agenthost.stores.base import RunRecord
+from agenthost.turn import new_run_id
+
+MAX_PAGE = 100
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    tasks: LiveTasks | None = getattr(app.state, "a2a_tasks", None)
+    if tasks is not None:  # before the Host closes: running turns store their interruption
+        await tasks.close()
+
+
+router = APIRouter(tags=["a2a"], lifespan=_lifespan)
+
+
+@router.get("/.well-known/agent-card.json", summary="The A2A agent card (public)")
+async def agent_card(
+    request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    card = am.agent_card(
+        host.agent, base_url=str(request.base_url), version=__version__, auth=settings.auth
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a",
+    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
+    responses={
+        **ERRORS,
+        200: {
+            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+            "for streaming methods",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def rpc(request: Request, identity: CurrentIdentity) -> Response:
+    request.state.a2a_principal = identity.principal()
+    body = await _json(request)
+    request.state.a2a_version = _version(request.headers.get("a2a-version"), body)
+    invalid = _v03_invalid_params(body)
+    if invalid is not None:
+        return JSONResponse(invalid)
+    response: Response = await _dispatcher(request).handle_requests(request)
+    return response
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None  # the dispatcher answers with a parse error
+
+
+def _version(header: str | None, body: Any) -> str:
+    """The protocol version to serve: the method name decides between the generations.
+
+    v0.3 method names are paths (``message/send``), v1.0 names are not
+    (``SendMessage``). A header naming the other generation, or none at all
+    (which the spec reads as 0.3), yields to the method name; any other header
+    (``2.0``) stands and is refused as unsupported.
+    """
+    method = body.get("method") if isinstance(body, dict) else None
+    family = "0.3" if isinstance(method, str) and "/" in method else "1.0"
+    if not header:
+        return family
+    major = header.strip().partition(".")[0]
+    return family if major in ("0", "1") else header
+
+
+def _v03_invalid_params(body: Any) -> dict[str, Any] | None:
+    """A v0.3 request whose params do not validate, answered -32602 (the SDK says -32600).
+
+    Only field locations and messages go back, never the offending input.
+    """
+    if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+        return None
+    request_id = body.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    from a2a.compat.v0_3.jsonrpc_adapter import JSONRPC03Adapter  # after the dispatcher: cycle
+
+    model: Any = JSONRPC03Adapter.METHOD_TO_MODEL.get(str(body.get("method")))
+    if model is None:
+        return None
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not all(e["loc"] and e["loc"][0] == "params" for e in errors):
+            return None  # an envelope problem: the dispatcher's -32600
+        where = "; ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in errors[:5])
+        error = {"code": -32602, "message": f"Invalid params: {where}"}
+        return {"jsonrpc": "2.0", "id": request_id, "error": error}
+    return None
+
+
+class _ClientErrorLogs(logging.Filter):
+    """The SDK logs a traceback at ERROR when a client sends malformed JSON-RPC.
+
+    That is the client's mistake, already answered with -32600/-32602: keep the
+    line for debug logging, without the traceback, and drop it otherwise.
+    """
+
+    PREFIXES = ("Failed to validate base JSON-RPC request", "Failed to parse request params")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.getMessage().startswith(self.PREFIXES):
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_client_errors() -> None:
+    logger = logging.getLogger(JsonRpcDispatcher.__module__)
+    if not any(isinstance(f, _ClientErrorLogs) for f in logger.filters):
+        logger.addFilter(_ClientErrorLogs())
+
+
+def _dispatcher(request: Request) -> JsonRpcDispatcher:
+    state = request.app.state
+    dispatcher: JsonRpcDispatcher | None = getattr(state, "a2a_dispatcher", None)
+    if dispatcher is None:
+        _quiet_client_errors()
+        state.a2a_tasks = LiveTasks()
+        handler = HostRequestHandler(state.host, state.a2a_tasks)
+        dispatcher = JsonRpcDispatcher(handler, _ContextBuilder(), enable_v0_3_compat=True)
+        state.a2a_dispatcher = dispatcher
+    return dispatcher
+
+
+class _ContextBuilder(ServerCallContextBuilder):
+    """Carries the authenticated principal (and the effective version) to the handler."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        headers = dict(request.headers)
+        headers["a2a-version"] = request.state.a2a_version
+        state = {"headers": headers, "principal": request.state.a2a_principal}
+        return ServerCallContext(state=state)
+
+
+def _principal(context: ServerCallContext) -> Principal:
+    principal: Principal = context.state["principal"]
+    return principal
+
+
+def _owned(key: SessionKey, who: Principal) -> bool:
+    return key.tenant_id == who.tenant_id and key.user_id == who.user_id
+
+
+def _history_length(config: Any) -> int | None:
+    validate_history_length(config)
+    return int(config.history_length) if config.HasField("history_length") else None
+
+
+def new_context_id() -> str:
+    return "ctx_" + os.urandom(12).hex()
+
+
+class HostRequestHandler(RequestHandler):
+    """The A2A methods on the Host: tasks are runs, contexts are the caller's sessions."""
+
+    def __init__(self, host: Host, tasks: LiveTasks) -> None:
+        self.host = host
+        self.tasks = tasks
+
+    # -- sending -------------------------------------------------------------------
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | A2AMessage:
+        who = _principal(context)
+        history_length = _history_length(params.configuration)
+        live = await self._start(params.message, who)
+        if params.configuration.return_immediately:
+            return live.snapshot(history_length)
+        await live.done.wait()
+        return await self._task(live.task_id, who, history_length)
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[StreamEvent]:
+        who = _principal(context)
+        history_length = _history_length(params.configuration)
+        live = await self._start(params.message, who)
+        async for event in _follow(live, history_length):
+            yield event
+
+    async def _start(self, message: A2AMessage, who: Principal) -> LiveTask:
+        if message.task_id:
+            return await self._continue(message, who)
+        text = am.message_text(message)
+        session_id = message.context_id or new_context_id()
+        run_id = new_run_id()
+        try:
+            events = self.host.stream(
+                text,
+                tenant_id=who.tenant_id,
+                user_id=who.user_id,
+                session_id=session_id,
+                run_id=run_id,
+            )
+        except AgentHostError as exc:
+            raise am.to_a2a_error(exc) from None
+        key = SessionKey(who.tenant_id, who.user_id, session_id)
+        return self.tasks.start(
+            LiveTask(run_id, key, _request(message, key, run_id), time.time()), events
+        )
+
+    async def _continue(self, message: A2AMessage, who: Principal) -> LiveTask:
+        """A message naming a task: only an input-required task (awaiting approval) takes one."""
+        task_id = message.task_id
+        run = await self._run(task_id, who)
+        if message.context_id and message.context_id != run.key.session_id:
+            raise TaskNotFoundError(
+                message=f"task {task_id} is not in context {message.context_id}"
+            )
+        if run.status != "awaiting_approval":
+            state = TaskState.Name(am.STATE_OF_RUN[run.status])
+            if run.status == "running":
+                raise UnsupportedOperationError(
+                    message=f"task {task_id} is still working: subscribe to it or cancel it"
+                )
+            raise InvalidParamsError(
+                message=f"task {task_id} is in terminal state {state}: send a new message in "
+                "its context without a taskId"
+            )
+        approved = am.approval_answer(message)
+        record = await self.host.get_session(
+            tenant_id=run.key.tenant_id, user_id=run.key.user_id, session_id=run.key.session_id
+        )
+        calls = [p["id"] for p in (record.pending if record else []) if p["run_id"] == task_id]
+        if not calls:
+            raise TaskNotFoundError(message=f"task {task_id} has no approval waiting")
+        events = _answer(self.host, run.key, calls, approved)
+        request = _request(message, run.key, task_id)
+        return self.tasks.start(LiveTask(task_id, run.key, request, time.time()), events)
+
+    # -- reading -------------------------------------------------------------------
+
+    @validate_request_params
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
+        return await self._task(params.id, _principal(context), _history_length(params))
+
+    @validate_request_params
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        who = _principal(context)
+        history_length = _history_length(params)
+        size = min(params.page_size or 50, MAX_PAGE)
+        try:
+            offset = int(params.page_token or 0)
+        except ValueError:
+            raise InvalidParamsError(message="page_token is not one this server issued") from None
+        if params.context_id:
+            keys = [
+                SessionKey.of(
+                    tenant_id=who.tenant_id, user_id=who.user_id, session_id=params.context_id
+                )
+            ]
+        else:
+            records = await self.host.sessions(tenant_id=who.tenant_id, user_id=who.user_id)
+            keys = [r.key for r in records]
+        runs = [run for key in keys for run in await self.host.store.runs(key, limit=10_000)]
+        if params.status:
+            runs = [r for r in runs if am.STATE_OF_RUN[r.status] == params.status]
+        if params.HasField("status_timestamp_after"):
+            after = params.status_timestamp_after.ToNanoseconds() / 1e9
+            runs = [r for r in runs if (r.finished_at or r.started_at) > after]
+        runs.sort(key=lambda r: r.started_at, reverse=True)
+        page = runs[offset : offset + size]
+        messages: dict[SessionKey, list[Message]] = {}
+        tasks = []
+        for run in page:
+            if run.key not in messages:
+                messages[run.key] = await self.host.store.messages(run.key)
+            tasks.append(await self._build(run, messages[run.key], history_length))
+        more = offset + size < len(runs)
+        return ListTasksResponse(
+            tasks=tasks,
+            next_page_token=str(offset + size) if more else "",
+            page_size=size,
+            total_size=len(runs),
+        )
+
+    async def _run(self, task_id: str, who: Principal) -> RunRecord:
+        run = await self.host.store.get_run(task_id) if task_id else None
+        if run is None or not _owned(run.key, who):
+            raise TaskNotFoundError(message=f"task {task_id} not found")
+        return run
+
+    async def _task(self, task_id: str, who: Principal, history_length: int | None) -> Task:
+        live = self.tasks.get(task_id)
+        if live is not None and not _owned(live.key, who):
+            live = None
+        if live is not None and self.tasks.is_running(task_id):
+            return live.snapshot(history_length)
+        run = await self.host.store.get_run(task_id) if task_id else None
+        if run is not None and _owned(run.key, who):
+            return await self._build(run, await self.host.store.messages(run.key), history_length)
+        if live is not None:  # finished without ever being stored (cancelled while queued)
+            return live.snapshot(history_length)
+        raise TaskNotFoundError(message=f"task {task_id} not found")
+
+    async def _build(
+        self, run: RunRecord, messages: list[Message], history_length: int | None
+    ) -> Task:
+        task_id, context_id = run.run_id, run.key.session_id
+        note = None
+        if run.status == "awaiting_approval":
+            record = await self.host.get_session(
+                tenant_id=run.key.tenant_id, user_id=run.key.user_id, session_id=context_id
+            )
+            pending = [p for p in (record.pending if record else []) if p["run_id"] == task_id]
+            note = am.pending_note(pending, task_id=task_id, context_id=context_id)
+        elif run.status in ("failed", "interrupted") and run.error:
+            note = am.error_note(run.error, task_id=task_id, context_id=context_id)
+        return am.build_task(
+            task_id=task_id,
+            context_id=context_id,
+            state=am.STATE_OF_RUN[run.status],
+            at=run.finished_at or run.started_at,
+            history=am.history_of(task_id, messages, context_id),
+            reply=am.reply_of(task_id, messages),
+            note=note,
+            history_length=history_length,
+        )
+
+    # -- following and cancelling ----------------------------------------------------
+
+    @validate_request_params
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[StreamEvent]:
+        who = _principal(context)
+        live = self.tasks.get(params.id)
+        if live is None or not _owned(live.key, who) or not self.tasks.is_running(params.id):
+            task = await self._task(params.id, who, 0)
+            state = TaskState.Name(task.status.state)
+            raise UnsupportedOperationError(
+                message=f"task {params.id} is not running in this server process ({state}); "
+                "use GetTask"
+            )
+        async for event in _follow(live, None):
+            yield event
+
+    @validate_request_params
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        who = _principal(context)
+        live = self.tasks.get(params.id)
+        if live is not None and _owned(live.key, who) and self.tasks.is_running(params.id):
+            await self.tasks.cancel(live)
+            return await self._task(params.id, who, None)
+        task = await self._task(params.id, who, None)
+        state = task.status.state
+        if state in am.TERMINAL:
+            raise TaskNotCancelableError(
+                message=f"task {params.id} is already {TaskState.Name(state)}"
+            )
+        if state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            raise TaskNotCancelableError(
+                message=f"task {params.id} waits for approval: answer it with no"
+            )
+        raise TaskNotCancelableError(
+            message=f"task {params.id} is running in another server process"
+        )
+
+    # -- not offered -----------------------------------------------------------------
+
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        raise PushNotificationNotSupportedError
+
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        raise PushNotificationNotSupportedError
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        raise ExtendedAgentCardNotConfiguredError
+
+
+def _request(message: A2AMessage, key: SessionKey, task_id: str) -> A2AMessage:
+    """The client's message as the task's first history entry, with its ids filled in."""
+    out = A2AMessage()
+    out.CopyFrom(message)
+    out.context_id, out.task_id = key.session_id, task_id
+    return out
+
+
+async def _follow(live: LiveTask, history_length: int | None) -> AsyncIterator[StreamEvent]:
+    """A task's stream: its state now, then every update until the final status."""
+    async with live.subscribe() as events:  # subscribe and snapshot with no await between
+        yield live.snapshot(history_length)
+        async for event in events:
+            yield event
+
+
+async def _answer(
+    host: Host, key: SessionKey, calls: list[str], approved: bool
+) -> AsyncIterator[Event]:
+    """Answer every pending call of a run; the last answer continues the turn."""
+    for index, call_id in enumerate(calls):
+        events = host.approve_stream(
+            call_id,
+            approved,
+            tenant_id=key.tenant_id,
+            user_id=key.user_id,
+            session_id=key.session_id,
+        )
+        async for event in events:
+            if type(event) is Done and index < len(calls) - 1:
+                continue
+            yield event
