@@ -131,3 +131,25 @@ async def test_openapi_documents_every_contract_route(client: httpx.AsyncClient)
     for name in ("ChatRequest", "SeedChatRequest", "SessionCreate", "SessionPatch"):
         assert schemas[name].get("examples"), name
     assert (await client.get("/docs")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        (b'{"a":' * 40 + b"1" + b"}" * 40, "is nested deeper than 32 levels"),
+        (b'{"n": 123456789012345678901234567890}', "has an integer outside the 64-bit range"),
+        (b'{"n": 1e400}', "has a number that is not finite"),
+    ],
+)
+async def test_state_the_store_cannot_hold_is_422(
+    client: httpx.AsyncClient, state: bytes, problem: str
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    body = b'{"session_id": "odd", "state": ' + state + b"}"
+    response = await client.post("/v1/sessions", content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == f"state: {problem}"
+    patch = await client.patch(
+        "/v1/sessions/odd", content=b'{"state": ' + state + b"}", headers=headers
+    )
+    assert patch.status_code == 422

@@ -93,7 +93,7 @@ async def _agenthost_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-    message = str(error.get("msg", "invalid value"))
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 
 

@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agenthost.host import MAX_MESSAGE_CHARS
-from agenthost.keys import MAX_ID_LENGTH, validate_id
+from agenthost.keys import MAX_ID_LENGTH
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 """Ids have no control characters (the full rule, ``str.isprintable``, is checked too)."""
 
 
 def _printable(value: str) -> str:
-    return validate_id(value, "id")
+    if not value.isprintable():
+        raise ValueError("must not contain control or non-printable characters")
+    return value
+
+
+MAX_JSON_DEPTH = 32
+_INT64 = 2**63
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Reject JSON the stores cannot round-trip: deep nesting, huge integers, NaN/inf."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for item in value.values():
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not -_INT64 <= value < _INT64:
+        raise ValueError("has an integer outside the 64-bit range")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("has a number that is not finite")
+
+
+def _storable_object(value: dict[str, Any]) -> dict[str, Any]:
+    _storable(value)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_object)]
 
 
 Id = Annotated[
@@ -70,7 +103,7 @@ class ChatRequest(BaseModel):
     )
     session_id: SessionId | None = Field(None, description='Defaults to "default"')
     stream: bool = Field(False, description="Reply with Server-Sent Events")
-    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+    config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
 
 
 class ChatResponse(BaseModel):
@@ -109,8 +142,8 @@ class SessionCreate(BaseModel):
 
     session_id: SessionId | None = Field(None, description="Generated when omitted")
     user_id: Id | None = Field(None, description="For service keys and --auth none")
-    state: dict[str, Any] | None = None
-    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+    state: JsonObject | None = None
+    config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
 
 
 class SessionPatch(BaseModel):
@@ -118,8 +151,8 @@ class SessionPatch(BaseModel):
         json_schema_extra={"examples": [{"config": {"model": "offline", "temperature": 0.2}}]}
     )
 
-    state: dict[str, Any] | None = Field(None, description="JSON merge patch of the state")
-    config: dict[str, Any] | None = Field(None, description=CONFIG_DESCRIPTION)
+    state: JsonObject | None = Field(None, description="JSON merge patch of the state")
+    config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
 
 
 class PendingApproval(BaseModel):
