@@ -23,6 +23,7 @@ URL options (query parameters, removed before the DSN reaches asyncpg):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -133,6 +134,7 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
     OSError,
 )
 # Everything the driver can raise that is not a bug of ours.
@@ -267,6 +269,9 @@ async def call(
                 return result
         except CONNECTION_LOST as exc:
             if attempt == 1 and not committing:
+                # When one connection died (a restart, a failover) its siblings most
+                # likely did too: have every idle one reconnect on its next use.
+                await pool.expire_connections()
                 continue
             raise StoreUnavailable(f"PostgreSQL is unavailable: {describe(exc)}") from exc
         except asyncpg.UntranslatableCharacterError as exc:
@@ -345,6 +350,7 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._pool: Any = None
+        self._opening = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
@@ -352,22 +358,23 @@ class PostgresStore:
     # -- connection management -----------------------------------------------------
 
     async def open(self) -> None:
-        if self._pool is not None:
-            return
-        self._pool = await create_pool(
-            self.dsn,
-            schema=self.schema,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            connect_timeout=self.connect_timeout,
-            command_timeout=self.command_timeout,
-        )
-        if self.auto_migrate:
-            try:
-                await self.migrate()
-            except BaseException:
-                await self.close()
-                raise
+        async with self._opening:  # turns arriving together may each try to open
+            if self._pool is not None:
+                return
+            self._pool = await create_pool(
+                self.dsn,
+                schema=self.schema,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                connect_timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+            )
+            if self.auto_migrate:
+                try:
+                    await self.migrate()
+                except BaseException:
+                    await self.close()
+                    raise
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -303,7 +303,7 @@ class RedisStore:
         self._write = client.register_script(WRITE)
         self._delete = client.register_script(DELETE_SESSION)
         self._messages = client.register_script(MESSAGES)
-        self._client = client
+        self._client = client  # before the first await: a concurrent open() returns early
         try:
             await self.ping()
         except StoreUnavailable:
