@@ -56,6 +56,14 @@ class TurnEnv:
     observer: TurnObserver | None = None
 
 
+class CancelReason(str):
+    """Why a turn was cancelled on purpose, stored as its run's error.
+
+    ``asyncio_task.cancel(CancelReason("canceled by the client"))``; a plain
+    cancellation is recorded as "the caller went away".
+    """
+
+
 def new_run_id() -> str:
     return "run_" + os.urandom(12).hex()
 
@@ -197,8 +205,10 @@ class Turn:
                 if type(event) is Delta:
                     partial.append(event.text)
                 yield event
-        except (asyncio.CancelledError, GeneratorExit):
-            await self.close("interrupted", "the caller went away", "".join(partial))
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            given = exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else None
+            reason = str(given) if isinstance(given, CancelReason) else "the caller went away"
+            await self.close("interrupted", reason, "".join(partial))
             raise
         except AgentHostError as exc:
             await self.close("failed", exc.message, "".join(partial))

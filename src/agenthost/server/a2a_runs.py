@@ -31,11 +31,13 @@ from agenthost.errors import AgentHostError
 from agenthost.events import ApprovalRequired, Delta, Done, ErrorEvent, Event
 from agenthost.keys import SessionKey
 from agenthost.protocols import a2a_mapping as am
+from agenthost.turn import CancelReason
 
 log = logging.getLogger("agenthost.server")
 
 StreamEvent = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 RECENT = 1000
+CANCEL_REASON = "canceled by the client"
 """Finished tasks kept in memory: those the store may not know (never started)."""
 
 
@@ -130,16 +132,16 @@ class LiveTasks:
         task.runner = asyncio.create_task(self._drive(task, events), name=f"a2a-{task.task_id}")
         return task
 
-    async def cancel(self, task: LiveTask) -> None:
+    async def cancel(self, task: LiveTask, reason: str = CANCEL_REASON) -> None:
         """Cancel a running task and wait until its turn has stored its end."""
         if task.runner is not None and not task.runner.done():
-            task.runner.cancel()
+            task.runner.cancel(CancelReason(reason))
             await asyncio.wait({task.runner})
 
     async def close(self) -> None:
         self._closed = True
         for task in list(self._running.values()):
-            await self.cancel(task)
+            await self.cancel(task, "the server shut down")
 
     async def _drive(self, task: LiveTask, events: AsyncIterator[Event]) -> None:
         failed = TaskState.TASK_STATE_FAILED
