@@ -83,6 +83,7 @@ class LeaseCoordinator:
         self.wait_timeout = wait_timeout
         self.renewals = 0
         self.lost = 0  # leases found taken over at renewal (a stalled holder)
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def try_acquire(self, key: SessionKey, token: str) -> bool:
         raise NotImplementedError
@@ -95,7 +96,10 @@ class LeaseCoordinator:
         raise NotImplementedError
 
     async def close(self) -> None:
-        return None
+        """Subclasses close their connections after this."""
+        for task in self._releases:
+            task.cancel()
+        await asyncio.gather(*self._releases, return_exceptions=True)
 
     @asynccontextmanager
     async def hold(self, key: SessionKey, *, wait: bool) -> AsyncIterator[None]:
@@ -116,8 +120,24 @@ class LeaseCoordinator:
                 await keeper
             try:
                 await self.release(key, token)
-            except AgentHostError as exc:  # it expires by itself within ttl
-                log.warning("could not release the lock of %s: %s", key, exc)
+            except AgentHostError as exc:
+                log.warning("could not release the lock of %s (retrying): %s", key, exc)
+                task = asyncio.create_task(self._release_later(key, token))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
+
+    async def _release_later(self, key: SessionKey, token: str) -> None:
+        """Keep trying to release while the lease lives: after an outage of the lock
+        service, the session is free as soon as it is back, not only at expiry."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ttl
+        while loop.time() < deadline:
+            await asyncio.sleep(min(0.5, self.ttl / 5))
+            try:
+                await self.release(key, token)
+                return
+            except AgentHostError:
+                continue
 
     async def _keep(self, key: SessionKey, token: str) -> None:
         """Renew the lease every third of its ttl while the turn runs."""

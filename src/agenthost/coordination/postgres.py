@@ -124,6 +124,7 @@ class PostgresCoordinator(LeaseCoordinator):
         await call(pool, lambda conn: conn.execute(RELEASE, *args))
 
     async def close(self) -> None:
+        await super().close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

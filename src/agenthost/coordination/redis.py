@@ -111,6 +111,7 @@ class RedisCoordinator(LeaseCoordinator):
         return max(1, int(self.ttl * 1000))
 
     async def close(self) -> None:
+        await super().close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
