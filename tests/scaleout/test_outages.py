@@ -1,0 +1,53 @@
+"""Redis going away and coming back, under a Host: clear errors, then recovery without restart.
+
+(The PostgreSQL outage runs against real server processes in ``test_serve_processes.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agenthost import Agent, Host
+from agenthost.coordination import build_coordinator
+from agenthost.errors import StoreUnavailable
+from agenthost.stores import open_store
+from support.processes import PrivateRedis
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis()
+    try:
+        await asyncio.to_thread(server.start)
+        yield server
+    finally:
+        await asyncio.to_thread(server.destroy)
+
+
+async def test_a_redis_outage_is_store_unavailable_and_passes(private_redis: PrivateRedis) -> None:
+    url = f"{private_redis.url}?lock_ttl=2"
+    host = Host(
+        Agent(name="outage"),
+        store=open_store(url),
+        coordinator=build_coordinator(url),
+        cleanup_interval=None,
+    )
+    async with host:
+        await host.run("My name is Alice", user_id="alice")
+        await asyncio.to_thread(private_redis.stop)
+        with pytest.raises(StoreUnavailable, match="Redis"):
+            await host.run("still there?", user_id="alice")
+        with pytest.raises(StoreUnavailable):
+            await host.store.ping()
+
+        await asyncio.to_thread(private_redis.start)  # same port, same append-only file
+        await host.store.ping()
+        reply = await host.run("What is my name?", user_id="alice")
+        assert "Alice" in reply.text  # the acknowledged turn survived the restart
+        history = await host.history(user_id="alice")
+        assert [m.seq for m in history] == list(range(1, len(history) + 1))
+        assert [m.role for m in history] == ["user", "assistant"] * (len(history) // 2)
+        assert history[0].content == "My name is Alice"
