@@ -260,6 +260,35 @@ async def test_get_task_after_restart(restartable: Server) -> None:
         assert reply(follow_up) == "Your name is Rita."
 
 
+async def test_get_task_from_another_process(restartable: Server, tmp_path: Path) -> None:
+    other = Server(restartable.args, tmp_path / "other.log", restartable.env).start()
+    try:
+        async with connect(restartable, "alice") as alice:
+            task = await send(alice, "My name is Otto")
+        async with connect(other, "alice") as alice_elsewhere, connect(other, "bob") as bob:
+            seen = await alice_elsewhere.get_task(GetTaskRequest(id=task.id))
+            assert (seen.status.state, reply(seen)) == (COMPLETED, "Nice to meet you, Otto!")
+            listed = await alice_elsewhere.list_tasks(ListTasksRequest(context_id=task.context_id))
+            assert [t.id for t in listed.tasks] == [task.id]
+            with pytest.raises(TaskNotFoundError):
+                await bob.get_task(GetTaskRequest(id=task.id))
+    finally:
+        other.stop()
+
+
+async def test_a_dropped_stream_does_not_stop_the_task(keyed_server: Server) -> None:
+    async with connect(keyed_server, "alice", streaming=True) as alice:
+        stream = alice.send_message(message("slow and steady"))
+        task_id = (await anext(stream)).task.id
+        await anext(stream)  # "thinking...": the turn runs
+        await stream.aclose()  # the client goes away
+        follow = alice.subscribe(SubscribeToTaskRequest(id=task_id))
+        snapshot = await anext(follow)  # only a running task can be followed
+        assert snapshot.task.status.state == WORKING and reply(snapshot.task) == "thinking..."
+        await alice.cancel_task(CancelTaskRequest(id=task_id))
+        assert [e async for e in follow][-1].status_update.status.state == CANCELED
+
+
 def test_v03_method_names(keyed_server: Server) -> None:
     v03_message = {
         "kind": "message",
@@ -328,6 +357,11 @@ def test_jsonrpc_errors(keyed_server: Server) -> None:
     )
     invalid = rpc(keyed_server, "tasks/get", {"idx": "x"})
     assert code(invalid) == -32602 and "'x'" not in invalid["error"]["message"]
+    bad_context = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
+    bad_context["contextId"] = "x" * 300
+    assert code(rpc(keyed_server, "SendMessage", {"message": bad_context})) == -32602
+    file_part = {"messageId": "m", "role": "ROLE_USER", "parts": [{"url": "https://x/y.png"}]}
+    assert code(rpc(keyed_server, "SendMessage", {"message": file_part})) == -32005
     assert code(rpc(keyed_server, "GetTask", {"id": "run_unknown"})) == -32001
     assert code(rpc(keyed_server, "tasks/get", {"id": "run_unknown"})) == -32001
     assert code(rpc(keyed_server, "CancelTask", {"id": "run_unknown"})) == -32001
