@@ -24,6 +24,7 @@ URL options (query parameters, removed before the DSN reaches asyncpg):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -107,7 +108,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 # type of a bare parameter inside COALESCE, so those get an explicit cast.
 _JSONB_PARAMS = re.compile(r"\$([789])\b")
 UPSERT_SESSION = _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(sql.UPSERT_SESSION))
-INSERT_MESSAGE = sql.to_postgres(sql.INSERT_MESSAGE)
 UPSERT_RUN = sql.to_postgres(sql.UPSERT_RUN)
 SELECT_SESSION = sql.to_postgres(sql.SELECT_SESSION)
 SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
@@ -119,6 +119,33 @@ SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
 SELECT_MEMORY = sql.to_postgres(sql.SELECT_MEMORY)
 UPSERT_MEMORY = sql.to_postgres(sql.UPSERT_MEMORY)
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
+SELECT_MESSAGE_DATA = sql.to_postgres(f"SELECT data FROM messages WHERE {sql.KEY} AND seq = ?4")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _shift(statement: str, offset: int) -> str:
+    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", statement)
+
+
+@functools.cache
+def write_statement(messages: bool, run: bool) -> str:
+    """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
+    transaction), built from the shared upserts. Parameters: the session upsert's nine,
+    then five arrays of the new messages (if any), then the run upsert's nine (if any)."""
+    parts = [f"session AS ({UPSERT_SESSION.strip()})"]
+    count = 9
+    if messages:
+        parts.append(
+            "appended AS (INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, "
+            "role, created_at, data) SELECT $1, $2, $3, m.* FROM unnest($10::bigint[], "
+            "$11::text[], $12::text[], $13::float8[], $14::bytea[]) AS m)"
+        )
+        count += 5
+    if run:
+        parts.append(f"run AS ({_shift(UPSERT_RUN.strip(), count)})")
+    return "WITH " + ", ".join(parts) + " SELECT 1"
+
+
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
 # turn is writing right now for the next sweep.
 DELETE_IDLE = """
@@ -409,46 +436,61 @@ class PostgresStore:
     # -- the hot path --------------------------------------------------------------
 
     async def write(self, batch: WriteBatch) -> None:
+        """One statement, one round trip: the append, the session row and the run record."""
         k = batch.key
-        ident = (k.tenant_id, k.user_id, k.session_id)
-        rows = [
-            (*ident, m.seq, m.run_id, m.role, m.created_at, encode_message(m))
-            for m in batch.messages
+        messages = batch.messages
+        args: list[Any] = [
+            k.tenant_id,
+            k.user_id,
+            k.session_id,
+            batch.now,
+            messages[-1].seq if messages else batch.base_seq,
+            len(messages),
+            batch.state,
+            batch.config,
+            batch.pending,
         ]
+        data = [encode_message(m) for m in messages]
+        if messages:
+            args += [
+                [m.seq for m in messages],
+                [m.run_id for m in messages],
+                [m.role for m in messages],
+                [m.created_at for m in messages],
+                data,
+            ]
         run = batch.run
+        if run is not None:
+            args += [
+                run.run_id,
+                k.tenant_id,
+                k.user_id,
+                k.session_id,
+                run.status,
+                run.started_at,
+                run.finished_at,
+                run.error,
+                run.usage.to_dict(),
+            ]
+        statement = write_statement(bool(messages), run is not None)
 
         async def work(conn: Connection) -> None:
-            if rows:
-                try:
-                    if len(rows) == 1:
-                        await conn.execute(INSERT_MESSAGE, *rows[0])
-                    else:
-                        await conn.executemany(INSERT_MESSAGE, rows)
-                except asyncpg.UniqueViolationError:
-                    raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
-            await conn.execute(
-                UPSERT_SESSION,
-                *ident,
-                batch.now,
-                batch.messages[-1].seq if batch.messages else batch.base_seq,
-                len(batch.messages),
-                batch.state,
-                batch.config,
-                batch.pending,
-            )
-            if run is not None:
-                await conn.execute(
-                    UPSERT_RUN,
-                    run.run_id,
-                    *ident,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    run.error,
-                    run.usage.to_dict(),
-                )
+            try:
+                await conn.execute(statement, *args)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
 
-        await self._call(work, transaction=True)
+        try:
+            await self._call(work)
+        except Conflict:
+            # A retry after a connection lost mid-write may find the write already
+            # committed: the same bytes at the first seq mean it is ours, not a rival's.
+            first = messages[0].seq
+            stored = await self._call(
+                lambda conn: conn.fetchval(SELECT_MESSAGE_DATA, *args[:3], first)
+            )
+            if stored != data[0]:
+                raise
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
         ident = (key.tenant_id, key.user_id, key.session_id)
