@@ -101,6 +101,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
 
 async def test_a_held_session_is_busy_elsewhere_and_others_are_free(pair: Pair) -> None:
     a, b = pair()
+    await a.ping()
     async with a.hold(KEY, wait=False):
         with pytest.raises(SessionBusy, match="another process"):
             async with b.hold(KEY, wait=False):

@@ -12,6 +12,7 @@ import pytest
 
 from agenthost import Agent, Host
 from agenthost.coordination import build_coordinator
+from agenthost.coordination.redis import RedisCoordinator
 from agenthost.errors import StoreUnavailable
 from agenthost.stores import open_store
 from support.processes import PrivateRedis
@@ -29,11 +30,10 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
 
 async def test_a_redis_outage_is_store_unavailable_and_passes(private_redis: PrivateRedis) -> None:
     url = f"{private_redis.url}?lock_ttl=2"
+    coordinator = build_coordinator(url)
+    assert isinstance(coordinator, RedisCoordinator)
     host = Host(
-        Agent(name="outage"),
-        store=open_store(url),
-        coordinator=build_coordinator(url),
-        cleanup_interval=None,
+        Agent(name="outage"), store=open_store(url), coordinator=coordinator, cleanup_interval=None
     )
     async with host:
         await host.run("My name is Alice", user_id="alice")
@@ -42,9 +42,12 @@ async def test_a_redis_outage_is_store_unavailable_and_passes(private_redis: Pri
             await host.run("still there?", user_id="alice")
         with pytest.raises(StoreUnavailable):
             await host.store.ping()
+        with pytest.raises(StoreUnavailable, match="Redis coordination"):
+            await coordinator.ping()
 
         await asyncio.to_thread(private_redis.start)  # same port, same append-only file
         await host.store.ping()
+        await coordinator.ping()
         reply = await host.run("What is my name?", user_id="alice")
         assert "Alice" in reply.text  # the acknowledged turn survived the restart
         history = await host.history(user_id="alice")

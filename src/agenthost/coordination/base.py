@@ -95,6 +95,10 @@ class LeaseCoordinator:
     async def release(self, key: SessionKey, token: str) -> None:
         raise NotImplementedError
 
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if locks cannot be taken now (for readiness checks)."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Subclasses close their connections after this."""
         for task in self._releases:

@@ -90,6 +90,9 @@ class FileLockCoordinator:
                 if self._fd is not None:
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
 
+    async def ping(self) -> None:
+        self._file()
+
     async def close(self) -> None:
         fd, self._fd = self._fd, None
         self._held.clear()

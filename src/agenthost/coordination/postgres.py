@@ -123,6 +123,10 @@ class PostgresCoordinator(LeaseCoordinator):
         args = self._args(key, token)
         await call(pool, lambda conn: conn.execute(RELEASE, *args))
 
+    async def ping(self) -> None:
+        pool = await self._ensure_pool()
+        await call(pool, lambda conn: conn.fetchval("SELECT 1"))
+
     async def close(self) -> None:
         await super().close()
         pool, self._pool = self._pool, None

@@ -106,6 +106,13 @@ class RedisCoordinator(LeaseCoordinator):
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
+    async def ping(self) -> None:
+        client = self._ensure_client()
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
     @property
     def _ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
