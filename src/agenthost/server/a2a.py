@@ -303,9 +303,9 @@ class HostRequestHandler(RequestHandler):
             raise TaskNotFoundError(
                 message=f"task {task_id} is not in context {message.context_id}"
             )
-        if run.status != "awaiting_approval":
+        if run.status != "awaiting_approval" or self.tasks.is_running(task_id):
             state = TaskState.Name(am.STATE_OF_RUN[run.status])
-            if run.status == "running":
+            if run.status in ("running", "awaiting_approval"):
                 raise UnsupportedOperationError(
                     message=f"task {task_id} is still working: subscribe to it or cancel it"
                 )
