@@ -1,13 +1,14 @@
-"""Redis going away and coming back, under a Host: clear errors, then recovery without restart.
-
-(The PostgreSQL outage runs against real server processes in ``test_serve_processes.py``.)
+"""Redis going away and coming back: clear errors (503 over HTTP), then recovery without
+restart. (The PostgreSQL outage runs under load in ``test_serve_processes.py``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from agenthost import Agent, Host
@@ -15,7 +16,7 @@ from agenthost.coordination import build_coordinator
 from agenthost.coordination.redis import RedisCoordinator
 from agenthost.errors import StoreUnavailable
 from agenthost.stores import open_store
-from support.processes import PrivateRedis
+from support.processes import PrivateRedis, ServeProcess
 
 
 @pytest.fixture
@@ -54,3 +55,38 @@ async def test_a_redis_outage_is_store_unavailable_and_passes(private_redis: Pri
         assert [m.seq for m in history] == list(range(1, len(history) + 1))
         assert [m.role for m in history] == ["user", "assistant"] * (len(history) // 2)
         assert history[0].content == "My name is Alice"
+
+
+async def test_serve_with_redis_coordination_answers_503_while_redis_is_down(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    server = ServeProcess(
+        tmp_path,
+        "serve",
+        "--store",
+        f"sqlite:///{tmp_path / 'agenthost.db'}",
+        "--coordination",
+        private_redis.url,
+    )
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            body = {"message": "My name is Alice", "user_id": "alice"}
+            assert (await client.post("/v1/chat", json=body)).status_code == 200
+            await asyncio.to_thread(private_redis.stop)
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["error"]["code"] == "store_unavailable"
+            refused = await client.post("/v1/chat", json={**body, "message": "hello?"})
+            assert refused.status_code == 503, refused.text
+            assert "Redis coordination" in refused.json()["error"]["message"]
+
+            await asyncio.to_thread(private_redis.start)
+            assert (await client.get("/readyz")).status_code == 200
+            answer = await client.post(
+                "/v1/chat", json={"message": "What is my name?", "user_id": "alice"}
+            )
+            assert answer.status_code == 200
+            assert "Alice" in answer.json()["reply"]
+    finally:
+        await server.stop()

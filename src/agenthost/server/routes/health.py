@@ -24,12 +24,15 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     responses={503: ERRORS[503]},
-    summary="The store answers: ready for traffic",
+    summary="The store (and the cross-process lock service) answer: ready for traffic",
 )
 async def readyz(host: CurrentHost) -> Health | Response:
     try:
         await host.start()
         await host.store.ping()
+        coordinator_ping = getattr(host.coordinator, "ping", None)  # Redis/PostgreSQL locks
+        if coordinator_ping is not None:
+            await coordinator_ping()
     except AgentHostError as exc:
         return from_exception(exc)
     except Exception as exc:
