@@ -9,19 +9,7 @@ import pytest
 
 from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.stores.base import SessionStore
-
-
-class FakeClock:
-    """Time that moves only when a test says so."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from support.clock import FakeClock
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from agenthost import (
 )
 from agenthost.keys import SessionKey
 from agenthost.stores.base import RunRecord
-from conftest import FakeClock
+from support.clock import FakeClock
 
 
 def key(user: str, session: str = "default") -> SessionKey:
