@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+# tests/server is a package (so this conftest is not the top-level module "conftest");
+# its helper modules are imported by their plain names, as the served processes do.
+sys.path.insert(0, str(Path(__file__).parent))
+
 from serverkit import API_KEYS, Server, make_app
 
 
