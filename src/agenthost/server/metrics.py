@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 turn_log = logging.getLogger("agenthost.turn")
+access_log = logging.getLogger("agenthost.access")
 
 
 class Metrics:
@@ -132,4 +133,9 @@ class RequestMetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.request_seconds.labels(method, route).observe(time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            self.metrics.request_seconds.labels(method, route).observe(seconds)
+            if access_log.isEnabledFor(logging.DEBUG):
+                fields = {"method": method, "route": route, "status": status}
+                fields["latency_ms"] = round(seconds * 1000, 2)
+                access_log.debug("request", extra={"fields": fields})
