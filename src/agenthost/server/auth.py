@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -241,15 +241,7 @@ async def authenticate(
     """FastAPI dependency: the caller's :class:`Identity` (401 if credentials are bad)."""
     authenticator: Authenticator = request.app.state.authenticator
     identity = authenticator.authenticate(credentials.credentials if credentials else None)
-    return Identity(
-        identity.tenant_id,
-        identity.user_id,
-        identity.admin,
-        identity.delegate,
-        identity.any_tenant,
-        named_user=x_user_id,
-        named_tenant=x_tenant_id,
-    )
+    return replace(identity, named_user=x_user_id, named_tenant=x_tenant_id)
 
 
 async def require_admin(identity: Annotated[Identity, Depends(authenticate)]) -> Identity:
