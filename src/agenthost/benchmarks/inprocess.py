@@ -109,14 +109,20 @@ async def sequential_turns(kind: str, scale: Scale) -> Metrics:
         users = [f"user-{u}" for u in range(scale.users)]
         texts = [[prompt(u, t) for u in range(scale.users)] for t in range(scale.turns)]
         gc.collect()
+        cpu = time.process_time()
         started = time.perf_counter()
         for turn in range(scale.turns):
             row = texts[turn]
             for u, user_id in enumerate(users):
                 await host.run(row[u], user_id=user_id)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     count = scale.users * scale.turns
-    return {"us_per_turn": elapsed / count * 1e6, "turns_per_s": count / elapsed}
+    return {
+        "us_per_turn": elapsed / count * 1e6,
+        "turns_per_s": count / elapsed,
+        "cpu_us_per_turn": cpu / count * 1e6,
+    }
 
 
 async def b1(scale: Scale) -> Results:
@@ -153,9 +159,11 @@ async def concurrent_turns(kind: str, scale: Scale) -> Metrics:
             (prompt(u, t), f"user-{u}") for t in range(scale.turns) for u in range(scale.users)
         ]
         gc.collect()
+        cpu = time.process_time()
         started = time.perf_counter()
         results = await asyncio.gather(*(host.run(text, user_id=uid) for text, uid in calls))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         wrong_replies = sum(
             1
             for (text, uid), result in zip(calls, results, strict=True)
@@ -166,6 +174,7 @@ async def concurrent_turns(kind: str, scale: Scale) -> Metrics:
     return {
         "us_per_turn": elapsed / count * 1e6,
         "turns_per_s": count / elapsed,
+        "cpu_us_per_turn": cpu / count * 1e6,
         "sessions_verified": scale.users - bad_sessions,
         "sessions_wrong": bad_sessions,
         "replies_wrong": wrong_replies,

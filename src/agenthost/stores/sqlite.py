@@ -1,17 +1,24 @@
 """SQLiteStore: the embedded default.
 
-One connection per process does the writing. With ``durability="normal"`` (the
-default: WAL, ``synchronous=NORMAL``) a write is a short transaction run inline
-on the event loop: it reaches the OS before the call returns, so nothing
+One connection per process does the writing, and writes are group-committed:
+the batches that turns submit together share one transaction (one batch's
+failure still fails only its own caller: see ``_commit_jobs``). With
+``durability="normal"`` (the default: WAL, ``synchronous=NORMAL``) the commit
+runs on the event loop's thread, on the loop's next pass after the first batch
+arrived: it reaches the OS before any of its callers resumes, so nothing
 acknowledged is lost if the process is killed; the last commits may be lost on
 power failure. With ``durability="full"`` every commit is fsynced, by a writer
-thread that commits whatever batches are waiting together (group commit), so
-concurrent turns share one fsync.
+thread that commits whatever batches are waiting together, so concurrent turns
+share one fsync.
+
+WAL checkpoints (copying the log back into the database file) run on a thread
+of their own rather than inside a turn's commit (see ``_Checkpointer``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -75,17 +82,6 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
-
-
 def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
     k = batch.key
     ident = (k.tenant_id, k.user_id, k.session_id)
@@ -128,8 +124,91 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
         )
 
 
+Job = Callable[[sqlite3.Connection], Any]
+Outcome = tuple[Any, BaseException | None]
+
+
+def _job_error(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"sqlite write failed: {exc}")
+    return exc
+
+
+def _commit_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
+    """Run ``jobs`` in one transaction and commit once; return each job's outcome.
+
+    Jobs run straight through first. If one fails, the transaction is rolled back
+    and they run again each in a savepoint, so that the failing job alone is
+    rolled back and reported to its caller. A failed commit fails them all.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[Outcome] = [(job(conn), None) for job in jobs]
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            if len(jobs) == 1:
+                return [(None, _job_error(exc))]
+            conn.execute("BEGIN IMMEDIATE")
+            results = [_in_savepoint(conn, job) for job in jobs]
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        failure = StoreUnavailable(f"sqlite commit failed: {exc}")
+        return [(None, failure)] * len(jobs)
+    return results
+
+
+def _in_savepoint(conn: sqlite3.Connection, job: Job) -> Outcome:
+    conn.execute("SAVEPOINT job")
+    try:
+        result = job(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return None, _job_error(exc)
+    conn.execute("RELEASE job")
+    return result, None
+
+
+class _LoopCommitter:
+    """Group commit on the event loop's thread (``durability="normal"``).
+
+    The first job submitted schedules a flush with ``call_soon``; every job
+    submitted before the loop gets to it (the other turns that run in the same
+    pass of the loop) joins the same transaction. When nothing else is ready to
+    run, no other job can join before the flush, so the job commits at once
+    instead (this needs asyncio's ready queue; other loops always defer).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._jobs:
+            if not getattr(loop, "_ready", True):
+                ((value, error),) = _commit_jobs(self._conn, [fn])
+                _settle(future, value, error)
+                return future
+            loop.call_soon(self.flush)
+        self._jobs.append((fn, future))
+        return future
+
+    def flush(self) -> None:
+        jobs, self._jobs = self._jobs, []
+        if not jobs:
+            return
+        results = _commit_jobs(self._conn, [fn for fn, _future in jobs])
+        for (_fn, future), (value, error) in zip(jobs, results, strict=True):
+            _settle(future, value, error)
+
+
 class _GroupCommitter:
-    """A writer thread: takes every job waiting, runs each in a savepoint, commits once."""
+    """A writer thread (``durability="full"``): commits every job waiting at once."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -148,9 +227,9 @@ class _GroupCommitter:
     def stop(self) -> None:
         self._jobs.put(None)
         self._thread.join()
+        self._conn.close()
 
     def _run(self) -> None:
-        conn = self._conn
         while True:
             first = self._jobs.get()
             if first is None:
@@ -166,28 +245,65 @@ class _GroupCommitter:
                     stop = True
                     break
                 jobs.append(job)
-            results: list[tuple[Any, BaseException | None]] = []
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, _future, _loop in jobs:
-                    conn.execute("SAVEPOINT job")
-                    try:
-                        results.append((fn(conn), None))
-                        conn.execute("RELEASE job")
-                    except BaseException as exc:  # reported to that job's caller only
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
-                        results.append((None, exc))
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                failure = StoreUnavailable(f"sqlite commit failed: {exc}")
-                results = [(None, failure)] * len(jobs)
+            results = _commit_jobs(self._conn, [fn for fn, _future, _loop in jobs])
             for (_fn, future, loop), (value, error) in zip(jobs, results, strict=True):
                 loop.call_soon_threadsafe(_settle, future, value, error)
             if stop:
                 return
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database on a thread of its own.
+
+    Kicked every ``EVERY_WRITES`` writes, and after ``IDLE`` seconds without a
+    kick if anything was written since its last pass. ``PASSIVE`` checkpoints
+    never wait for readers or writers, and the thread spends its time in SQLite,
+    outside the GIL, so a turn's commit does not pay for them. Under sustained
+    writes the log can only restart once a checkpoint caught up with it, so the
+    writing connections keep SQLite's own checkpoint as a safety net at
+    ``SAFETY_PAGES``; by then the thread has copied nearly everything.
+    """
+
+    EVERY_WRITES = 128
+    """Writes between kicks: roughly the thousand pages of log of SQLite's own default."""
+    IDLE = 0.5
+    SAFETY_PAGES = 10_000
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._wake = threading.Event()
+        self._stopping = False
+        self.writes = 0  # counted by the writing thread only
+        self._kicked_at = 0
+        self._thread = threading.Thread(
+            target=self._run, name="agenthost-sqlite-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def wrote(self) -> None:
+        self.writes += 1
+        if self.writes - self._kicked_at >= self.EVERY_WRITES:
+            self._kicked_at = self.writes
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        done = 0
+        while True:
+            self._wake.wait(self.IDLE)
+            self._wake.clear()
+            if self._stopping:
+                return
+            seen = self.writes
+            if seen != done:
+                done = seen
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -236,7 +352,8 @@ class SQLiteStore:
         self.path = str(path)
         self.durability = durability
         self._conn: sqlite3.Connection | None = None
-        self._writer: _GroupCommitter | None = None
+        self._writer: _LoopCommitter | _GroupCommitter | None = None
+        self._checkpointer: _Checkpointer | None = None
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -250,15 +367,27 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
         self._conn = conn
+        writer = _connect(self.path, "FULL") if self.durability == "full" else conn
+        if self.path != ":memory:":
+            for each in {conn, writer}:
+                each.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.SAFETY_PAGES}")
+            self._checkpointer = _Checkpointer(self.path)
         if self.durability == "full":
-            self._writer = _GroupCommitter(_connect(self.path, "FULL"))
+            self._writer = _GroupCommitter(writer)
+        else:
+            self._writer = _LoopCommitter(conn)
 
     async def close(self) -> None:
-        if self._writer is not None:
+        if isinstance(self._writer, _LoopCommitter):
+            self._writer.flush()  # jobs submitted but not yet committed
+        elif self._writer is not None:
             self._writer.stop()
-            self._writer = None
+        self._writer = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._conn is not None:
-            self._conn.close()
+            self._conn.close()  # the last connection: SQLite checkpoints the rest
             self._conn = None
 
     @property
@@ -268,12 +397,12 @@ class SQLiteStore:
         return self._conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is not None:
-            return await self._writer.submit(fn)
-        try:
-            return _transaction(self.conn, fn)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"sqlite write failed: {exc}") from exc
+        if self._writer is None:
+            raise StoreUnavailable("SQLiteStore is not open")
+        result = await self._writer.submit(fn)
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
+        return result
 
     async def ping(self) -> None:
         self.conn.execute("SELECT 1").fetchone()

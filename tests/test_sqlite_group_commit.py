@@ -1,0 +1,140 @@
+"""SQLiteStore group commit and background checkpoints, at both durability levels."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agenthost import Conflict, Message, SessionKey, SQLiteStore
+from agenthost.stores import sqlite as sqlite_store
+from agenthost.stores.base import WriteBatch
+from agenthost.stores.sqlite import _Checkpointer
+
+DURABILITY = ["normal", "full"]
+
+
+def batch(key: SessionKey, seq: int, text: str = "hi") -> WriteBatch:
+    message = Message("user", text, run_id="run_1", seq=seq, created_at=1.0)
+    return WriteBatch(key, 1.0, seq - 1, [message])
+
+
+@pytest.mark.parametrize("durability", DURABILITY)
+async def test_batches_submitted_together_share_commits(
+    tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    real = sqlite_store._commit_jobs
+
+    def counting(conn: sqlite3.Connection, jobs: list[Any]) -> list[Any]:
+        sizes.append(len(jobs))
+        return real(conn, jobs)
+
+    monkeypatch.setattr(sqlite_store, "_commit_jobs", counting)
+    store = SQLiteStore(tmp_path / "g.db", durability=durability)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        keys = [SessionKey("t", f"u{i}", "s") for i in range(50)]
+        await asyncio.gather(*(store.write(batch(k, 1)) for k in keys))
+        assert sum(sizes) == 50
+        if durability == "normal":
+            assert sizes == [50]  # all submitted in one pass of the loop
+        else:
+            assert len(sizes) < 50  # the writer thread takes what waits
+        for key in keys:
+            assert [m.content for m in await store.messages(key)] == ["hi"]
+    finally:
+        await store.close()
+
+
+async def test_normal_durability_commits_a_pass_of_the_loop_at_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "g.db")
+    try:
+        before = other.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        keys = [SessionKey("t", f"u{i}", "s") for i in range(20)]
+        tasks = [asyncio.ensure_future(store.write(batch(k, 1))) for k in keys]
+        await asyncio.sleep(0)  # every task submitted its batch; none is committed yet
+        assert other.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == before
+        await asyncio.gather(*tasks)
+        assert other.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == before + 20
+    finally:
+        other.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("durability", DURABILITY)
+async def test_a_conflict_fails_only_its_own_batch(tmp_path: Path, durability: str) -> None:
+    store = SQLiteStore(tmp_path / "g.db", durability=durability)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        taken = SessionKey("t", "taken", "s")
+        await store.write(batch(taken, 1, "first"))
+        keys = [SessionKey("t", f"u{i}", "s") for i in range(5)]
+        results = await asyncio.gather(
+            store.write(batch(keys[0], 1)),
+            store.write(batch(taken, 1, "again")),  # seq 1 exists: Conflict
+            *(store.write(batch(k, 1)) for k in keys[1:]),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], Conflict)
+        assert [r for i, r in enumerate(results) if i != 1] == [None] * 5
+        assert [m.content for m in await store.messages(taken)] == ["first"]
+        for key in keys:
+            assert [m.content for m in await store.messages(key)] == ["hi"]
+            record = await store.load(key, window=5)
+            assert record is not None and record.session.message_count == 1
+    finally:
+        await store.close()
+
+
+async def test_close_commits_what_was_submitted(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g.db")
+    await store.open()
+    key = SessionKey("t", "u", "s")
+    pending = asyncio.ensure_future(store.write(batch(key, 1, "last words")))
+    await asyncio.sleep(0)
+    await store.close()
+    await pending
+    reopened = SQLiteStore(tmp_path / "g.db")
+    await reopened.open()
+    try:
+        assert [m.content for m in await reopened.messages(key)] == ["last words"]
+    finally:
+        await reopened.close()
+
+
+def wal_size(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.mark.parametrize("durability", DURABILITY)
+async def test_a_background_thread_checkpoints_so_the_log_restarts(
+    tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Checkpointer, "EVERY_WRITES", 8)
+    monkeypatch.setattr(_Checkpointer, "IDLE", 0.05)
+    path = tmp_path / "c.db"
+    store = SQLiteStore(path, durability=durability)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        safety = _Checkpointer.SAFETY_PAGES
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == safety
+        key = SessionKey("t", "u", "s")
+        sizes = []
+        for phase in range(3):
+            for seq in range(phase * 100 + 1, phase * 100 + 101):
+                await store.write(batch(key, seq, "x" * 2000))
+            await asyncio.sleep(0.3)  # the thread checkpoints what is left
+            sizes.append(wal_size(path))
+        # each phase starts the log over instead of appending to it
+        assert sizes[2] < 1.2 * sizes[0]
+        assert len(await store.messages(key)) == 300
+    finally:
+        await store.close()
+    assert wal_size(path) == 0
