@@ -301,6 +301,11 @@ async def call(
                 await pool.expire_connections()
                 continue
             raise StoreUnavailable(f"PostgreSQL is unavailable: {describe(exc)}") from exc
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                "PostgreSQL did not answer in time (every pooled connection busy, "
+                "or the server overloaded)"
+            ) from exc
         except asyncpg.UntranslatableCharacterError as exc:
             raise InvalidInput(
                 "a JSON value contains a character PostgreSQL cannot store (NUL, \\u0000)"
@@ -344,6 +349,13 @@ def _run_record(row: Any) -> RunRecord:
     )
 
 
+def _int_option(options: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(options.get(name, default))
+    except ValueError:
+        raise ConfigError(f"{name}={options[name]!r} in the store URL is not a number") from None
+
+
 def _count(status: str) -> int:
     """Rows affected, from a command status such as ``DELETE 3``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -365,8 +377,8 @@ class PostgresStore:
     ) -> None:
         self.dsn, options = parse_url(url)
         self.schema = check_schema(schema if schema is not None else options.get("schema"))
-        self.min_size = min_size if min_size is not None else int(options.get("min_size", 1))
-        self.max_size = max_size if max_size is not None else int(options.get("max_size", 10))
+        self.min_size = min_size if min_size is not None else _int_option(options, "min_size", 1)
+        self.max_size = max_size if max_size is not None else _int_option(options, "max_size", 10)
         if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
             raise ConfigError("PostgreSQL pool needs 0 <= min_size <= max_size and max_size >= 1")
         self.auto_migrate = (
