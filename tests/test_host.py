@@ -367,3 +367,38 @@ async def test_state_is_per_session_and_merge_patched(host: Host) -> None:
     assert state == {"nested": {"x": 1, "y": 2}}
     assert await host.get_state(user_id="v") == {}
     assert await host.get_state(user_id="u", session_id="other") == {}
+
+
+async def test_concurrent_first_turns_open_the_store_once(tmp_path: Path) -> None:
+    opened: list[int] = []
+
+    class CountingStore(SQLiteStore):
+        async def open(self) -> None:
+            opened.append(1)
+            await asyncio.sleep(0)  # a real store yields while connecting
+            await super().open()
+
+    host = Host(Agent(), store=CountingStore(tmp_path / "o.db"))
+    try:
+        await asyncio.gather(*(host.run("hi", user_id=f"u{i}") for i in range(20)))
+        assert opened == [1]
+        assert (await host.stats())["total_sessions"] == 20
+    finally:
+        await host.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ({"n": 2**70}, "64-bit"),
+        ({"x": float("inf")}, "not finite"),
+        ({"deep": eval("[" * 40 + "]" * 40)}, "nested deeper"),
+        ({"s": {1, 2}}, "not JSON"),
+    ],
+)
+async def test_state_the_stores_cannot_hold_is_rejected(
+    host: Host, state: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(InvalidInput, match=problem):
+        await host.update_state(state, user_id="u")
+    assert await host.get_state(user_id="u") == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -88,3 +89,35 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
         else:
             result[name] = value
     return result
+
+
+MAX_JSON_DEPTH = 32
+_INT64 = 2**63
+
+
+def check_storable(value: Any, field: str, *, _depth: int = 0) -> None:
+    """Raise ``InvalidInput`` for JSON every store cannot round-trip.
+
+    That is: nesting deeper than ``MAX_JSON_DEPTH``, integers outside 64 bits, NaN or
+    infinity, and anything that is not JSON at all.
+    """
+    if _depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels", field=field)
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise InvalidInput(f"{field} has a key that is not a string", field=field)
+            check_storable(item, field, _depth=_depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_storable(item, field, _depth=_depth + 1)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise InvalidInput(f"{field} has an integer outside the 64-bit range", field=field)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{field} has a number that is not finite", field=field)
+    else:
+        raise InvalidInput(f"{field} has a {type(value).__name__}, which is not JSON", field=field)

@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any, Literal
 
 from agenthost.agent import Agent
-from agenthost.config import merge_config, merge_patch, model_settings, validate_config
+from agenthost.config import (
+    check_storable,
+    merge_config,
+    merge_patch,
+    model_settings,
+    validate_config,
+)
 from agenthost.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from agenthost.events import Done, ErrorEvent, Event, RunResult
 from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
@@ -88,6 +94,7 @@ class Host:
         self.allowed_models = frozenset({default.name, *names})
         self._owned_models = {default.name} if isinstance(agent.model, str) else set()
         self._started = False
+        self._starting = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
         self.retention_deleted = 0
@@ -95,12 +102,16 @@ class Host:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store and start the sweeper; safe to call from many first turns at once."""
         if self._started:
             return
-        await self.store.open()
-        self._started = True
-        if self.cleanup_interval:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
+        async with self._starting:
+            if self._started:
+                return
+            await self.store.open()
+            self._started = True
+            if self.cleanup_interval:
+                self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -494,8 +505,10 @@ class Host:
     ) -> SessionRecord:
         """Merge-patch the session's state and/or config (``None`` values delete keys)."""
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
-        if state is not None and not isinstance(state, dict):
-            raise InvalidInput("state must be a JSON object", field="state")
+        if state is not None:
+            if not isinstance(state, dict):
+                raise InvalidInput("state must be a JSON object", field="state")
+            check_storable(state, "state")
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )

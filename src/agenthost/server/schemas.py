@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agenthost.config import check_storable
+from agenthost.errors import InvalidInput
 from agenthost.host import MAX_MESSAGE_CHARS
 from agenthost.keys import MAX_ID_LENGTH
 
@@ -20,30 +21,11 @@ def _printable(value: str) -> str:
     return value
 
 
-MAX_JSON_DEPTH = 32
-_INT64 = 2**63
-
-
-def _storable(value: Any, depth: int = 0) -> None:
-    """Reject JSON the stores cannot round-trip: deep nesting, huge integers, NaN/inf."""
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, dict):
-        for item in value.values():
-            _storable(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item, depth + 1)
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int) and not -_INT64 <= value < _INT64:
-        raise ValueError("has an integer outside the 64-bit range")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("has a number that is not finite")
-
-
 def _storable_object(value: dict[str, Any]) -> dict[str, Any]:
-    _storable(value)
+    try:
+        check_storable(value, "value")
+    except InvalidInput as exc:  # pydantic prefixes the field's location itself
+        raise ValueError(exc.message.removeprefix("value ")) from None
     return value
 
 
