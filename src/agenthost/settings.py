@@ -235,6 +235,12 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
             )
+        if self.workers > 1 and self.store.startswith("memory:"):
+            raise ConfigError(
+                "--store memory:// keeps sessions inside one process, so with --workers "
+                f"{self.workers} each worker would see different sessions; use a sqlite:///, "
+                "postgresql:// or redis:// store, or --workers 1"
+            )
 
 
 def is_loopback(host: str) -> bool:

@@ -118,3 +118,10 @@ def test_auth_none_binds_only_loopback_unless_told() -> None:
         Settings.load({"auth": "api-keys"}).check()
     with pytest.raises(ConfigError, match="JWT"):
         Settings.load({"auth": "jwt"}).check()
+
+
+def test_memory_store_with_several_workers_is_refused() -> None:
+    Settings.load({"store": "memory://", "workers": 1}).check()
+    Settings.load({"store": "sqlite:///x.db", "workers": 2}).check()
+    with pytest.raises(ConfigError, match="each worker would see different sessions"):
+        Settings.load({"store": "memory://", "workers": 2}).check()
