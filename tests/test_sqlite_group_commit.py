@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agenthost import Conflict, Message, SessionKey, SQLiteStore
+from agenthost import Conflict, Message, SessionKey, SQLiteStore, StoreUnavailable
 from agenthost.stores import sqlite as sqlite_store
 from agenthost.stores.base import WriteBatch
 from agenthost.stores.sqlite import _Checkpointer
@@ -138,3 +138,44 @@ async def test_a_background_thread_checkpoints_so_the_log_restarts(
     finally:
         await store.close()
     assert wal_size(path) == 0
+
+
+async def test_a_write_waits_for_another_process_without_stopping_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "b.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        key = SessionKey("t", "u", "s")
+        write = asyncio.ensure_future(store.write(batch(key, 1, "waited")))
+        ticks = 0
+        while ticks < 20:  # the loop keeps running while the write waits
+            await asyncio.sleep(0.001)
+            ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, 5)
+        assert [m.content for m in await store.messages(key)] == ["waited"]
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_a_write_gives_up_when_the_lock_never_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store._LoopCommitter, "BUSY_TIMEOUT", 0.05)
+    store = SQLiteStore(tmp_path / "b.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.write(batch(SessionKey("t", "u", "s"), 1))
+        other.execute("ROLLBACK")
+        await store.write(batch(SessionKey("t", "u", "s"), 1))  # and recovers
+    finally:
+        other.close()
+        await store.close()

@@ -134,22 +134,36 @@ def _job_error(exc: Exception) -> Exception:
     return exc
 
 
+class _Busy(Exception):
+    """Another process holds the database's write lock (``BEGIN IMMEDIATE`` found it busy)."""
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+            raise _Busy(str(exc)) from exc
+        raise
+
+
 def _commit_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
     """Run ``jobs`` in one transaction and commit once; return each job's outcome.
 
     Jobs run straight through first. If one fails, the transaction is rolled back
     and they run again each in a savepoint, so that the failing job alone is
     rolled back and reported to its caller. A failed commit fails them all.
+    Raises ``_Busy``, with nothing done, if the write lock cannot be had.
     """
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn)
         try:
             results: list[Outcome] = [(job(conn), None) for job in jobs]
         except Exception as exc:
             conn.execute("ROLLBACK")
             if len(jobs) == 1:
                 return [(None, _job_error(exc))]
-            conn.execute("BEGIN IMMEDIATE")
+            _begin(conn)
             results = [_in_savepoint(conn, job) for job in jobs]
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
@@ -180,18 +194,32 @@ class _LoopCommitter:
     pass of the loop) joins the same transaction. When nothing else is ready to
     run, no other job can join before the flush, so the job commits at once
     instead (this needs asyncio's ready queue; other loops always defer).
+
+    The connection does not wait for another process's write lock inside SQLite
+    (that would stop the event loop): a busy flush is retried a little later,
+    with whatever else was submitted meanwhile, for up to ``BUSY_TIMEOUT`` seconds.
     """
 
+    BUSY_TIMEOUT = 10.0
+
     def __init__(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA busy_timeout=0")
         self._conn = conn
         self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._busy_since: float | None = None
+        self._retry: asyncio.TimerHandle | None = None
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._jobs:
             if not getattr(loop, "_ready", True):
-                ((value, error),) = _commit_jobs(self._conn, [fn])
+                try:
+                    ((value, error),) = _commit_jobs(self._conn, [fn])
+                except _Busy:
+                    self._jobs.append((fn, future))
+                    self._wait(loop)
+                    return future
                 _settle(future, value, error)
                 return future
             loop.call_soon(self.flush)
@@ -199,12 +227,45 @@ class _LoopCommitter:
         return future
 
     def flush(self) -> None:
+        self._retry = None
         jobs, self._jobs = self._jobs, []
         if not jobs:
             return
-        results = _commit_jobs(self._conn, [fn for fn, _future in jobs])
+        try:
+            results = _commit_jobs(self._conn, [fn for fn, _future in jobs])
+        except _Busy as exc:
+            loop = asyncio.get_running_loop()
+            if self._busy_since is None:
+                self._busy_since = loop.time()
+            if loop.time() - self._busy_since < self.BUSY_TIMEOUT:
+                self._jobs = jobs + self._jobs
+                self._wait(loop)
+                return
+            results = [(None, StoreUnavailable(f"sqlite write failed: {exc}"))] * len(jobs)
+        self._busy_since = None
         for (_fn, future), (value, error) in zip(jobs, results, strict=True):
             _settle(future, value, error)
+
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Flush again soon: sooner while the wait is young, at most every 5 ms."""
+        waited = 0.0 if self._busy_since is None else loop.time() - self._busy_since
+        self._retry = loop.call_later(min(0.005, 0.0002 + waited / 4), self.flush)
+
+    def close(self) -> None:
+        """Commit what is waiting, letting SQLite itself wait for the lock this time."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        jobs, self._jobs = self._jobs, []
+        if jobs:
+            self._conn.execute(f"PRAGMA busy_timeout={int(self.BUSY_TIMEOUT * 1000)}")
+            try:
+                results = _commit_jobs(self._conn, [fn for fn, _future in jobs])
+            except _Busy as exc:
+                results = [(None, StoreUnavailable(f"sqlite write failed: {exc}"))] * len(jobs)
+            for (_fn, future), (value, error) in zip(jobs, results, strict=True):
+                _settle(future, value, error)
+        self._conn.close()
 
 
 class _GroupCommitter:
@@ -224,7 +285,7 @@ class _GroupCommitter:
         self._jobs.put((fn, future, loop))
         return future
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._jobs.put(None)
         self._thread.join()
         self._conn.close()
@@ -245,7 +306,11 @@ class _GroupCommitter:
                     stop = True
                     break
                 jobs.append(job)
-            results = _commit_jobs(self._conn, [fn for fn, _future, _loop in jobs])
+            try:
+                results = _commit_jobs(self._conn, [fn for fn, _future, _loop in jobs])
+            except _Busy as exc:  # SQLite waited its busy timeout already
+                failure = StoreUnavailable(f"sqlite write failed: {exc}")
+                results = [(None, failure)] * len(jobs)
             for (_fn, future, loop), (value, error) in zip(jobs, results, strict=True):
                 loop.call_soon_threadsafe(_settle, future, value, error)
             if stop:
@@ -367,7 +432,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
         self._conn = conn
-        writer = _connect(self.path, "FULL") if self.durability == "full" else conn
+        # the writing connection: its own, so that reads keep SQLite's busy wait
+        writer = _connect(self.path, "FULL" if self.durability == "full" else "NORMAL")
         if self.path != ":memory:":
             for each in {conn, writer}:
                 each.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.SAFETY_PAGES}")
@@ -375,13 +441,11 @@ class SQLiteStore:
         if self.durability == "full":
             self._writer = _GroupCommitter(writer)
         else:
-            self._writer = _LoopCommitter(conn)
+            self._writer = _LoopCommitter(writer)
 
     async def close(self) -> None:
-        if isinstance(self._writer, _LoopCommitter):
-            self._writer.flush()  # jobs submitted but not yet committed
-        elif self._writer is not None:
-            self._writer.stop()
+        if self._writer is not None:
+            self._writer.close()  # commits what was submitted, closes the connection
         self._writer = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
