@@ -101,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
             os.environ[SETTINGS_ENV] = json.dumps(settings.revealed())
             _run_uvicorn("agenthost.server.app:app_from_environment", settings, factory=True)
         else:
-            from agenthost.server.app import create_app
+            from agenthost.server.app import create_app, freeze_startup_heap
 
-            _run_uvicorn(create_app(settings), settings, factory=False)
+            app = create_app(settings)
+            freeze_startup_heap()
+            _run_uvicorn(app, settings, factory=False)
     except ConfigError as exc:
         print(f"agenthost serve: {exc.message}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ To add a router, list its module in :data:`ROUTE_MODULES`.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -140,6 +141,15 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Put everything allocated so far (modules, the app, its routes) out of the cyclic
+    GC's reach, for a process about to serve: a full collection then walks only what
+    serving allocated, so its pauses stay short (they were the p99 of the HTTP benchmark).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_environment() -> FastAPI:
     """ASGI factory for uvicorn worker processes (``agenthost serve --workers N``)."""
     from agenthost.server.logs import configure_logging
@@ -147,4 +157,6 @@ def app_from_environment() -> FastAPI:
 
     settings = settings_from_environment()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app

@@ -21,12 +21,14 @@ from agenthost.server.auth import AdminIdentity, CurrentIdentity, Identity, Prin
 from agenthost.settings import Settings
 
 
-def get_host(request: Request) -> Host:
+# ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a
+# thread hop on every request for what is an attribute read.
+async def get_host(request: Request) -> Host:
     host: Host = request.app.state.host
     return host
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
