@@ -240,21 +240,32 @@ def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
     return peak
 
 
-async def slow_model(kind: str, scale: Scale) -> Metrics:
-    """B6: ``slow_sessions`` sessions each send one turn at once to a model with latency."""
+async def slow_model(kind: str, scale: Scale, *, spread: float) -> Metrics:
+    """B6: ``slow_sessions`` sessions each send one turn to a model with latency.
+
+    Session ``i`` sends at ``i / n * spread`` seconds: all at once with ``spread=0``
+    (a burst: the last turn waits for the CPU work of all the others, so its
+    added latency measures throughput), or spread over one model latency, so
+    that all of them are in flight together yet arrive as a busy server's
+    requests would. A turn's latency runs from when it was due to be sent.
+    """
     await _warm_up()
     delay_ms = round(scale.slow_delay * 1000)
     clock = _ModelClock()
+    count = scale.slow_sessions
     async with bench_host(kind, model=f"offline:{delay_ms}ms", observer=clock) as host:
         latencies: list[float] = []
 
         async def one(user: int) -> None:
+            due = started + user / count * spread
+            if spread:
+                await asyncio.sleep(due - time.perf_counter())
             await host.run(prompt(user, 0), user_id=f"user-{user}")
-            latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - due)
 
         gc.collect()
         started = time.perf_counter()
-        await asyncio.gather(*(one(u) for u in range(scale.slow_sessions)))
+        await asyncio.gather(*(one(u) for u in range(count)))
         wall = time.perf_counter() - started
     added = [(lat - scale.slow_delay) * 1000 for lat in latencies]
     return {
@@ -269,4 +280,9 @@ async def slow_model(kind: str, scale: Scale) -> Metrics:
 
 
 async def b6(scale: Scale) -> Results:
-    return {kind: await slow_model(kind, scale) for kind in ("memory", "sqlite")}
+    """Both stores, arrivals spread over one model latency ("spread") and all at once ("burst")."""
+    out: Results = {}
+    for kind in ("memory", "sqlite"):
+        out[f"{kind} spread"] = await slow_model(kind, scale, spread=scale.slow_delay)
+        out[f"{kind} burst"] = await slow_model(kind, scale, spread=0.0)
+    return out
