@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agenthost.errors import InvalidId
 
@@ -35,6 +35,18 @@ class SessionKey:
     tenant_id: str
     user_id: str
     session_id: str
+    # A turn looks its key up in several dicts (locks, live cache, store): hash it once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tenant_id, self.user_id, self.session_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[SessionKey], tuple[str, str, str]]:
+        # rebuilt, not restored: string hashes differ from one process to the next
+        return SessionKey, (self.tenant_id, self.user_id, self.session_id)
 
     @classmethod
     def of(
