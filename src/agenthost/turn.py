@@ -11,7 +11,6 @@ well-formed: every turn ends with an assistant message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -157,20 +156,16 @@ class Turn:
         if pending is not None:
             live.pending = pending
 
-    async def start(
+    def start(
         self, text: str, *, config: dict[str, Any] | None = None
     ) -> AsyncGenerator[Event, None]:
+        """Store the user's message, then run the steps (when iterated)."""
         user = Message("user", text, run_id=self.run.run_id)
-        await self.commit([user], config=config)
-        async with contextlib.aclosing(self.guard(self.steps())) as events:
-            async for event in events:
-                yield event
+        return self.guard(self.steps(), first=user, config=config)
 
-    async def resume(self, decisions: dict[str, bool]) -> AsyncGenerator[Event, None]:
+    def resume(self, decisions: dict[str, bool]) -> AsyncGenerator[Event, None]:
         """Answer pending approvals (call id -> approved) and continue the turn."""
-        async with contextlib.aclosing(self.guard(self._resume(decisions))) as events:
-            async for event in events:
-                yield event
+        return self.guard(self._resume(decisions))
 
     async def _resume(self, decisions: dict[str, bool]) -> AsyncIterator[Event]:
         live = self.live
@@ -197,8 +192,21 @@ class Turn:
         async for event in self.steps():
             yield event
 
-    async def guard(self, inner: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
-        """Turn any failure into a closed, stored run and an ``error`` event."""
+    async def guard(
+        self,
+        inner: AsyncIterator[Event],
+        *,
+        first: Message | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Turn any failure into a closed, stored run and an ``error`` event.
+
+        ``first`` (the user's message, with the session's new ``config``) is stored
+        before ``inner`` starts; if that fails, the error is raised as it is: the
+        turn never began, so there is nothing to close.
+        """
+        if first is not None:
+            await self.commit([first], config=config)
         partial: list[str] = []
         try:
             async for event in inner:
