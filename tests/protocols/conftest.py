@@ -5,22 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from protokit import API_KEYS, Server
+
+from support.agents import PROTOCOL_AGENT
+from support.serve import Server, sqlite_server
 
 
 @pytest.fixture(scope="session")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("proto-keyed")
-    args = ["--auth", "api-keys", "--store", f"sqlite:///{tmp / 'keyed.db'}"]
-    server = Server(args, tmp / "server.log", {"AGENTHOST_API_KEYS": API_KEYS}).start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp, PROTOCOL_AGENT, keyed=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("proto-open")
-    args = ["--store", f"sqlite:///{tmp / 'open.db'}"]
-    server = Server(args, tmp / "server.log").start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path_factory.mktemp("proto-open"), PROTOCOL_AGENT) as server:
+        yield server

@@ -31,7 +31,9 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from protokit import API_KEYS, Server, bearer, uid
+
+from support.agents import PROTOCOL_AGENT
+from support.serve import Server, bearer, sqlite_server, uid
 
 WORKING = TaskState.TASK_STATE_WORKING
 COMPLETED = TaskState.TASK_STATE_COMPLETED
@@ -240,10 +242,8 @@ async def test_input_required_until_approved(keyed_server: Server) -> None:
 
 @pytest.fixture
 def restartable(tmp_path: Path) -> Iterator[Server]:
-    args = ["--auth", "api-keys", "--store", f"sqlite:///{tmp_path / 'a2a.db'}"]
-    server = Server(args, tmp_path / "server.log", {"AGENTHOST_API_KEYS": API_KEYS}).start()
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path, PROTOCOL_AGENT, keyed=True) as server:
+        yield server
 
 
 async def test_get_task_after_restart(restartable: Server) -> None:
@@ -261,8 +261,8 @@ async def test_get_task_after_restart(restartable: Server) -> None:
 
 
 async def test_get_task_from_another_process(restartable: Server, tmp_path: Path) -> None:
-    other = Server(restartable.args, tmp_path / "other.log", restartable.env).start()
-    try:
+    other = Server(restartable.args, tmp_path / "other.log", restartable.env, restartable.agent)
+    with other:
         async with connect(restartable, "alice") as alice:
             task = await send(alice, "My name is Otto")
         async with connect(other, "alice") as alice_elsewhere, connect(other, "bob") as bob:
@@ -272,8 +272,6 @@ async def test_get_task_from_another_process(restartable: Server, tmp_path: Path
             assert [t.id for t in listed.tasks] == [task.id]
             with pytest.raises(TaskNotFoundError):
                 await bob.get_task(GetTaskRequest(id=task.id))
-    finally:
-        other.stop()
 
 
 async def test_a_dropped_stream_does_not_stop_the_task(keyed_server: Server) -> None:

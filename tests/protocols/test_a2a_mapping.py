@@ -16,7 +16,6 @@ from a2a.utils.errors import (
     InvalidParamsError,
     TaskNotFoundError,
 )
-from protocol_agents import agent as proto_agent
 
 from agenthost import Agent, Host
 from agenthost.errors import InvalidInput, ModelError, NotFound, QuotaExceeded
@@ -26,6 +25,7 @@ from agenthost.protocols import a2a_mapping as am
 from agenthost.server import create_app
 from agenthost.server.a2a import _v03_invalid_params, _version
 from agenthost.settings import Settings
+from support.agents import protocol_agent
 
 
 def user(*parts: Part, role: Role = Role.ROLE_USER) -> A2AMessage:
@@ -120,7 +120,7 @@ def test_agenthost_errors_become_jsonrpc_errors() -> None:
 @pytest.mark.parametrize(("auth", "bearer_format"), [("api-keys", "API key"), ("jwt", "JWT")])
 def test_card_security_follows_auth(auth: str, bearer_format: str) -> None:
     card = agent_card_to_dict(
-        am.agent_card(proto_agent, base_url="http://h:1/", version="9", auth=auth)
+        am.agent_card(protocol_agent, base_url="http://h:1/", version="9", auth=auth)
     )
     scheme = card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]
     assert scheme["bearerFormat"] == bearer_format
@@ -166,7 +166,7 @@ def test_v03_params_are_invalid_params_without_echo() -> None:
 
 
 async def test_shutdown_interrupts_running_tasks_and_stores_why() -> None:
-    host = Host(proto_agent)
+    host = Host(protocol_agent)
     app = create_app(Settings.load({"store": "memory://"}), host=host)
     body = {
         "jsonrpc": "2.0",

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from protokit import KEYS, Server, bearer, uid
+
+from support.serve import KEYS, Server, bearer, uid
 
 MODEL = "proto-agent"
 

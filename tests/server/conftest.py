@@ -10,38 +10,30 @@ import httpx
 import pytest
 
 # tests/server is a package (so this conftest is not the top-level module "conftest");
-# its helper modules are imported by their plain names, as the served processes do.
+# its helper module serverkit is imported by its plain name.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serverkit import API_KEYS, Server, make_app
+from serverkit import make_app
 
-
-def _serve(tmp: Path, name: str, args: list[str], env: dict[str, str]) -> Iterator[Server]:
-    server = Server(args, env)
-    server.start(tmp / f"{name}.log")
-    try:
-        yield server
-    finally:
-        server.stop()
+from support.agents import AGENT
+from support.serve import Server, sqlite_server
 
 
 @pytest.fixture(scope="session")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """api-keys auth, queue policy, the test agent, SQLite."""
     tmp = tmp_path_factory.mktemp("keyed")
-    args = ["--auth", "api-keys", "--store", f"sqlite:///{tmp / 'keyed.db'}"]
-    args += ["--agent", "agenthost_test_agents:agent", "--models", "offline"]
-    yield from _serve(tmp, "keyed", args, {"AGENTHOST_API_KEYS": API_KEYS})
+    with sqlite_server(tmp, AGENT, "--models", "offline", keyed=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """--auth none (loopback), reject policy, the test agent, SQLite."""
     tmp = tmp_path_factory.mktemp("open")
-    args = ["--policy", "reject", "--store", f"sqlite:///{tmp / 'open.db'}"]
-    args += ["--agent", "agenthost_test_agents:agent", "--models", "offline"]
-    args += ["--max-body-bytes", "4096"]
-    yield from _serve(tmp, "open", args, {})
+    args = ["--policy", "reject", "--models", "offline", "--max-body-bytes", "4096"]
+    with sqlite_server(tmp, AGENT, *args) as server:
+        yield server
 
 
 @pytest.fixture

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverkit import API_KEYS, Server, bearer, parse_sse
+from serverkit import parse_sse
+
+from support.agents import AGENT
+from support.serve import Server, bearer, sqlite_server
 
 TRANSFER = "/tool transfer " + json.dumps({"amount": 5, "to": "bob"})
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    args = ["--auth", "api-keys", "--store", f"sqlite:///{tmp_path / 'approvals.db'}"]
-    args += ["--agent", "agenthost_test_agents:agent"]
-    server = Server(args, {"AGENTHOST_API_KEYS": API_KEYS})
-    server.start(tmp_path / "server.log")
-    yield server
-    server.stop()
+    with sqlite_server(tmp_path, AGENT, keyed=True) as server:
+        yield server
 
 
 def client(server: Server) -> httpx.Client:

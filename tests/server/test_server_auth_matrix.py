@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from serverkit import KEYS, bearer, uid
+
+from support.serve import KEYS, bearer, uid
 
 CALLERS: dict[str, dict[str, str]] = {
     "owner": bearer("alice"),

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from serverkit import KEYS, Server, uid
 
 from agenthost.cli import main
+from support.agents import AGENT
+from support.serve import KEYS, Server, uid
 
 
 def store(tmp_path: Path) -> list[str]:
@@ -40,7 +41,7 @@ def test_chat_interactive_mode_with_an_approval(
     transfer = "/tool transfer " + json.dumps({"amount": 3, "to": "bo"})
     monkeypatch.setattr("sys.stdin", io.StringIO(f"My name is Al\n{transfer}\ny\n/quit\n"))
     args = ["chat", "--user", "al", "--session", "s1", *store(tmp_path)]
-    assert main([*args, "--agent", "agenthost_test_agents:agent"]) == 0
+    assert main([*args, "--agent", AGENT]) == 0
     out = capsys.readouterr().out
     assert "Nice to meet you, Al!" in out
     assert "needs approval" in out

@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import httpx
-from agenthost_test_agents import agent
-from serverkit import bearer, make_app, read_first_event, uid
+from serverkit import make_app, read_first_event
 
 from agenthost import Host, MemoryStore, SessionKey
+from support.agents import agent
+from support.serve import bearer, uid
 
 INTERRUPTED = {"status": "interrupted", "error": "the caller went away"}
 

@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 
 import httpx
-from serverkit import parse_sse, read_first_event, uid
+from serverkit import parse_sse, read_first_event
+
+from support.serve import uid
 
 
 def test_the_seeds_curl_scenario(opened: httpx.Client) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import Server
+
+from support.serve import Server
 
 ST = Path(sys.executable).with_name("st")
 
@@ -16,10 +17,9 @@ ST = Path(sys.executable).with_name("st")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("schemathesis")
-    server = Server(["--store", "memory://", "--model", "offline", "--models", "offline:1ms"])
-    server.start(tmp / "server.log")
-    yield server
-    server.stop()
+    args = ["--store", "memory://", "--model", "offline", "--models", "offline:1ms"]
+    with Server(args, tmp / "server.log") as server:
+        yield server
 
 
 @pytest.mark.skipif(not ST.exists(), reason="schemathesis CLI (st) is not installed")

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,21 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-READY_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_environment() -> dict[str, str]:
-    """The parent's environment without AGENTHOST_* settings (flags say everything)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+from support.serve import READY_TIMEOUT, free_port, serve_command, serve_environment
 
 
 class ServeProcess:
@@ -49,19 +34,7 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
         self.log = workdir / f"{name}.log"
-        self.args = [
-            sys.executable,
-            "-m",
-            "agenthost.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--auth",
-            "none",
-            "--cleanup-interval",
-            "3600",
-            *args,
-        ]
+        self.args = serve_command(self.port, "--auth", "none", "--cleanup-interval", "3600", *args)
         self.workdir = workdir
         self.process: asyncio.subprocess.Process | None = None
 
@@ -71,7 +44,7 @@ class ServeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 *self.args,
                 cwd=self.workdir,
-                env=clean_environment(),
+                env=serve_environment(),
                 stdout=fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
