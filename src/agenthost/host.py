@@ -185,22 +185,31 @@ class Host:
     async def _stream(
         self, key: SessionKey, text: str, config: dict[str, Any] | None, run_id: str | None
     ) -> AsyncIterator[Event]:
-        async with self._session(key, wait=self.policy == "queue", create=True) as live:
+        # What ``_session`` does, written out: this is every turn's path.
+        if not self._started:
+            await self.start()
+        wait = self.policy == "queue"
+        async with self._locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+            live = await self._live(key, create=True)
             assert live is not None
-            if live.pending:
-                raise Conflict(
-                    f"session {key.session_id!r} has {len(live.pending)} tool call(s) waiting "
-                    "for approval; approve or deny them first"
-                )
-            merged = live.config if config is None else merge_config(live.config, config)
-            run = None if run_id is None else RunRecord(run_id, key, "running", self.clock())
-            turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
-            # aclosing: if our caller stops early, the turn closes (and stores its
-            # interruption) before the session lock is released, not at GC time.
-            started = turn.start(text, config=None if config is None else merged)
-            async with contextlib.aclosing(started) as events:
-                async for event in events:
-                    yield event
+            live.busy = True
+            try:
+                if live.pending:
+                    raise Conflict(
+                        f"session {key.session_id!r} has {len(live.pending)} tool call(s) "
+                        "waiting for approval; approve or deny them first"
+                    )
+                merged = live.config if config is None else merge_config(live.config, config)
+                run = None if run_id is None else RunRecord(run_id, key, "running", self.clock())
+                turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
+                # aclosing: if our caller stops early, the turn closes (and stores its
+                # interruption) before the session lock is released, not at GC time.
+                started = turn.start(text, config=None if config is None else merged)
+                async with contextlib.aclosing(started) as events:
+                    async for event in events:
+                        yield event
+            finally:
+                self._release(live)
 
     async def run_stateless(
         self,
@@ -336,12 +345,16 @@ class Host:
             try:
                 yield live
             finally:
-                live.busy = False
-                live.last_used = self.clock()
-                if live.extra.pop("stale", False):
-                    self.cache.discard(key)
-                else:
-                    self.cache.trim()
+                self._release(live)
+
+    def _release(self, live: LiveSession) -> None:
+        """A turn is done with ``live``: it may be evicted again (or dropped if stale)."""
+        live.busy = False
+        live.last_used = self.clock()
+        if live.extra.pop("stale", False):
+            self.cache.discard(live.key)
+        else:
+            self.cache.trim()
 
     async def _live(self, key: SessionKey, *, create: bool) -> LiveSession | None:
         now = self.clock()
