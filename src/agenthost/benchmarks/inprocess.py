@@ -75,8 +75,19 @@ async def bench_host(
             cleanup_interval=None,
             observer=observer,
         )
-        async with host:
-            yield host
+        try:
+            async with host:
+                yield host
+        finally:
+            gc.unfreeze()
+
+
+def quiet_heap() -> None:
+    """Collect, then freeze what exists now (the harness, earlier workloads, the started
+    host), as ``agenthost serve`` does at startup: a full collection during the timed
+    part then walks only what the workload allocates. ``bench_host`` unfreezes."""
+    gc.collect()
+    gc.freeze()
 
 
 def prompt(user: int, turn: int) -> str:
@@ -108,7 +119,7 @@ async def sequential_turns(kind: str, scale: Scale) -> Metrics:
     async with bench_host(kind) as host:
         users = [f"user-{u}" for u in range(scale.users)]
         texts = [[prompt(u, t) for u in range(scale.users)] for t in range(scale.turns)]
-        gc.collect()
+        quiet_heap()
         cpu = time.process_time()
         started = time.perf_counter()
         for turn in range(scale.turns):
@@ -158,7 +169,7 @@ async def concurrent_turns(kind: str, scale: Scale) -> Metrics:
         calls = [
             (prompt(u, t), f"user-{u}") for t in range(scale.turns) for u in range(scale.users)
         ]
-        gc.collect()
+        quiet_heap()
         cpu = time.process_time()
         started = time.perf_counter()
         results = await asyncio.gather(*(host.run(text, user_id=uid) for text, uid in calls))
@@ -194,6 +205,7 @@ async def history_growth(kind: str, scale: Scale) -> Metrics:
     times: list[float] = []
     async with bench_host(kind) as host:
         clock = time.perf_counter
+        quiet_heap()
         for turn in range(scale.history_turns):
             began = clock()
             await host.run(prompt(0, turn), user_id="long-history")
@@ -263,7 +275,7 @@ async def slow_model(kind: str, scale: Scale, *, spread: float) -> Metrics:
             await host.run(prompt(user, 0), user_id=f"user-{user}")
             latencies.append(time.perf_counter() - due)
 
-        gc.collect()
+        quiet_heap()
         started = time.perf_counter()
         await asyncio.gather(*(one(u) for u in range(count)))
         wall = time.perf_counter() - started
@@ -271,6 +283,7 @@ async def slow_model(kind: str, scale: Scale, *, spread: float) -> Metrics:
     return {
         "turns": len(latencies),
         "peak_concurrency": peak_overlap(clock.calls),
+        "peak_share": peak_overlap(clock.calls) / count,
         "mean_concurrency": sum(latencies) / wall,
         "wall_s": wall,
         "added_p50_ms": percentile(added, 50),
