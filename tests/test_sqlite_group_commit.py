@@ -179,3 +179,31 @@ async def test_a_write_gives_up_when_the_lock_never_comes(
     finally:
         other.close()
         await store.close()
+
+
+def test_a_write_left_by_a_stopped_event_loop_is_not_lost(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "l.db")
+    key = SessionKey("t", "u", "s")
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(store.open())
+        writer = store._writer
+        assert isinstance(writer, sqlite_store._LoopCommitter)
+        job = batch(key, 1, "left behind")
+        # One pass of the loop: stop, submit (deferred: something else is ready), done.
+        # The flush the submit scheduled would run on the next pass, which never comes.
+        first.call_soon(first.stop)
+        first.call_soon(lambda: writer.submit(lambda conn: sqlite_store._apply(conn, job)))
+        first.call_soon(lambda: None)
+        first.run_forever()
+    finally:
+        first.close()
+
+    async def carry_on() -> list[str]:
+        await store.write(batch(key, 2, "next"))
+        return [m.content for m in await store.messages(key)]
+
+    try:
+        assert asyncio.run(carry_on()) == ["left behind", "next"]
+    finally:
+        asyncio.run(store.close())

@@ -208,10 +208,17 @@ class _LoopCommitter:
         self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
         self._busy_since: float | None = None
         self._retry: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._jobs and loop is not self._loop:
+            # left by an event loop that stopped before its flush ran: commit them now
+            if self._retry is not None:
+                self._retry.cancel()
+            self.flush()
+        self._loop = loop
         if not self._jobs:
             if not getattr(loop, "_ready", True):
                 try:
@@ -312,7 +319,8 @@ class _GroupCommitter:
                 failure = StoreUnavailable(f"sqlite write failed: {exc}")
                 results = [(None, failure)] * len(jobs)
             for (_fn, future, loop), (value, error) in zip(jobs, results, strict=True):
-                loop.call_soon_threadsafe(_settle, future, value, error)
+                with contextlib.suppress(RuntimeError):  # that event loop is closed
+                    loop.call_soon_threadsafe(_settle, future, value, error)
             if stop:
                 return
 
@@ -372,7 +380,7 @@ class _Checkpointer:
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.cancelled():
+    if future.cancelled() or future.get_loop().is_closed():
         return
     if error is not None:
         future.set_exception(error)
