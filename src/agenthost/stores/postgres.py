@@ -219,6 +219,16 @@ async def init_connection(conn: Connection) -> None:
     )
 
 
+async def keep_session(conn: Connection) -> None:
+    """The pool's reset: nothing to undo, so no query.
+
+    agenthost never changes session state (no SET, LISTEN or session-level advisory
+    locks; migrations take a transaction-level one), and asyncpg itself rolls back an
+    open transaction before calling this. The default reset would send RESET ALL,
+    UNLISTEN and friends on every release: a round trip per query for nothing.
+    """
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -236,6 +246,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
+            reset=keep_session,
             timeout=connect_timeout,
             command_timeout=command_timeout,
             server_settings=settings,
