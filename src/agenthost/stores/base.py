@@ -8,7 +8,7 @@ messages). Everything else (paging, listing, erasure) is off the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -52,6 +52,24 @@ class RunRecord:
     finished_at: float | None = None
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Rebuild a run from a stored row or document (``usage`` a dict or None)."""
+        usage = data["usage"] or {}
+        return cls(
+            run_id=data["run_id"],
+            key=SessionKey(data["tenant_id"], data["user_id"], data["session_id"]),
+            status=data["status"],
+            started_at=data["started_at"],
+            finished_at=data["finished_at"],
+            error=data["error"],
+            usage=Usage(
+                usage.get("input_tokens", 0),
+                usage.get("output_tokens", 0),
+                usage.get("requests", 0),
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -37,7 +37,7 @@ import orjson
 
 from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailable
 from agenthost.keys import SessionKey
-from agenthost.messages import Message, Usage, decode_message, encode_message
+from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores import sql
 from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
 
@@ -346,18 +346,7 @@ def _record(key: SessionKey, row: Any) -> SessionRecord:
 
 
 def _run_record(row: Any) -> RunRecord:
-    usage = row["usage"] or {}
-    return RunRecord(
-        run_id=row["run_id"],
-        key=SessionKey(row["tenant_id"], row["user_id"], row["session_id"]),
-        status=row["status"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        error=row["error"],
-        usage=Usage(
-            usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("requests", 0)
-        ),
-    )
+    return RunRecord.from_dict(row)
 
 
 def _int_option(options: dict[str, str], name: str, default: int) -> int:

@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agenthost.errors import ConfigError, Conflict, StoreUnavailable
 from agenthost.keys import SessionKey
-from agenthost.messages import Message, Usage, decode_message, encode_message
+from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
 
 T = TypeVar("T")
@@ -225,19 +225,7 @@ def _run_json(run: RunRecord) -> bytes:
 
 
 def _run_record(data: Any) -> RunRecord:
-    d = orjson.loads(data)
-    usage = d.get("usage") or {}
-    return RunRecord(
-        run_id=d["run_id"],
-        key=SessionKey(d["tenant_id"], d["user_id"], d["session_id"]),
-        status=d["status"],
-        started_at=d["started_at"],
-        finished_at=d["finished_at"],
-        error=d["error"],
-        usage=Usage(
-            usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("requests", 0)
-        ),
-    )
+    return RunRecord.from_dict(orjson.loads(data))
 
 
 def _glob_escape(text: str) -> str:

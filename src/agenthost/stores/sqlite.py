@@ -30,7 +30,6 @@ from agenthost.errors import Conflict, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import (
     Message,
-    Usage,
     decode_json,
     decode_message,
     encode_json,
@@ -402,18 +401,10 @@ def _record(key: SessionKey, row: tuple[Any, ...]) -> SessionRecord:
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    usage = decode_json(row[5], {})
-    return RunRecord(
-        run_id=row[0],
-        key=SessionKey(row[6], row[7], row[8]),
-        status=row[1],
-        started_at=row[2],
-        finished_at=row[3],
-        error=row[4],
-        usage=Usage(
-            usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("requests", 0)
-        ),
-    )
+    columns = ("run_id", "status", "started_at", "finished_at", "error", "usage")
+    data = dict(zip(columns, row, strict=False))
+    data.update(usage=decode_json(row[5], {}), tenant_id=row[6], user_id=row[7], session_id=row[8])
+    return RunRecord.from_dict(data)
 
 
 class SQLiteStore:
