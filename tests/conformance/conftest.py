@@ -30,7 +30,6 @@ class Backend:
     """``make()`` builds a new, unopened store over this test's data."""
 
     name: str
-    durable: bool
     make: Callable[[], SessionStore]
 
 
@@ -39,24 +38,24 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     name: str = request.param
     if name == "memory":
         shared = MemoryStore(max_messages=None)
-        yield Backend(name, False, lambda: shared)
+        yield Backend(name, lambda: shared)
     elif name in ("sqlite", "sqlite-full"):
         path = tmp_path / "store.db"
         durability = "full" if name == "sqlite-full" else "normal"
-        yield Backend(name, True, lambda: SQLiteStore(path, durability=durability))
+        yield Backend(name, lambda: SQLiteStore(path, durability=durability))
     elif name == "postgres":
         from agenthost.stores.postgres import PostgresStore
 
         url = postgres_url()
         schema = unique("conformance")
-        yield Backend(name, True, lambda: PostgresStore(url, schema=schema, max_size=4))
+        yield Backend(name, lambda: PostgresStore(url, schema=schema, max_size=4))
         await drop_postgres_schema(url, schema)
     else:
         from agenthost.stores.redis import RedisStore
 
         url = redis_url()
         prefix = unique("agenthost-test")
-        yield Backend(name, True, lambda: RedisStore(url, prefix=prefix))
+        yield Backend(name, lambda: RedisStore(url, prefix=prefix))
         await drop_redis_prefix(url, prefix)
 
 
