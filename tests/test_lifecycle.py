@@ -217,7 +217,7 @@ async def test_approval_pauses_survives_restart_and_resumes(tmp_path: Path) -> N
         with pytest.raises(NotFound):
             await host.approve(call.id, True, user_id="mallory")
         record = await host.get_session(user_id="alice")
-        assert record is not None and record.pending[0]["id"] == call.id
+        assert record is not None and record.pending[0].call_id == call.id
         done = await host.approve(call.id, True, user_id="alice")
         assert done.status == "completed" and done.run_id == paused.run_id
         assert done.reply == "delete_file returned: deleted /tmp/x"

@@ -10,6 +10,7 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── NotFound                unknown session, run, approval (or not the caller's)
     ├── SessionBusy             a turn is running on this key and the policy is "reject"
     ├── Conflict                the session changed under us (another process wrote to it)
+    │   └── SessionErased       the session was erased while a turn or write was using it
     ├── QuotaExceeded           a limit was hit (request size, rate)
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
@@ -55,6 +56,10 @@ class Conflict(AgentHostError):
     code = "conflict"
 
 
+class SessionErased(Conflict):
+    code = "session_erased"
+
+
 class QuotaExceeded(AgentHostError):
     code = "quota_exceeded"
 
@@ -90,6 +95,7 @@ __all__ = [
     "NotFound",
     "QuotaExceeded",
     "SessionBusy",
+    "SessionErased",
     "StoreUnavailable",
     "Unauthorized",
 ]

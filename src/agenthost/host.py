@@ -21,12 +21,13 @@ from agenthost.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from agenthost.events import Done, ErrorEvent, Event, RunResult
 from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
 from agenthost.live import LiveSession, LiveSessionCache
-from agenthost.locks import Coordinator, KeyedLocks, LocalCoordinator
+from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
 from agenthost.models import Model, resolve_model
+from agenthost.session import Sessions
 from agenthost.stores import SessionStore, open_store
-from agenthost.stores.base import RunRecord, SessionRecord, WriteBatch
-from agenthost.turn import Turn, TurnEnv, TurnObserver, closing_messages, open_calls_in
+from agenthost.stores.base import RunRecord, SessionRecord
+from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
 
 Policy = Literal["queue", "reject"]
 MAX_MESSAGE_CHARS = 200_000
@@ -82,8 +83,14 @@ class Host:
         self.coordinator: Coordinator = coordinator or LocalCoordinator()
         self.clock = clock
         self._sleep = sleep
-        self._locks = KeyedLocks()
-        self._env = TurnEnv(agent, self.store, clock, observer)
+        self.runtime = Sessions(
+            self.store,
+            window=agent.history_window,
+            cache=self.cache,
+            coordinator=self.coordinator,
+            clock=clock,
+        )
+        self._env = TurnEnv(agent, self.runtime, clock, observer)
         default = resolve_model(agent.model)
         self.default_model = default.name
         self._models: dict[str, Model] = {default.name: default}
@@ -146,6 +153,8 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
+        request_id: str | None = None,
+        message_meta: dict[str, Any] | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
@@ -155,6 +164,8 @@ class Host:
             tenant_id=tenant_id,
             config=config,
             run_id=run_id,
+            request_id=request_id,
+            message_meta=message_meta,
         )
         return await self._collect(events)
 
@@ -167,49 +178,80 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
+        request_id: str | None = None,
+        message_meta: dict[str, Any] | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
         ``run_id`` names the run up front (protocol adapters hand it out before the
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
+        ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
+        on the stored user message, e.g. a protocol's own message id.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
         if run_id is not None:
             validate_id(run_id, "run_id")
+        if request_id is not None:
+            validate_id(request_id, "request_id")
+        if message_meta is not None:
+            if not isinstance(message_meta, dict):
+                raise InvalidInput("message_meta must be a JSON object", field="message_meta")
+            check_storable(message_meta, "message_meta")
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id)
+        return self._stream(key, text, clean, run_id, request_id, message_meta)
 
     async def _stream(
-        self, key: SessionKey, text: str, config: dict[str, Any] | None, run_id: str | None
+        self,
+        key: SessionKey,
+        text: str,
+        config: dict[str, Any] | None,
+        run_id: str | None,
+        request_id: str | None,
+        meta: dict[str, Any] | None,
     ) -> AsyncIterator[Event]:
-        # What ``_session`` does, written out: this is every turn's path.
         if not self._started:
             await self.start()
+        sessions = self.runtime
         wait = self.policy == "queue"
-        async with self._locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
-            live = await self._live(key, create=True)
+        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+            live = await sessions.live(key, create=True)
             assert live is not None
-            live.busy = True
             try:
-                if live.pending:
-                    raise Conflict(
-                        f"session {key.session_id!r} has {len(live.pending)} tool call(s) "
-                        "waiting for approval; approve or deny them first"
+                for attempt in (1, 2):
+                    if live.pending and sessions.shared and attempt == 1:
+                        live = await self._reloaded(live)  # refuse on the truth, not a copy
+                    if live.pending:
+                        raise Conflict(
+                            f"session {key.session_id!r} has {len(live.pending)} tool call(s) "
+                            "waiting for approval; approve or deny them first"
+                        )
+                    merged = live.config if config is None else merge_config(live.config, config)
+                    run = RunRecord(
+                        run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
                     )
-                merged = live.config if config is None else merge_config(live.config, config)
-                run = None if run_id is None else RunRecord(run_id, key, "running", self.clock())
-                turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
+                    turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
+                    try:
+                        await turn.begin(text, config=None if config is None else merged, meta=meta)
+                        break
+                    except Conflict:
+                        if attempt == 2:
+                            raise
+                        live = await self._reloaded(live)  # another process wrote: start over
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
-                started = turn.start(text, config=None if config is None else merged)
-                async with contextlib.aclosing(started) as events:
+                async with contextlib.aclosing(turn.run_steps()) as events:
                     async for event in events:
                         yield event
             finally:
-                self._release(live)
+                sessions.release(live)
+
+    async def _reloaded(self, live: LiveSession) -> LiveSession:
+        fresh = await self.runtime.reload(live, create=True)
+        assert fresh is not None
+        return fresh
 
     async def run_stateless(
         self,
@@ -255,9 +297,17 @@ class Host:
         now = self.clock()
         history = deque(messages[:-1])
         live = LiveSession(key, history, 0, len(history), {}, config, [], now, now)
-        env = TurnEnv(self.agent, MemoryStore(max_messages=None), self.clock, self._env.observer)
+        scratch = Sessions(
+            MemoryStore(max_messages=None),
+            window=max(1, len(messages)),
+            cache=LiveSessionCache(max_live=1, ttl=None),
+            coordinator=LocalCoordinator(),
+            clock=self.clock,
+        )
+        env = TurnEnv(self.agent, scratch, self.clock, self._env.observer)
         turn = Turn(env, live, self._model(config), model_settings(config))
-        async with contextlib.aclosing(turn.start(messages[-1].content)) as events:
+        await turn.begin(messages[-1].content)
+        async with contextlib.aclosing(turn.run_steps()) as events:
             async for event in events:
                 yield event
 
@@ -291,17 +341,30 @@ class Host:
         return self._approve(key, call_id, bool(approved))
 
     async def _approve(self, key: SessionKey, call_id: str, approved: bool) -> AsyncIterator[Event]:
-        async with self._session(key, wait=self.policy == "queue", create=False) as live:
-            item = next((p for p in live.pending if p["id"] == call_id), None) if live else None
-            if live is None or item is None:
+        if not self._started:
+            await self.start()
+        sessions = self.runtime
+        wait = self.policy == "queue"
+        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+            live = await sessions.live(key, create=False)
+            if live is not None and sessions.shared:
+                live = await sessions.reload(live, create=False)  # decide on the truth
+            if live is None:
                 raise NotFound(f"no pending approval {call_id!r} in session {key.session_id!r}")
-            run = await self.store.get_run(item["run_id"])
-            if run is None:
-                run = RunRecord(item["run_id"], key, "awaiting_approval", self.clock())
-            turn = Turn(self._env, live, self._model(live.config), model_settings(live.config), run)
-            async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
-                async for event in events:
-                    yield event
+            try:
+                item = next((p for p in live.pending if p.call_id == call_id), None)
+                if item is None:
+                    raise NotFound(f"no pending approval {call_id!r} in session {key.session_id!r}")
+                run = await self.store.get_run(item.run_id)
+                if run is None:
+                    run = RunRecord(item.run_id, key, "awaiting_approval", self.clock())
+                config = live.config
+                turn = Turn(self._env, live, self._model(config), model_settings(config), run)
+                async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
+                    async for event in events:
+                        yield event
+            finally:
+                sessions.release(live)
 
     @staticmethod
     async def _collect(events: AsyncIterator[Event]) -> RunResult:
@@ -328,94 +391,6 @@ class Host:
         return model
 
     # -- sessions ----------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _session(
-        self, key: SessionKey, *, wait: bool = True, create: bool
-    ) -> AsyncIterator[LiveSession | None]:
-        """Hold the key's locks and yield its live session (loaded or created as needed)."""
-        if not self._started:
-            await self.start()
-        async with self._locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
-            live = await self._live(key, create=create)
-            if live is None:
-                yield None
-                return
-            live.busy = True
-            try:
-                yield live
-            finally:
-                self._release(live)
-
-    def _release(self, live: LiveSession) -> None:
-        """A turn is done with ``live``: it may be evicted again (or dropped if stale)."""
-        live.busy = False
-        live.last_used = self.clock()
-        if live.extra.pop("stale", False):
-            self.cache.discard(live.key)
-        else:
-            self.cache.trim()
-
-    async def _live(self, key: SessionKey, *, create: bool) -> LiveSession | None:
-        now = self.clock()
-        live = self.cache.get(key, now)
-        shared = self.coordinator.shared
-        if live is not None and shared and await self.store.last_seq(key) != live.last_seq:
-            self.cache.discard(key)  # another process wrote to it: reload
-            live = None
-        if live is not None:
-            return live
-        window = self.agent.history_window
-        snapshot = await self.store.load(key, window=window)
-        if snapshot is None:
-            if not create:
-                return None
-            live = LiveSession(key, deque(maxlen=window), 0, 0, {}, {}, [], now, now)
-        else:
-            record = snapshot.session
-            live = LiveSession(
-                key,
-                deque(snapshot.window, maxlen=window),
-                record.last_seq,
-                record.message_count,
-                record.state,
-                record.config,
-                record.pending,
-                record.created_at,
-                now,
-            )
-            if snapshot.running:
-                await self._recover(live, snapshot.running)
-        live.busy = True  # not evictable while it is being put in place
-        self.cache.put(live)
-        live.busy = False
-        return live
-
-    async def _recover(self, live: LiveSession, running: list[str]) -> None:
-        """Close runs a dead process left ``running``: mark them interrupted, end the turn."""
-        now = self.clock()
-        for index, run_id in enumerate(running):
-            run = RunRecord(
-                run_id, live.key, "interrupted", now, now, "the process running it stopped"
-            )
-            messages: list[Message] = []
-            if index == len(running) - 1:
-                tail = live.window[-1] if live.window else None
-                if tail is not None and (tail.role != "assistant" or tail.tool_calls):
-                    messages = closing_messages(
-                        open_calls_in(live.window),
-                        tail.run_id or run_id,
-                        "interrupted",
-                        run.error,
-                        "",
-                    )
-            base = live.last_seq
-            for offset, message in enumerate(messages, start=1):
-                message.seq = base + offset
-                message.created_at = now
-            await self.store.write(WriteBatch(live.key, now, base, messages, run))
-            if messages:
-                live.append(messages)
 
     async def history(
         self,
@@ -455,25 +430,23 @@ class Host:
         session_id: str | None = None,
         tenant_id: str = DEFAULT_ID,
     ) -> int:
-        """Delete one session, or all sessions (and memory) of a user; return sessions deleted."""
+        """Erase one session, or all sessions (and memory) of a user; return sessions deleted.
+
+        Erasure is immediate and final: it does not wait for a running turn, which is
+        refused at its next write (it ends with ``SessionErased``); no process that
+        cached the session can write it back.
+        """
         validate_id(tenant_id, "tenant_id")
         validate_id(user_id, "user_id")
+        if session_id is not None:
+            validate_id(session_id, "session_id")
         await self.start()
-        if session_id is None:
-            self.cache.discard_where(tenant_id, user_id)
-            return await self.store.delete(tenant_id=tenant_id, user_id=user_id)
-        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
-        async with self._locks.hold(key), self.coordinator.hold(key, wait=True):
-            self.cache.discard(key)
-            return await self.store.delete(
-                tenant_id=tenant_id, user_id=user_id, session_id=session_id
-            )
+        return await self.runtime.erase(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
 
     async def clear_all(self) -> int:
         """Delete every session of every tenant."""
         await self.start()
-        self.cache.discard_where(None, None)
-        return await self.store.delete()
+        return await self.runtime.erase(tenant_id=None, user_id=None)
 
     async def get_session(
         self,
@@ -525,22 +498,52 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        async with self._session(key, create=create) as live:
-            if live is None:
-                raise NotFound(f"session {session_id!r} not found")
-            new_state = None if state is None else merge_patch(live.state, state)
-            new_config = None if clean is None else merge_config(live.config, clean)
-            now = self.clock()
-            await self.store.write(
-                WriteBatch(key, now, live.last_seq, (), None, new_state, new_config)
-            )
-            if new_state is not None:
-                live.state = new_state
-            if new_config is not None:
-                live.config = new_config
-        record = await self.get_session(user_id=user_id, session_id=session_id, tenant_id=tenant_id)
-        assert record is not None
-        return record
+        new = await self._patch(key, state, clean, create=create)
+        return new
+
+    async def _patch(
+        self,
+        key: SessionKey,
+        state: dict[str, Any] | None,
+        config: dict[str, Any] | None,
+        *,
+        create: bool,
+    ) -> SessionRecord:
+        """Merge-patch state/config onto what the store holds (re-applied if it moved)."""
+        await self.start()
+        sessions = self.runtime
+        async with sessions.locked(key, wait=True):
+            live = await sessions.live(key, create=create)
+            if live is not None and sessions.shared:
+                live = await sessions.reload(live, create=create)
+            try:
+                for attempt in range(1, 6):
+                    if live is None:
+                        raise NotFound(f"session {key.session_id!r} not found")
+                    new_state = None if state is None else merge_patch(live.state, state)
+                    new_config = None if config is None else merge_config(live.config, config)
+                    try:
+                        await sessions.commit(live, state=new_state, config=new_config)
+                        break
+                    except Conflict:
+                        if attempt == 5:
+                            raise
+                        live = await sessions.reload(live, create=create)
+                assert live is not None
+                return SessionRecord(
+                    key,
+                    live.created_at,
+                    self.clock(),
+                    live.last_seq,
+                    live.message_count,
+                    live.state,
+                    live.config,
+                    live.pending,
+                    live.revision,
+                )
+            finally:
+                if live is not None:
+                    sessions.release(live)
 
     async def get_state(
         self,
@@ -648,7 +651,8 @@ class Host:
             "expirations": self.cache.expirations,
             "retention_deleted": self.retention_deleted,
             "sweeps": self.sweeps,
-            "locks_held": len(self._locks),
+            "locks_held": len(self.runtime.locks),
+            "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
         }
 
@@ -669,4 +673,4 @@ class Host:
     @property
     def lock_count(self) -> int:
         """Per-key lock entries currently held or waited on (0 when idle)."""
-        return len(self._locks)
+        return len(self.runtime.locks)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agenthost.keys import SessionKey
 from agenthost.messages import Message
+from agenthost.stores.base import PendingApproval
 
 
 @dataclass(slots=True, eq=False)
 class LiveSession:
-    """A session's window of history, state and config, as the store has them."""
+    """A session's window of history, state and config, as the store had them at ``revision``.
+
+    A copy, not the truth: ``revision`` is what every write of it is checked
+    against (``0``: not stored yet). ``stale`` marks a copy that a failed write
+    left in doubt; it is dropped when its turn ends.
+    """
 
     key: SessionKey
     window: deque[Message]
@@ -21,11 +27,12 @@ class LiveSession:
     message_count: int
     state: dict[str, Any]
     config: dict[str, Any]
-    pending: list[dict[str, Any]]
+    pending: list[PendingApproval]
     created_at: float
     last_used: float
+    revision: int = 0
     busy: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    stale: bool = False
 
     def append(self, messages: list[Message]) -> None:
         self.window.extend(messages)

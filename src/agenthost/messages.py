@@ -115,3 +115,34 @@ def decode_json(data: bytes | str | None, default: Any) -> Any:
     if data is None or data == "" or data == b"":
         return default
     return orjson.loads(data)
+
+
+def closing_messages(
+    open_calls: dict[str, str], run_id: str, status: str, error: str | None, partial: str
+) -> list[Message]:
+    """Tool results for calls left unanswered, then the assistant message that ends the turn."""
+    note = f"not run: the turn was {status}"
+    out = [
+        Message(
+            "tool", note, tool_call_id=call_id, name=name, run_id=run_id, meta={"status": status}
+        )
+        for call_id, name in open_calls.items()
+    ]
+    meta: dict[str, Any] = {"status": status}
+    if error:
+        meta["error"] = error
+    out.append(Message("assistant", partial, run_id=run_id, meta=meta))
+    return out
+
+
+def open_calls_in(window: Any) -> dict[str, str]:
+    """Tool calls in a window's tail that have no result yet (crash recovery)."""
+    calls: dict[str, str] = {}
+    for message in window:
+        if message.role == "assistant":
+            calls = {c.id: c.name for c in message.tool_calls}
+        elif message.role == "tool":
+            calls.pop(message.tool_call_id or "", None)
+        else:
+            calls = {}
+    return calls

@@ -11,6 +11,7 @@ well-formed: every turn ends with an assistant message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -33,9 +34,10 @@ from agenthost.events import (
     ToolResultEvent,
 )
 from agenthost.live import LiveSession
-from agenthost.messages import Message, ToolCall
+from agenthost.messages import Message, ToolCall, closing_messages
 from agenthost.models.base import Model, ModelRequest, ModelSettings, TextChunk
-from agenthost.stores.base import RunRecord, SessionStore, WriteBatch
+from agenthost.session import Sessions
+from agenthost.stores.base import PendingApproval, RunRecord
 from agenthost.tools import ToolContext
 
 
@@ -50,7 +52,7 @@ class TurnObserver(Protocol):
 @dataclass(slots=True)
 class TurnEnv:
     agent: Agent
-    store: SessionStore
+    sessions: Sessions
     clock: Callable[[], float]
     observer: TurnObserver | None = None
 
@@ -74,37 +76,6 @@ def model_window(window: Any) -> list[Message]:
     while start < len(messages) and messages[start].role == "tool":
         start += 1
     return messages[start:] if start else messages
-
-
-def closing_messages(
-    open_calls: dict[str, str], run_id: str, status: RunStatus, error: str | None, partial: str
-) -> list[Message]:
-    """Tool results for calls left unanswered, then the assistant message that ends the turn."""
-    note = f"not run: the turn was {status}"
-    out = [
-        Message(
-            "tool", note, tool_call_id=call_id, name=name, run_id=run_id, meta={"status": status}
-        )
-        for call_id, name in open_calls.items()
-    ]
-    meta: dict[str, Any] = {"status": status}
-    if error:
-        meta["error"] = error
-    out.append(Message("assistant", partial, run_id=run_id, meta=meta))
-    return out
-
-
-def open_calls_in(window: Any) -> dict[str, str]:
-    """Tool calls in a window's tail that have no result yet (crash recovery)."""
-    calls: dict[str, str] = {}
-    for message in window:
-        if message.role == "assistant":
-            calls = {c.id: c.name for c in message.tool_calls}
-        elif message.role == "tool":
-            calls.pop(message.tool_call_id or "", None)
-        else:
-            calls = {}
-    return calls
 
 
 class Turn:
@@ -135,33 +106,28 @@ class Turn:
         *,
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
-        pending: list[dict[str, Any]] | None = None,
+        pending: list[PendingApproval] | None = None,
     ) -> None:
-        live = self.live
-        now = self.env.clock()
-        seq = base = live.last_seq
-        for message in messages:
-            seq += 1
-            message.seq = seq
-            message.created_at = now
-        await self.env.store.write(
-            WriteBatch(live.key, now, base, messages, self.run, state, config, pending)
+        await self.env.sessions.commit(
+            self.live, messages, run=self.run, state=state, config=config, pending=pending
         )
-        if messages:
-            live.append(messages)
-        if state is not None:
-            live.state = state
-        if config is not None:
-            live.config = config
-        if pending is not None:
-            live.pending = pending
 
-    def start(
-        self, text: str, *, config: dict[str, Any] | None = None
-    ) -> AsyncGenerator[Event, None]:
-        """Store the user's message, then run the steps (when iterated)."""
-        user = Message("user", text, run_id=self.run.run_id)
-        return self.guard(self.steps(), first=user, config=config)
+    async def begin(
+        self,
+        text: str,
+        *,
+        config: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the user's message (and the session's new ``config``) with a running run.
+
+        Nothing is stored if this raises: the turn never began, there is nothing to close.
+        """
+        await self.commit([Message("user", text, run_id=self.run.run_id, meta=meta)], config=config)
+
+    def run_steps(self) -> AsyncGenerator[Event, None]:
+        """The model and tool steps after :meth:`begin`, guarded (see :meth:`guard`)."""
+        return self.guard(self.steps())
 
     def resume(self, decisions: dict[str, bool]) -> AsyncGenerator[Event, None]:
         """Answer pending approvals (call id -> approved) and continue the turn."""
@@ -169,12 +135,12 @@ class Turn:
 
     async def _resume(self, decisions: dict[str, bool]) -> AsyncIterator[Event]:
         live = self.live
-        answered = [p for p in live.pending if p["id"] in decisions]
-        remaining = [p for p in live.pending if p["id"] not in decisions]
+        answered = [p for p in live.pending if p.call_id in decisions]
+        remaining = [p for p in live.pending if p.call_id not in decisions]
         messages: list[Message] = []
         state = live.state
         for item in answered:
-            call = ToolCall(item["id"], item["name"], item["arguments"])
+            call = item.call
             if decisions[call.id]:
                 yield ToolCallEvent(call)
                 content, is_error, state = await self.call_tool(call, state)
@@ -192,21 +158,8 @@ class Turn:
         async for event in self.steps():
             yield event
 
-    async def guard(
-        self,
-        inner: AsyncIterator[Event],
-        *,
-        first: Message | None = None,
-        config: dict[str, Any] | None = None,
-    ) -> AsyncGenerator[Event, None]:
-        """Turn any failure into a closed, stored run and an ``error`` event.
-
-        ``first`` (the user's message, with the session's new ``config``) is stored
-        before ``inner`` starts; if that fails, the error is raised as it is: the
-        turn never began, so there is nothing to close.
-        """
-        if first is not None:
-            await self.commit([first], config=config)
+    async def guard(self, inner: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
+        """Turn any failure into a closed, stored run and an ``error`` event."""
         partial: list[str] = []
         try:
             async for event in inner:
@@ -233,12 +186,11 @@ class Turn:
         self.run.error = error
         self.run.finished_at = self.env.clock()
         messages = closing_messages(self.open_calls, self.run.run_id, status, error, partial)
-        try:
+        # The store may refuse even the closing write (the commit then marks the copy
+        # stale): the run stays "running" there, and is closed as interrupted when
+        # the session is next loaded, by whichever process loads it.
+        with contextlib.suppress(Exception):
             await self.commit(messages)
-        except Exception:
-            # The store refused even the closing write; the run stays "running" there
-            # and is marked interrupted when the session is next loaded.
-            self.live.extra["stale"] = True
         self.finished()
 
     def finished(self) -> None:
@@ -246,9 +198,9 @@ class Turn:
         if observer is not None:
             observer.turn_finished(self.run, time.perf_counter() - self.started)
 
-    def result(self, reply: str, pending: list[dict[str, Any]] | None = None) -> RunResult:
+    def result(self, reply: str, pending: list[PendingApproval] | None = None) -> RunResult:
         key = self.live.key
-        approvals = [ToolCall(p["id"], p["name"], p["arguments"]) for p in pending or ()]
+        approvals = [p.call for p in pending or ()]
         return RunResult(
             reply,
             key.tenant_id,
@@ -326,7 +278,7 @@ class Turn:
             await self.commit(messages, state=new_state)
             self.open_calls = {}
             return
-        pending = [{**c.to_dict(), "run_id": self.run.run_id} for c in waiting]
+        pending = [PendingApproval.of(c, self.run.run_id) for c in waiting]
         self.run.status = "awaiting_approval"
         await self.commit(messages, state=new_state, pending=pending)
         self.open_calls = {}

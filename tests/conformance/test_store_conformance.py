@@ -12,6 +12,7 @@ from agenthost.events import RunStatus
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.stores import RunRecord, SessionStore, WriteBatch
+from agenthost.stores.base import PendingApproval
 
 KEY = SessionKey("acme", "alice", "s1")
 
@@ -184,7 +185,7 @@ async def test_state_config_pending_replace_and_none_keeps(store: SessionStore) 
     assert record.config == {"model": "x"}
     assert record.pending == []
 
-    pending = [{"id": "call_9", "name": "pay", "arguments": "{}", "run_id": "run_1"}]
+    pending = [PendingApproval("call_9", "pay", "{}", "run_1")]
     await store.write(
         WriteBatch(KEY, 1002.0, 2, (), state={"z": [1, 2]}, config={}, pending=pending)
     )

@@ -317,7 +317,7 @@ class HostRequestHandler(RequestHandler):
         record = await self.host.get_session(
             tenant_id=run.key.tenant_id, user_id=run.key.user_id, session_id=run.key.session_id
         )
-        calls = [p["id"] for p in (record.pending if record else []) if p["run_id"] == task_id]
+        calls = [p.call_id for p in (record.pending if record else []) if p.run_id == task_id]
         if not calls:
             raise TaskNotFoundError(message=f"task {task_id} has no approval waiting")
         events = _answer(self.host, run.key, calls, approved)
@@ -400,7 +400,9 @@ class HostRequestHandler(RequestHandler):
             record = await self.host.get_session(
                 tenant_id=run.key.tenant_id, user_id=run.key.user_id, session_id=context_id
             )
-            pending = [p for p in (record.pending if record else []) if p["run_id"] == task_id]
+            pending = [
+                p.to_dict() for p in (record.pending if record else []) if p.run_id == task_id
+            ]
             note = am.pending_note(pending, task_id=task_id, context_id=context_id)
         elif run.status in ("failed", "interrupted") and run.error:
             note = am.error_note(run.error, task_id=task_id, context_id=context_id)

@@ -8,13 +8,62 @@ messages). Everything else (paging, listing, erasure) is off the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from agenthost.events import RunStatus
 from agenthost.keys import SessionKey
-from agenthost.messages import Message, Usage
+from agenthost.messages import Message, ToolCall, Usage
+
+
+def new_revision() -> int:
+    """A fresh session revision: random, so no two writes anywhere ever share one.
+
+    A revision is compared for equality only. Being random (53 bits, exact in a
+    JavaScript number) rather than a counter, a session deleted and created anew
+    never repeats a revision that a stale copy of the old one still holds.
+    """
+    return (int.from_bytes(os.urandom(7), "big") >> 3) or 1
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A tool call that waits for a human's decision, and the run it belongs to."""
+
+    call_id: str
+    name: str
+    arguments: str
+    run_id: str
+
+    @property
+    def call(self) -> ToolCall:
+        return ToolCall(self.call_id, self.name, self.arguments)
+
+    @classmethod
+    def of(cls, call: ToolCall, run_id: str) -> PendingApproval:
+        return cls(call.id, call.name, call.arguments, run_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "run_id": self.run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingApproval:
+        return cls(data["id"], data["name"], data["arguments"], data["run_id"])
+
+
+def pending_to_json(pending: Iterable[PendingApproval]) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in pending]
+
+
+def pending_from_json(data: Iterable[Mapping[str, Any]] | None) -> list[PendingApproval]:
+    return [PendingApproval.from_dict(p) for p in data or ()]
 
 
 @dataclass(slots=True)
@@ -26,7 +75,8 @@ class SessionRecord:
     message_count: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
-    pending: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[PendingApproval] = field(default_factory=list)
+    revision: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,7 +89,8 @@ class SessionRecord:
             "last_seq": self.last_seq,
             "state": self.state,
             "config": self.config,
-            "pending_approvals": self.pending,
+            "pending_approvals": pending_to_json(self.pending),
+            "revision": self.revision,
         }
 
 
@@ -52,6 +103,7 @@ class RunRecord:
     finished_at: float | None = None
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
+    request_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
@@ -69,6 +121,7 @@ class RunRecord:
                 usage.get("output_tokens", 0),
                 usage.get("requests", 0),
             ),
+            request_id=data.get("request_id"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +133,7 @@ class RunRecord:
             "finished_at": self.finished_at,
             "error": self.error,
             "usage": self.usage.to_dict(),
+            "request_id": self.request_id,
         }
 
 
@@ -94,13 +148,20 @@ class Snapshot:
 
 @dataclass(slots=True)
 class WriteBatch:
-    """Everything one step of a turn writes, committed atomically.
+    """Everything one write to a session stores, committed atomically or not at all.
+
+    Revisions: every write gives the session a new ``revision`` (drawn by
+    :func:`new_revision` when ``None``). With ``base_revision`` set, the write is
+    a compare-and-set: the store refuses it with ``Conflict``, writing nothing,
+    unless the session's revision is ``base_revision`` (``0``: the session must
+    not exist yet). The Host always sets it; ``None`` writes unconditionally and
+    is only for tools that own the store alone (imports, tests).
 
     ``messages`` carry their ``seq`` already (contiguous after ``base_seq``, the
-    session's last seq when the batch was built). A store refuses the batch with
-    ``Conflict`` if a message with one of those seqs exists: another writer got
-    there first. ``state``/``config``/``pending`` replace the stored value when
-    not ``None``. The session row is created if missing.
+    session's last seq when the batch was built); a store also refuses the batch
+    if a message with one of those seqs exists. ``state``/``config``/``pending``
+    replace the stored value when not ``None``. Without ``base_revision`` the
+    session row is created if missing.
     """
 
     key: SessionKey
@@ -110,7 +171,15 @@ class WriteBatch:
     run: RunRecord | None = None
     state: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
-    pending: list[dict[str, Any]] | None = None
+    pending: list[PendingApproval] | None = None
+    base_revision: int | None = None
+    revision: int | None = None
+
+    def new_revision(self) -> int:
+        """The revision this write gives the session (drawn once, on first ask)."""
+        if self.revision is None:
+            self.revision = new_revision()
+        return self.revision
 
 
 @runtime_checkable
@@ -129,7 +198,10 @@ class SessionStore(Protocol):
         """The session row, its last ``window`` messages (oldest first), running runs."""
 
     async def last_seq(self, key: SessionKey) -> int:
-        """The session's last message seq (0 if unknown): a cheap staleness check."""
+        """The session's last message seq (0 if unknown)."""
+
+    async def revision(self, key: SessionKey) -> int:
+        """The session's revision (0 if it does not exist): a cheap staleness check."""
 
     async def messages(
         self, key: SessionKey, *, after_seq: int = 0, limit: int | None = None

@@ -16,7 +16,14 @@ from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch
 def _copy_run(run: RunRecord) -> RunRecord:
     """A shallow copy, as ``copy.copy`` makes it but without its generic machinery."""
     return RunRecord(
-        run.run_id, run.key, run.status, run.started_at, run.finished_at, run.error, run.usage
+        run.run_id,
+        run.key,
+        run.status,
+        run.started_at,
+        run.finished_at,
+        run.error,
+        run.usage,
+        run.request_id,
     )
 
 
@@ -53,18 +60,19 @@ class MemoryStore:
 
     async def write(self, batch: WriteBatch) -> None:
         entry = self._sessions.get(batch.key)
+        base = batch.base_revision
+        if base is not None and base != (0 if entry is None else entry.record.revision):
+            raise Conflict(f"session {batch.key} changed since revision {base}")
+        if batch.messages and batch.base_seq != (0 if entry is None else entry.record.last_seq):
+            raise Conflict(f"session {batch.key} has messages past seq {batch.base_seq}")
         if entry is None:
             entry = _Entry(
                 SessionRecord(batch.key, batch.now, batch.now), deque(maxlen=self.max_messages)
             )
             self._sessions[batch.key] = entry
         record = entry.record
+        record.revision = batch.new_revision()
         if batch.messages:
-            if batch.base_seq != record.last_seq:
-                raise Conflict(
-                    f"session {batch.key} is at seq {record.last_seq}, "
-                    f"the batch expected {batch.base_seq}"
-                )
             entry.messages.extend(batch.messages)
             record.last_seq = batch.messages[-1].seq
             record.message_count = len(entry.messages)
@@ -74,7 +82,7 @@ class MemoryStore:
         if batch.config is not None:
             record.config = copy.deepcopy(batch.config)
         if batch.pending is not None:
-            record.pending = copy.deepcopy(batch.pending)
+            record.pending = list(batch.pending)  # frozen records: nothing to copy deeply
         if batch.run is not None:
             run = _copy_run(batch.run)
             entry.runs[run.run_id] = run
@@ -89,7 +97,8 @@ class MemoryStore:
             record.message_count,
             copy.deepcopy(record.state),
             copy.deepcopy(record.config),
-            copy.deepcopy(record.pending),
+            list(record.pending),
+            record.revision,
         )
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
@@ -104,6 +113,10 @@ class MemoryStore:
     async def last_seq(self, key: SessionKey) -> int:
         entry = self._sessions.get(key)
         return entry.record.last_seq if entry else 0
+
+    async def revision(self, key: SessionKey) -> int:
+        entry = self._sessions.get(key)
+        return entry.record.revision if entry else 0
 
     async def messages(
         self, key: SessionKey, *, after_seq: int = 0, limit: int | None = None

@@ -39,7 +39,15 @@ from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailab
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores import sql
-from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
+from agenthost.stores.base import (
+    RunRecord,
+    SessionRecord,
+    Snapshot,
+    WriteBatch,
+    check_scope,
+    pending_from_json,
+    pending_to_json,
+)
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs
@@ -102,14 +110,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITH (fillfactor = 70);
         """,
     ),
+    Migration(
+        3,
+        "session revisions (compare-and-set writes) and request ids on runs",
+        """
+        ALTER TABLE sessions ADD COLUMN revision BIGINT NOT NULL DEFAULT 1;
+        ALTER TABLE runs ADD COLUMN request_id TEXT;
+        """,
+    ),
 )
 
 # Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
 # type of a bare parameter inside COALESCE, so those get an explicit cast.
 _JSONB_PARAMS = re.compile(r"\$([789])\b")
-UPSERT_SESSION = _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(sql.UPSERT_SESSION))
+
+
+def _session_sql(statement: str) -> str:
+    return _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(statement)).strip()
+
+
 UPSERT_RUN = sql.to_postgres(sql.UPSERT_RUN)
 SELECT_SESSION = sql.to_postgres(sql.SELECT_SESSION)
+SELECT_REVISION = sql.to_postgres(sql.SELECT_REVISION)
 SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
 SELECT_WINDOW = sql.to_postgres(sql.SELECT_WINDOW)
 SELECT_RUNNING = sql.to_postgres(sql.SELECT_RUNNING)
@@ -119,7 +141,12 @@ SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
 SELECT_MEMORY = sql.to_postgres(sql.SELECT_MEMORY)
 UPSERT_MEMORY = sql.to_postgres(sql.UPSERT_MEMORY)
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
-SELECT_MESSAGE_DATA = sql.to_postgres(f"SELECT data FROM messages WHERE {sql.KEY} AND seq = ?4")
+# The session CTE of a write, by WriteBatch.base_revision: None, 0 (create), or a revision.
+_SESSION_CTE = {
+    "upsert": _session_sql(sql.UPSERT_SESSION) + " RETURNING 1",
+    "insert": _session_sql(sql.INSERT_SESSION) + " ON CONFLICT DO NOTHING RETURNING 1",
+    "update": _session_sql(sql.UPDATE_SESSION) + " RETURNING 1",
+}
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -128,22 +155,35 @@ def _shift(statement: str, offset: int) -> str:
 
 
 @functools.cache
-def write_statement(messages: bool, run: bool) -> str:
+def write_statement(mode: str, messages: bool, run: bool) -> str:
     """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
-    transaction), built from the shared upserts. Parameters: the session upsert's nine,
-    then five arrays of the new messages (if any), then the run upsert's nine (if any)."""
-    parts = [f"session AS ({UPSERT_SESSION.strip()})"]
-    count = 9
+    transaction). The session row's CTE (an upsert, a create, or the revision
+    compare-and-set) returns a row only if it wrote; messages and run are written
+    only then, and the statement answers how many session rows it wrote (0: refused).
+    Parameters: the session's ten (eleven with the base revision), then five arrays
+    of the new messages (if any), then the run's ten (if any)."""
+    parts = [f"session AS ({_SESSION_CTE[mode]})"]
+    count = 11 if mode == "update" else 10
     if messages:
         parts.append(
             "appended AS (INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, "
-            "role, created_at, data) SELECT $1, $2, $3, m.* FROM unnest($10::bigint[], "
-            "$11::text[], $12::text[], $13::float8[], $14::bytea[]) AS m)"
+            f"role, created_at, data) SELECT $1, $2, $3, m.* FROM unnest(${count + 1}::bigint[], "
+            f"${count + 2}::text[], ${count + 3}::text[], ${count + 4}::float8[], "
+            f"${count + 5}::bytea[]) AS m WHERE EXISTS (SELECT 1 FROM session))"
         )
         count += 5
     if run:
-        parts.append(f"run AS ({_shift(UPSERT_RUN.strip(), count)})")
-    return "WITH " + ", ".join(parts) + " SELECT 1"
+        values = _shift(
+            "$1::text, $2::text, $3::text, $4::text, $5::text, $6::float8, $7::float8, "
+            "$8::text, $9::jsonb, $10::text",
+            count,
+        )
+        on_conflict = _shift(sql.to_postgres(sql.RUN_ON_CONFLICT), count)
+        parts.append(
+            f"run AS (INSERT INTO runs ({sql.RUN_COLUMNS}) SELECT {values} "
+            f"WHERE EXISTS (SELECT 1 FROM session) {on_conflict})"
+        )
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM session"
 
 
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
@@ -341,7 +381,8 @@ def _record(key: SessionKey, row: Any) -> SessionRecord:
         row["message_count"],
         row["state"],
         row["config"],
-        row["pending"],
+        pending_from_json(row["pending"]),
+        row["revision"],
     )
 
 
@@ -448,9 +489,12 @@ class PostgresStore:
     # -- the hot path --------------------------------------------------------------
 
     async def write(self, batch: WriteBatch) -> None:
-        """One statement, one round trip: the append, the session row and the run record."""
+        """One statement, one round trip: the session row, the append and the run record."""
         k = batch.key
         messages = batch.messages
+        revision = batch.new_revision()
+        base = batch.base_revision
+        pending = batch.pending
         args: list[Any] = [
             k.tenant_id,
             k.user_id,
@@ -460,16 +504,19 @@ class PostgresStore:
             len(messages),
             batch.state,
             batch.config,
-            batch.pending,
+            None if pending is None else pending_to_json(pending),
+            revision,
         ]
-        data = [encode_message(m) for m in messages]
+        mode = "upsert" if base is None else "insert" if base == 0 else "update"
+        if mode == "update":
+            args.append(base)
         if messages:
             args += [
                 [m.seq for m in messages],
                 [m.run_id for m in messages],
                 [m.role for m in messages],
                 [m.created_at for m in messages],
-                data,
+                [encode_message(m) for m in messages],
             ]
         run = batch.run
         if run is not None:
@@ -483,25 +530,25 @@ class PostgresStore:
                 run.finished_at,
                 run.error,
                 run.usage.to_dict(),
+                run.request_id,
             ]
-        statement = write_statement(bool(messages), run is not None)
+        statement = write_statement(mode, bool(messages), run is not None)
 
         async def work(conn: Connection) -> None:
             try:
-                await conn.execute(statement, *args)
+                written = await conn.fetchval(statement, *args)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
+            if written != 1:
+                raise Conflict(f"session {k} changed since revision {base}")
 
         try:
             await self._call(work)
         except Conflict:
             # A retry after a connection lost mid-write may find the write already
-            # committed: the same bytes at the first seq mean it is ours, not a rival's.
-            first = messages[0].seq
-            stored = await self._call(
-                lambda conn: conn.fetchval(SELECT_MESSAGE_DATA, *args[:3], first)
-            )
-            if stored != data[0]:
+            # committed: the session at this write's own revision means it is ours.
+            stored = await self._call(lambda conn: conn.fetchval(SELECT_REVISION, *args[:3]))
+            if stored != revision:
                 raise
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
@@ -521,6 +568,12 @@ class PostgresStore:
     async def last_seq(self, key: SessionKey) -> int:
         value = await self._call(
             lambda conn: conn.fetchval(SELECT_LAST_SEQ, key.tenant_id, key.user_id, key.session_id)
+        )
+        return int(value) if value is not None else 0
+
+    async def revision(self, key: SessionKey) -> int:
+        value = await self._call(
+            lambda conn: conn.fetchval(SELECT_REVISION, key.tenant_id, key.user_id, key.session_id)
         )
         return int(value) if value is not None else 0
 

@@ -5,7 +5,7 @@ Layout, under a key prefix ``P`` (default ``agenthost``) and a session id
 characters, so the separator is unambiguous)::
 
     P:s:S        HASH    created_at, updated_at, last_seq, first_seq, message_count,
-                         state, config, pending (JSON)
+                         state, config, pending (JSON), revision
     P:m:S        LIST    the messages (orjson), oldest first: RPUSH appends in O(1),
                          LRANGE -N -1 reads the last N in O(N)
     P:r:S        ZSET    run ids by start time
@@ -15,11 +15,12 @@ characters, so the separator is unambiguous)::
     P:idx:t:T    ZSET    a tenant's sessions;  P:idx:u:T\\x1fU  a user's sessions
     P:mem:T\\x1fU  STRING  a user's memory;      P:memidx:T  SET of users with memory
 
-A write is one Lua script, so it is atomic and its seq check cannot race: the
-batch is refused with :class:`~agenthost.errors.Conflict` unless its
-``base_seq`` is the session's last seq. A reply lost to a dropped connection is
-retried by the client; the script recognises its own earlier success (the
-stored message at ``base_seq + 1`` is byte-identical) and does not refuse it.
+A write is one Lua script, so it is atomic and its checks cannot race: the
+batch is refused with :class:`~agenthost.errors.Conflict` unless the session is
+at the batch's ``base_revision`` (and its ``base_seq``). A reply lost to a
+dropped connection is retried by the client; the script recognises its own
+earlier success (the session is at the batch's new revision) and does not
+refuse it.
 
 With ``retention`` (seconds) every key of a session expires that long after its
 last write; the indexes drop expired members when read. Scripts touch keys
@@ -47,7 +48,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agenthost.errors import ConfigError, Conflict, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
+from agenthost.stores.base import (
+    RunRecord,
+    SessionRecord,
+    Snapshot,
+    WriteBatch,
+    check_scope,
+    pending_from_json,
+    pending_to_json,
+)
 
 T = TypeVar("T")
 SEP = "\x1f"
@@ -57,27 +66,35 @@ _OUR_OPTIONS = ("prefix", "retention", "lock_ttl", "lock_wait")
 # KEYS: s m r x run idx idx_t idx_u
 # ARGV: 1 sid, 2 now, 3 base_seq, 4 flags (s=state c=config p=pending), 5 state, 6 config,
 #       7 pending, 8 run_id ('' = none), 9 run json, 10 run started_at, 11 run status,
-#       12 ttl ms ('0' = keep), 13.. messages
+#       12 ttl ms ('0' = keep), 13 base revision ('' = unchecked, '0' = must not exist),
+#       14 new revision, 15.. messages
+# Revisions are compared as strings: Lua numbers are doubles.
 WRITE = """
 local s, m = KEYS[1], KEYS[2]
-local n = #ARGV - 12
+local n = #ARGV - 14
+local current = '0'
+if redis.call('EXISTS', s) == 1 then current = redis.call('HGET', s, 'revision') or '1' end
+if current == ARGV[14] then return 0 end
+if ARGV[13] ~= '' and ARGV[13] ~= current then
+  return redis.error_reply('CONFLICT session changed since revision ' .. ARGV[13])
+end
 local base = tonumber(ARGV[3])
 local last = tonumber(redis.call('HGET', s, 'last_seq') or '0')
 if n > 0 then
   if base ~= last then
     if last >= base + n then
       local first = tonumber(redis.call('HGET', s, 'first_seq') or '1')
-      if redis.call('LINDEX', m, base + 1 - first) == ARGV[13] then return 0 end
+      if redis.call('LINDEX', m, base + 1 - first) == ARGV[15] then return 0 end
     end
     return redis.error_reply('CONFLICT session is at seq ' .. last)
   end
-  local length = redis.call('RPUSH', m, unpack(ARGV, 13))
+  local length = redis.call('RPUSH', m, unpack(ARGV, 15))
   if length == n then redis.call('HSET', s, 'first_seq', base + 1) end
   redis.call('HSET', s, 'last_seq', base + n)
   redis.call('HINCRBY', s, 'message_count', n)
 end
 redis.call('HSETNX', s, 'created_at', ARGV[2])
-redis.call('HSET', s, 'updated_at', ARGV[2])
+redis.call('HSET', s, 'updated_at', ARGV[2], 'revision', ARGV[14])
 local flags = ARGV[4]
 if string.find(flags, 's', 1, true) then redis.call('HSET', s, 'state', ARGV[5]) end
 if string.find(flags, 'c', 1, true) then redis.call('HSET', s, 'config', ARGV[6]) end
@@ -141,6 +158,7 @@ _SESSION_FIELDS = (
     "state",
     "config",
     "pending",
+    "revision",
 )
 
 
@@ -194,7 +212,7 @@ def _json(value: Any, default: Any) -> Any:
 
 
 def _record(key: SessionKey, values: list[bytes | None]) -> SessionRecord:
-    created, updated, last_seq, count, state, config, pending = values
+    created, updated, last_seq, count, state, config, pending, revision = values
     return SessionRecord(
         key,
         float(created or 0),
@@ -203,7 +221,8 @@ def _record(key: SessionKey, values: list[bytes | None]) -> SessionRecord:
         int(count or 0),
         _json(state, {}),
         _json(config, {}),
-        _json(pending, []),
+        pending_from_json(_json(pending, [])),
+        int(revision or 1),  # sessions written before revisions existed are at 1
     )
 
 
@@ -220,8 +239,17 @@ def _run_json(run: RunRecord) -> bytes:
             "finished_at": run.finished_at,
             "error": run.error,
             "usage": run.usage.to_dict(),
+            "request_id": run.request_id,
         }
     )
+
+
+async def _exists_and(c: aioredis.Redis, name: str, field: str) -> list[Any]:
+    async with c.pipeline(transaction=True) as pipe:
+        pipe.exists(name)
+        pipe.hget(name, field)
+        result: list[Any] = await pipe.execute()
+        return result
 
 
 def _run_record(data: Any) -> RunRecord:
@@ -349,12 +377,14 @@ class RedisStore:
             flags,
             orjson.dumps(batch.state) if batch.state is not None else b"",
             orjson.dumps(batch.config) if batch.config is not None else b"",
-            orjson.dumps(batch.pending) if batch.pending is not None else b"",
+            orjson.dumps(pending_to_json(batch.pending)) if batch.pending is not None else b"",
             run.run_id if run else "",
             _run_json(run) if run else b"",
             repr(run.started_at) if run else "0",
             run.status if run else "",
             int(self.retention * 1000) if self.retention else 0,
+            "" if batch.base_revision is None else str(batch.base_revision),
+            str(batch.new_revision()),
             *(encode_message(m) for m in batch.messages),
         ]
         await self._call(lambda c: self._write(keys=keys, args=args, client=c))
@@ -383,6 +413,11 @@ class RedisStore:
         s = self._session_keys(session_id_of(key))[0]
         value = await self._call(lambda c: c.hget(s, "last_seq"))
         return int(value) if value is not None else 0
+
+    async def revision(self, key: SessionKey) -> int:
+        s = self._session_keys(session_id_of(key))[0]
+        exists, value = await self._call(lambda c: _exists_and(c, s, "revision"))
+        return 0 if not exists else int(value or 1)
 
     # -- reading -------------------------------------------------------------------
 

@@ -10,17 +10,34 @@ import re
 
 KEY = "tenant_id = ?1 AND user_id = ?2 AND session_id = ?3"
 
-UPSERT_SESSION = """
-INSERT INTO sessions (tenant_id, user_id, session_id, created_at, updated_at, last_seq,
-                      message_count, state, config, pending)
-VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, COALESCE(?7, '{}'), COALESCE(?8, '{}'), COALESCE(?9, '[]'))
-ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET
-    updated_at = ?4,
+# Session writes. Parameters: ?1-?3 the key, ?4 now, ?5 the new last seq, ?6 messages
+# appended, ?7 state, ?8 config, ?9 pending (NULL: unchanged), ?10 the new revision,
+# ?11 the revision the writer's copy is at (UPDATE_SESSION only).
+_SESSION_COLUMNS_IN = (
+    "tenant_id, user_id, session_id, created_at, updated_at, last_seq, message_count, "
+    "state, config, pending, revision"
+)
+_SESSION_VALUES = (
+    "?1, ?2, ?3, ?4, ?4, ?5, ?6, COALESCE(?7, '{}'), COALESCE(?8, '{}'), COALESCE(?9, '[]'), ?10"
+)
+_SESSION_SET = """updated_at = ?4,
     last_seq = CASE WHEN ?6 > 0 THEN ?5 ELSE sessions.last_seq END,
     message_count = sessions.message_count + ?6,
     state = COALESCE(?7, sessions.state),
     config = COALESCE(?8, sessions.config),
-    pending = COALESCE(?9, sessions.pending)
+    pending = COALESCE(?9, sessions.pending),
+    revision = ?10"""
+
+# A write that must create the session (its writer saw none): fails if it exists.
+INSERT_SESSION = f"INSERT INTO sessions ({_SESSION_COLUMNS_IN}) VALUES ({_SESSION_VALUES})"
+
+# The compare-and-set: changes the row only if it is still at the writer's revision.
+UPDATE_SESSION = f"UPDATE sessions SET {_SESSION_SET} WHERE {KEY} AND revision = ?11"
+
+# An unchecked write (WriteBatch.base_revision is None).
+UPSERT_SESSION = f"""
+INSERT INTO sessions ({_SESSION_COLUMNS_IN}) VALUES ({_SESSION_VALUES})
+ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET {_SESSION_SET}
 """
 
 INSERT_MESSAGE = """
@@ -28,18 +45,25 @@ INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, role, created
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 """
 
-UPSERT_RUN = """
-INSERT INTO runs (run_id, tenant_id, user_id, session_id, status, started_at, finished_at,
-                  error, usage)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-ON CONFLICT (run_id) DO UPDATE SET
-    status = ?5, finished_at = ?7, error = ?8, usage = ?9
+RUN_COLUMNS = (
+    "run_id, tenant_id, user_id, session_id, status, started_at, finished_at, error, usage, "
+    "request_id"
+)
+RUN_ON_CONFLICT = (
+    "ON CONFLICT (run_id) DO UPDATE SET status = ?5, finished_at = ?7, error = ?8, usage = ?9"
+)
+UPSERT_RUN = f"""
+INSERT INTO runs ({RUN_COLUMNS})
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+{RUN_ON_CONFLICT}
 """
 
 SELECT_SESSION = f"""
-SELECT created_at, updated_at, last_seq, message_count, state, config, pending
+SELECT created_at, updated_at, last_seq, message_count, state, config, pending, revision
 FROM sessions WHERE {KEY}
 """
+
+SELECT_REVISION = f"SELECT revision FROM sessions WHERE {KEY}"
 
 SELECT_LAST_SEQ = f"SELECT last_seq FROM sessions WHERE {KEY}"
 
@@ -54,18 +78,20 @@ SELECT data FROM messages WHERE {KEY} AND seq > ?4 ORDER BY seq LIMIT ?5
 """
 
 SELECT_RUNS = f"""
-SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id
+SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id,
+       request_id
 FROM runs WHERE {KEY} ORDER BY started_at DESC LIMIT ?4
 """
 
 SELECT_RUN = """
-SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id
+SELECT run_id, status, started_at, finished_at, error, usage, tenant_id, user_id, session_id,
+       request_id
 FROM runs WHERE run_id = ?1
 """
 
 SESSION_COLUMNS = (
     "tenant_id, user_id, session_id, created_at, updated_at, last_seq, message_count, "
-    "state, config, pending"
+    "state, config, pending, revision"
 )
 
 SELECT_IDLE = """

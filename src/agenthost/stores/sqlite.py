@@ -36,7 +36,15 @@ from agenthost.messages import (
     encode_message,
 )
 from agenthost.stores import sql
-from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
+from agenthost.stores.base import (
+    RunRecord,
+    SessionRecord,
+    Snapshot,
+    WriteBatch,
+    check_scope,
+    pending_from_json,
+    pending_to_json,
+)
 
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
@@ -47,7 +55,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0, message_count INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT '{}', config TEXT NOT NULL DEFAULT '{}',
-    pending TEXT NOT NULL DEFAULT '[]',
+    pending TEXT NOT NULL DEFAULT '[]', revision INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (tenant_id, user_id, session_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at);
@@ -60,7 +68,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,
     session_id TEXT NOT NULL, status TEXT NOT NULL, started_at REAL NOT NULL,
-    finished_at REAL, error TEXT, usage TEXT
+    finished_at REAL, error TEXT, usage TEXT, request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_session ON runs (tenant_id, user_id, session_id, started_at);
 CREATE INDEX IF NOT EXISTS runs_running ON runs (tenant_id, user_id, session_id)
@@ -70,7 +78,37 @@ CREATE TABLE IF NOT EXISTS user_memory (
     PRIMARY KEY (tenant_id, user_id)
 );
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What a database made by an older version lacks (``PRAGMA user_version`` says which).
+UPGRADES = {
+    2: (
+        "ALTER TABLE sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE runs ADD COLUMN request_id TEXT",
+    ),
+}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older database up to ``SCHEMA_VERSION``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        fresh = (
+            conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sessions'").fetchone()[0]
+            == 0
+        )
+        if not fresh:
+            for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in UPGRADES[target]:
+                    conn.execute(statement)
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -82,8 +120,30 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
+    """One batch: the session row first (its revision check), then messages and run."""
     k = batch.key
     ident = (k.tenant_id, k.user_id, k.session_id)
+    pending = batch.pending
+    row = (
+        *ident,
+        batch.now,
+        batch.messages[-1].seq if batch.messages else batch.base_seq,
+        len(batch.messages),
+        None if batch.state is None else encode_json(batch.state),
+        None if batch.config is None else encode_json(batch.config),
+        None if pending is None else encode_json(pending_to_json(pending)),
+        batch.new_revision(),
+    )
+    base = batch.base_revision
+    if base is None:
+        conn.execute(sql.UPSERT_SESSION, row)
+    elif base == 0:
+        try:
+            conn.execute(sql.INSERT_SESSION, row)
+        except sqlite3.IntegrityError:
+            raise Conflict(f"session {k} exists already") from None
+    elif conn.execute(sql.UPDATE_SESSION, (*row, base)).rowcount != 1:
+        raise Conflict(f"session {k} changed since revision {base}")
     if batch.messages:
         try:
             conn.executemany(
@@ -95,18 +155,6 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
-    conn.execute(
-        sql.UPSERT_SESSION,
-        (
-            *ident,
-            batch.now,
-            batch.messages[-1].seq if batch.messages else batch.base_seq,
-            len(batch.messages),
-            None if batch.state is None else encode_json(batch.state),
-            None if batch.config is None else encode_json(batch.config),
-            None if batch.pending is None else encode_json(batch.pending),
-        ),
-    )
     run = batch.run
     if run is not None:
         conn.execute(
@@ -119,6 +167,7 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
                 run.finished_at,
                 run.error,
                 encode_json(run.usage.to_dict()),
+                run.request_id,
             ),
         )
 
@@ -396,14 +445,21 @@ def _record(key: SessionKey, row: tuple[Any, ...]) -> SessionRecord:
         row[3],
         decode_json(row[4], {}),
         decode_json(row[5], {}),
-        decode_json(row[6], []),
+        pending_from_json(decode_json(row[6], [])),
+        row[7],
     )
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
     columns = ("run_id", "status", "started_at", "finished_at", "error", "usage")
     data = dict(zip(columns, row, strict=False))
-    data.update(usage=decode_json(row[5], {}), tenant_id=row[6], user_id=row[7], session_id=row[8])
+    data.update(
+        usage=decode_json(row[5], {}),
+        tenant_id=row[6],
+        user_id=row[7],
+        session_id=row[8],
+        request_id=row[9],
+    )
     return RunRecord.from_dict(data)
 
 
@@ -426,8 +482,7 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = _connect(self.path, "NORMAL")
-            conn.executescript(SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _migrate(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
         self._conn = conn
@@ -486,6 +541,12 @@ class SQLiteStore:
     async def last_seq(self, key: SessionKey) -> int:
         row = self.conn.execute(
             sql.SELECT_LAST_SEQ, (key.tenant_id, key.user_id, key.session_id)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def revision(self, key: SessionKey) -> int:
+        row = self.conn.execute(
+            sql.SELECT_REVISION, (key.tenant_id, key.user_id, key.session_id)
         ).fetchone()
         return int(row[0]) if row else 0
 

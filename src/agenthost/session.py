@@ -1,0 +1,274 @@
+"""The session runtime: the one writer of every session's log, state and config.
+
+Every write to a session, from any face (turns, state and config patches,
+approvals, crash recovery, erasure), goes through :class:`Sessions`, so the
+coherence rule lives here and nowhere else:
+
+- A live session is a cached copy at a ``revision``. Each write is a
+  compare-and-set on that revision at the store (:class:`WriteBatch`'s
+  ``base_revision``); the store refuses a stale writer with ``Conflict`` and
+  writes nothing. The copy is then dropped and reloaded; a patch is re-applied
+  to what the store holds, a turn that has not stored anything yet starts over
+  on the fresh copy. Nothing is ever overwritten on the strength of a cache.
+- So a turn on a live session costs no extra round trip: the check rides on
+  the writes it makes anyway. A copy proven wrong costs one reload.
+- Erasure deletes at the store and needs no lock: a turn still running on an
+  erased session, or a process that cached it, writes against a revision that
+  no longer exists and is refused (:class:`~agenthost.errors.SessionErased`).
+  Revisions are random, so a session created anew under the same key never
+  matches a stale copy of the old one.
+- A write that failed (store down, outcome unknown) marks the copy stale; the
+  next use reloads it and closes the run it left open (:meth:`Sessions.load`).
+  Runs are only closed as ``interrupted`` by a holder of the session's lock,
+  which no live turn of another process holds; a turn whose lease was lost
+  (the lock service restarted empty) cannot commit past the revision check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from agenthost.errors import Conflict, SessionErased
+from agenthost.keys import SessionKey
+from agenthost.live import LiveSession, LiveSessionCache
+from agenthost.locks import Coordinator, KeyedLocks
+from agenthost.messages import Message, closing_messages, open_calls_in
+from agenthost.stores.base import (
+    PendingApproval,
+    RunRecord,
+    SessionStore,
+    Snapshot,
+    WriteBatch,
+    new_revision,
+)
+
+RECOVERED = "the process running it stopped"
+
+
+class Sessions:
+    """Holds keys, keeps live sessions, and applies every write with its revision check."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        window: int,
+        cache: LiveSessionCache,
+        coordinator: Coordinator,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.window = window
+        self.cache = cache
+        self.coordinator = coordinator
+        self.clock = clock
+        self.locks = KeyedLocks()
+        self.conflicts = 0  # stale copies found at write time (another writer got there)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes write the same store (so a copy may go stale)."""
+        return self.coordinator.shared
+
+    @contextlib.asynccontextmanager
+    async def locked(self, key: SessionKey, *, wait: bool) -> AsyncIterator[None]:
+        """Run the block alone among this key's turns, here and in other processes."""
+        async with self.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+            yield
+
+    # -- reading a session into memory (the caller holds the key) -------------------
+
+    async def live(self, key: SessionKey, *, create: bool) -> LiveSession | None:
+        """The live session (cached, or loaded and recovered); busy until :meth:`release`."""
+        live = self.cache.get(key, self.clock())
+        if live is None:
+            live = await self.load(key, create=create)
+            if live is None:
+                return None
+        live.busy = True
+        return live
+
+    async def reload(self, live: LiveSession, *, create: bool = True) -> LiveSession | None:
+        """Drop ``live`` and read the session afresh from the store (busy, like ``live``)."""
+        live.busy = False
+        self.cache.discard(live.key)
+        fresh = await self.load(live.key, create=create)
+        if fresh is not None:
+            fresh.busy = True
+        return fresh
+
+    async def load(self, key: SessionKey, *, create: bool) -> LiveSession | None:
+        """Read the session's row and window; close runs a dead turn left open; cache it."""
+        now = self.clock()
+        snapshot = await self.store.load(key, window=self.window)
+        if snapshot is None:
+            if not create:
+                return None
+            live = LiveSession(key, deque(maxlen=self.window), 0, 0, {}, {}, [], now, now)
+        else:
+            live = self._from_snapshot(snapshot, now)
+            if snapshot.running:
+                live.busy = True
+                try:
+                    await self._recover(live, snapshot.running)
+                finally:
+                    live.busy = False
+        live.busy = True  # not evictable while it is being put in place
+        self.cache.put(live)
+        live.busy = False
+        return live
+
+    def _from_snapshot(self, snapshot: Snapshot, now: float) -> LiveSession:
+        record = snapshot.session
+        return LiveSession(
+            record.key,
+            deque(snapshot.window, maxlen=self.window),
+            record.last_seq,
+            record.message_count,
+            record.state,
+            record.config,
+            record.pending,
+            record.created_at,
+            now,
+            record.revision,
+        )
+
+    async def _recover(self, live: LiveSession, running: list[str]) -> None:
+        """Close runs that no turn is running any more: interrupted, with a closing message."""
+        now = self.clock()
+        for index, run_id in enumerate(running):
+            run = RunRecord(run_id, live.key, "interrupted", now, now, RECOVERED)
+            stored = await self.store.get_run(run_id)
+            if stored is not None:
+                run.started_at, run.usage, run.request_id = (
+                    stored.started_at,
+                    stored.usage,
+                    stored.request_id,
+                )
+            messages: list[Message] = []
+            if index == len(running) - 1:
+                tail = live.window[-1] if live.window else None
+                if tail is not None and (tail.role != "assistant" or tail.tool_calls):
+                    calls = open_calls_in(live.window)
+                    messages = closing_messages(
+                        calls, tail.run_id or run_id, "interrupted", RECOVERED, ""
+                    )
+            await self.commit(live, messages, run=run)
+
+    def release(self, live: LiveSession) -> None:
+        """A turn is done with ``live``: it may be evicted again (or is dropped if stale)."""
+        live.busy = False
+        live.last_used = self.clock()
+        if live.stale:
+            if self.cache.get(live.key, live.last_used) is live:
+                self.cache.discard(live.key)
+        else:
+            self.cache.trim()
+
+    def invalidate(self, key: SessionKey) -> None:
+        self.cache.discard(key)
+
+    # -- the one write --------------------------------------------------------------
+
+    async def commit(
+        self,
+        live: LiveSession,
+        messages: Sequence[Message] = (),
+        *,
+        run: RunRecord | None = None,
+        state: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        pending: list[PendingApproval] | None = None,
+    ) -> None:
+        """Store a write on ``live`` (checked against its revision), then apply it to ``live``.
+
+        Raises ``Conflict`` if the store moved on (``SessionErased`` if the session is
+        gone); any failure marks ``live`` stale so that its next use reloads it.
+        """
+        now = self.clock()
+        seq = base = live.last_seq
+        for message in messages:
+            seq += 1
+            message.seq = seq
+            message.created_at = now
+        revision = new_revision()
+        batch = WriteBatch(
+            live.key,
+            now,
+            base,
+            messages,
+            run,
+            state,
+            config,
+            pending,
+            base_revision=live.revision,
+            revision=revision,
+        )
+        try:
+            await self.store.write(batch)
+        except Conflict:
+            live.stale = True
+            self.conflicts += 1
+            if live.revision and await self._gone(live.key):
+                raise SessionErased(
+                    f"session {live.key.session_id!r} was erased while it was in use"
+                ) from None
+            raise
+        except BaseException:
+            live.stale = True
+            raise
+        live.revision = revision
+        if messages:
+            live.window.extend(messages)
+            live.last_seq = seq
+            live.message_count += len(messages)
+        if state is not None:
+            live.state = state
+        if config is not None:
+            live.config = config
+        if pending is not None:
+            live.pending = pending
+
+    async def _gone(self, key: SessionKey) -> bool:
+        try:
+            return await self.store.revision(key) == 0
+        except Exception:
+            return False  # cannot tell: report the plain conflict
+
+    # -- erasure ----------------------------------------------------------------------
+
+    async def erase(
+        self, *, tenant_id: str | None, user_id: str | None, session_id: str | None = None
+    ) -> int:
+        """Delete sessions at the store now; their cached copies go, running turns are fenced."""
+        if session_id is not None:
+            assert tenant_id is not None and user_id is not None
+            self.cache.discard(SessionKey(tenant_id, user_id, session_id))
+        else:
+            self.cache.discard_where(tenant_id, user_id)
+        deleted = await self.store.delete(
+            tenant_id=tenant_id, user_id=user_id, session_id=session_id
+        )
+        # a copy cached again by a turn that read the session just before the delete
+        if session_id is not None:
+            assert tenant_id is not None and user_id is not None
+            self._drop_idle(SessionKey(tenant_id, user_id, session_id))
+        else:
+            for live in self.cache:
+                if (tenant_id is None or live.key.tenant_id == tenant_id) and (
+                    user_id is None or live.key.user_id == user_id
+                ):
+                    self._drop_idle(live.key)
+        return deleted
+
+    def _drop_idle(self, key: SessionKey) -> None:
+        live = self.cache.get(key, self.clock())
+        if live is None:
+            return
+        if live.busy:
+            live.stale = True  # its turn is fenced at the store; drop the copy when it ends
+        else:
+            self.cache.discard(key)
