@@ -604,6 +604,41 @@ class Host:
         memory = await self.store.get_memory(tenant_id, user_id)
         return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
 
+    async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
+        """A run record by id; with ``tenant_id``, only if it belongs to that tenant."""
+        validate_id(run_id, "run_id")
+        await self.start()
+        run = await self.store.get_run(run_id)
+        if run is None or (tenant_id is not None and run.key.tenant_id != tenant_id):
+            return None
+        return run
+
+    async def runs(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Run records of a session, newest first."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        await self.start()
+        return await self.store.runs(key, limit=limit)
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store (and the lock service) answer."""
+        await self.start()
+        await self.store.ping()
+        coordinator_ping = getattr(self.coordinator, "ping", None)  # Redis/PostgreSQL locks
+        if coordinator_ping is not None:
+            await coordinator_ping()
+
+    @property
+    def live_count(self) -> int:
+        """Sessions held in memory right now."""
+        return len(self.cache)
+
     # -- lifecycle of live sessions -----------------------------------------------
 
     def evict(self, *, user_id: str, session_id: str, tenant_id: str = DEFAULT_ID) -> bool:

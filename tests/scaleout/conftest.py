@@ -6,10 +6,12 @@ so stores, coordinators and ``agenthost serve`` processes given the URL all shar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
+from support.processes import PrivatePostgres, ServeProcess
 from support.services import (
     drop_postgres_schema,
     drop_redis_prefix,
@@ -37,3 +39,25 @@ async def redis_store_url() -> AsyncIterator[str]:
     yield with_query(base, prefix=prefix)
     await drop_redis_prefix(base, prefix)
     await drop_redis_prefix(base, f"{prefix}-lock")
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[ServeProcess]]:
+    """The processes a test starts (``servers.append(await ServeProcess(...).start())``)."""
+    started: list[ServeProcess] = []
+    try:
+        yield started
+    finally:
+        for server in started:
+            await server.stop()
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    cluster = PrivatePostgres()
+    try:
+        await asyncio.to_thread(cluster.init)
+        await asyncio.to_thread(cluster.start)
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.destroy)

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from agenthost.keys import SessionKey
-from agenthost.stores import SessionStore, open_store
-from support.processes import PrivatePostgres, ServeProcess
+from agenthost.stores import SessionStore
+from support.processes import PrivatePostgres, ServeProcess, launch, opened
 from support.services import (
     drop_postgres_schema,
     drop_redis_prefix,
@@ -32,17 +32,6 @@ DEADLINE = 60.0
 
 
 @pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[list[ServeProcess]]:
-    """The processes a test starts (``servers.append(await ServeProcess(...).start())``)."""
-    started: list[ServeProcess] = []
-    try:
-        yield started
-    finally:
-        for server in started:
-            await server.stop()
-
-
-@pytest.fixture
 async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """Parametrized indirectly with ``"postgres"`` or ``"redis"``: a fresh namespace's URL."""
     kind: str = request.param
@@ -55,21 +44,6 @@ async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield with_query(base, prefix=namespace)
         await drop_redis_prefix(base, namespace)
         await drop_redis_prefix(base, f"{namespace}-lock")
-
-
-async def launch(
-    servers: list[ServeProcess], workdir: Path, count: int, *args: str
-) -> list[ServeProcess]:
-    processes = [ServeProcess(workdir, f"serve{len(servers) + i}", *args) for i in range(count)]
-    servers.extend(processes)
-    await asyncio.gather(*(p.start() for p in processes))
-    return processes
-
-
-async def opened(url: str) -> SessionStore:
-    store = open_store(url)
-    await store.open()
-    return store
 
 
 def tag(user: str, session: str) -> str:
@@ -169,17 +143,6 @@ async def test_a_killed_lock_holder_frees_its_session_and_its_run_is_interrupted
         assert messages[3].content == "You said: are you there?"
     finally:
         await store.close()
-
-
-@pytest.fixture
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    cluster = PrivatePostgres()
-    try:
-        await asyncio.to_thread(cluster.init)
-        await asyncio.to_thread(cluster.start)
-        yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
 
 
 async def test_a_database_restart_under_load_gives_503s_and_loses_nothing_acknowledged(

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agenthost.stores import SessionStore, open_store
 from support.serve import READY_TIMEOUT, free_port, serve_command, serve_environment
 
 
@@ -213,6 +214,28 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait()
 
+    def restart_empty(self) -> None:
+        """Kill the server and start it again with nothing: every key (every lock) gone."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir()
+        self.start()
+
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def launch(
+    servers: list[ServeProcess], workdir: Path, count: int, *args: str
+) -> list[ServeProcess]:
+    processes = [ServeProcess(workdir, f"serve{len(servers) + i}", *args) for i in range(count)]
+    servers.extend(processes)
+    await asyncio.gather(*(p.start() for p in processes))
+    return processes
+
+
+async def opened(url: str) -> SessionStore:
+    store = open_store(url)
+    await store.open()
+    return store

@@ -62,7 +62,7 @@ class Metrics:
         )
 
     def watch(self, host: Host) -> None:
-        self.live_sessions.set_function(lambda: len(host.cache))
+        self.live_sessions.set_function(lambda: host.live_count)
 
 
 class MetricsObserver:

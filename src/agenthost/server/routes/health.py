@@ -28,11 +28,7 @@ async def healthz() -> Health:
 )
 async def readyz(host: CurrentHost) -> Health | Response:
     try:
-        await host.start()
-        await host.store.ping()
-        coordinator_ping = getattr(host.coordinator, "ping", None)  # Redis/PostgreSQL locks
-        if coordinator_ping is not None:
-            await coordinator_ping()
+        await host.ping()
     except AgentHostError as exc:
         return from_exception(exc)
     except Exception as exc:
