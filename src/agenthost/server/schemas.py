@@ -155,6 +155,7 @@ class SessionOut(BaseModel):
     state: dict[str, Any]
     config: dict[str, Any]
     pending_approvals: list[PendingApproval]
+    revision: int
 
 
 class SessionList(BaseModel):
