@@ -601,8 +601,13 @@ class Host:
                     "runs": [r.to_dict() for r in runs],
                 }
             )
-        memory = await self.store.get_memory(tenant_id, user_id)
-        return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
+        memories = [m.to_dict() for m in await self.store.list_memories(tenant_id, user_id)]
+        return {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "sessions": sessions,
+            "memories": memories,
+        }
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
         """A run record by id; with ``tenant_id``, only if it belongs to that tenant."""

@@ -12,7 +12,7 @@ from agenthost.events import RunStatus
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.stores import RunRecord, SessionStore, WriteBatch
-from agenthost.stores.base import PendingApproval
+from agenthost.stores.base import MemoryRecord, PendingApproval
 
 KEY = SessionKey("acme", "alice", "s1")
 
@@ -61,6 +61,14 @@ def run_record(
 
 def dicts(messages: list[Message]) -> list[dict[str, Any]]:
     return [m.to_dict() for m in messages]
+
+
+async def remember(store: SessionStore, tenant_id: str, user_id: str, text: str) -> None:
+    await store.add_memory(MemoryRecord("mem_1", tenant_id, user_id, text))
+
+
+async def memories(store: SessionStore, tenant_id: str, user_id: str) -> list[str]:
+    return [m.text for m in await store.list_memories(tenant_id, user_id)]
 
 
 # -- the message log ---------------------------------------------------------------
@@ -339,7 +347,7 @@ async def test_count_sessions_at_every_scope(store: SessionStore) -> None:
 async def test_delete_one_session_takes_its_messages_and_runs(store: SessionStore) -> None:
     k = await seed_sessions(store)
     await append(store, k["a1"], 1, now=3000.0, run=run_record("run_a1", k["a1"]))
-    await store.set_memory("t1", "alice", {"likes": "tea"})
+    await remember(store, "t1", "alice", "likes tea")
 
     assert await store.delete(tenant_id="t1", user_id="alice", session_id="s1") == 1
     assert await store.load(k["a1"], window=5) is None
@@ -351,7 +359,7 @@ async def test_delete_one_session_takes_its_messages_and_runs(store: SessionStor
     # same session id elsewhere is untouched, and so is the user's memory
     assert await store.load(k["b1"], window=5) is not None
     assert await store.load(k["c1"], window=5) is not None
-    assert await store.get_memory("t1", "alice") == {"likes": "tea"}
+    assert await memories(store, "t1", "alice") == ["likes tea"]
     assert await store.delete(tenant_id="t1", user_id="alice", session_id="s1") == 0
     # a deleted session starts again from seq 1
     await append(store, k["a1"], 2, now=3001.0)
@@ -360,34 +368,34 @@ async def test_delete_one_session_takes_its_messages_and_runs(store: SessionStor
 
 async def test_delete_a_user_erases_sessions_and_memory(store: SessionStore) -> None:
     k = await seed_sessions(store)
-    await store.set_memory("t1", "alice", {"likes": "tea"})
-    await store.set_memory("t1", "bob", {"likes": "coffee"})
-    await store.set_memory("t2", "alice", {"likes": "juice"})
+    await remember(store, "t1", "alice", "likes tea")
+    await remember(store, "t1", "bob", "likes coffee")
+    await remember(store, "t2", "alice", "likes juice")
 
     assert await store.delete(tenant_id="t1", user_id="alice") == 3
     for name in ("a1", "a2", "a3"):
         assert await store.load(k[name], window=5) is None
-    assert await store.get_memory("t1", "alice") == {}
-    assert await store.get_memory("t1", "bob") == {"likes": "coffee"}
-    assert await store.get_memory("t2", "alice") == {"likes": "juice"}
+    assert await memories(store, "t1", "alice") == []
+    assert await memories(store, "t1", "bob") == ["likes coffee"]
+    assert await memories(store, "t2", "alice") == ["likes juice"]
     assert [r.key for r in await store.sessions()] == [k["c1"], k["b1"]]
     assert await store.delete(tenant_id="t1", user_id="alice") == 0
 
 
 async def test_delete_a_tenant_and_everything(store: SessionStore) -> None:
     k = await seed_sessions(store)
-    await store.set_memory("t1", "bob", {"x": 1})
-    await store.set_memory("t2", "alice", {"y": 2})
+    await remember(store, "t1", "bob", "x")
+    await remember(store, "t2", "alice", "y")
 
     assert await store.delete(tenant_id="t1") == 4
     assert [r.key for r in await store.sessions()] == [k["c1"]]
-    assert await store.get_memory("t1", "bob") == {}
-    assert await store.get_memory("t2", "alice") == {"y": 2}
+    assert await memories(store, "t1", "bob") == []
+    assert await memories(store, "t2", "alice") == ["y"]
 
     assert await store.delete() == 1
     assert await store.count_sessions() == 0
     assert await store.sessions() == []
-    assert await store.get_memory("t2", "alice") == {}
+    assert await memories(store, "t2", "alice") == []
     assert await store.messages(k["c1"]) == []
 
 
@@ -410,22 +418,6 @@ async def test_delete_idle_takes_only_old_sessions_up_to_the_limit(store: Sessio
     assert await store.delete_idle(before=2003.0, limit=10) == 0
     assert await store.delete_idle(before=2004.5, limit=10) == 2  # c1 (2003) and a3 (2004)
     assert [r.key for r in await store.sessions()] == [k["a1"]]
-
-
-# -- memory ----------------------------------------------------------------------------
-
-
-async def test_user_memory_get_set(store: SessionStore) -> None:
-    assert await store.get_memory("t1", "alice") == {}
-    await store.set_memory("t1", "alice", {"name": "Alice", "facts": ["likes tea"]})
-    assert await store.get_memory("t1", "alice") == {"name": "Alice", "facts": ["likes tea"]}
-    await store.set_memory("t1", "alice", {"name": "Al"})
-    assert await store.get_memory("t1", "alice") == {"name": "Al"}  # replaced
-    assert await store.get_memory("t1", "bob") == {}
-    assert await store.get_memory("t2", "alice") == {}
-    memory = await store.get_memory("t1", "alice")
-    memory["name"] = "changed"
-    assert await store.get_memory("t1", "alice") == {"name": "Al"}
 
 
 # -- isolation -------------------------------------------------------------------------
@@ -472,12 +464,12 @@ async def test_unicode_and_emoji_in_ids_content_and_state(store: SessionStore) -
     run = await store.get_run("run_✓")
     assert run is not None
     assert run.key == key
-    await store.set_memory(key.tenant_id, key.user_id, {"😀": "ok"})
-    assert await store.get_memory(key.tenant_id, key.user_id) == {"😀": "ok"}
+    await remember(store, key.tenant_id, key.user_id, "😀 ok")
+    assert await memories(store, key.tenant_id, key.user_id) == ["😀 ok"]
     # glob and LIKE characters in ids match literally
     assert await store.count_sessions(tenant_id="租户 *") == 0
     assert await store.delete(tenant_id=key.tenant_id, user_id=key.user_id) == 1
-    assert await store.get_memory(key.tenant_id, key.user_id) == {}
+    assert await memories(store, key.tenant_id, key.user_id) == []
 
 
 # -- concurrency and durability --------------------------------------------------------
@@ -512,7 +504,7 @@ async def test_everything_survives_close_and_reopen(backend: Any) -> None:
     await first.open()
     await append(first, KEY, 3, run=run_record("run_p"))
     await first.write(WriteBatch(KEY, 1001.0, 3, (), state={"k": "v"}, config={"model": "m"}))
-    await first.set_memory("acme", "alice", {"remember": True})
+    await remember(first, "acme", "alice", "remember me")
     await first.close()
 
     second = backend.make()
@@ -524,7 +516,7 @@ async def test_everything_survives_close_and_reopen(backend: Any) -> None:
         assert snapshot.session.state == {"k": "v"}
         assert snapshot.session.config == {"model": "m"}
         assert snapshot.running == ["run_p"]
-        assert await second.get_memory("acme", "alice") == {"remember": True}
+        assert await memories(second, "acme", "alice") == ["remember me"]
         await append(second, KEY, 1)
         assert await second.last_seq(KEY) == 4
     finally:

@@ -4,6 +4,11 @@ A turn touches the store through :meth:`SessionStore.write` (append the turn's n
 messages, upsert its run record, update session state) and, when a session is not
 live in memory, :meth:`SessionStore.load` (the session row plus only the last N
 messages). Everything else (paging, listing, erasure) is off the hot path.
+
+Long-term memory is a set of :class:`MemoryRecord` per (tenant, user), searched
+with each backend's own full-text index (see :mod:`agenthost.stores.search`).
+A session's compacted past is a chain of append-only :class:`SessionSummary`
+records, written with the session's other writes (:attr:`WriteBatch.summary`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,47 @@ def pending_from_json(data: Iterable[Mapping[str, Any]] | None) -> list[PendingA
     return [PendingApproval.from_dict(p) for p in data or ()]
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """What a session's model is told of the messages that fell out of its window.
+
+    Covers messages ``from_seq``..``to_seq``. Each compaction appends a new record
+    (``version`` + 1); the newest one is the session's summary. A failed compaction
+    appends a record that keeps the previous text and range and says ``error``.
+    """
+
+    version: int
+    text: str
+    from_seq: int
+    to_seq: int
+    created_at: float
+    model: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "text": self.text,
+            "from_seq": self.from_seq,
+            "to_seq": self.to_seq,
+            "created_at": self.created_at,
+            "model": self.model,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionSummary:
+        return cls(
+            data["version"],
+            data["text"],
+            data["from_seq"],
+            data["to_seq"],
+            data["created_at"],
+            data.get("model"),
+            data.get("error"),
+        )
+
+
 @dataclass(slots=True)
 class SessionRecord:
     key: SessionKey
@@ -77,9 +123,11 @@ class SessionRecord:
     config: dict[str, Any] = field(default_factory=dict)
     pending: list[PendingApproval] = field(default_factory=list)
     revision: int = 0
+    summary: SessionSummary | None = None
+    """The newest summary: read by :meth:`SessionStore.load`, not by listings."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tenant_id": self.key.tenant_id,
             "user_id": self.key.user_id,
             "session_id": self.key.session_id,
@@ -92,6 +140,60 @@ class SessionRecord:
             "pending_approvals": pending_to_json(self.pending),
             "revision": self.revision,
         }
+        if self.summary is not None:
+            out["summary"] = self.summary.to_dict()
+        return out
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """One thing remembered about a user, scoped to ``(tenant_id, user_id)``.
+
+    ``session_id``/``run_id`` say where it came from (``None`` when an application
+    stored it). ``revision`` changes on every update (random, as a session's).
+    ``embedding`` is kept for semantic ranking when an embedder is configured.
+    """
+
+    memory_id: str
+    tenant_id: str
+    user_id: str
+    text: str
+    kind: str | None = None
+    tags: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    session_id: str | None = None
+    run_id: str | None = None
+    revision: int = 0
+    embedding: list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.memory_id,
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "kind": self.kind,
+            "tags": list(self.tags),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+            "revision": self.revision,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFence:
+    """Write a memory only while this session is at this revision.
+
+    What a turn (or work after it) writes carries one: erasing the session or its
+    user makes the store refuse the write with ``Conflict``, as it refuses the
+    turn's own writes, so nothing is written back after an erasure.
+    """
+
+    key: SessionKey
+    revision: int
 
 
 @dataclass(slots=True)
@@ -161,7 +263,8 @@ class WriteBatch:
     session's last seq when the batch was built); a store also refuses the batch
     if a message with one of those seqs exists. ``state``/``config``/``pending``
     replace the stored value when not ``None``. Without ``base_revision`` the
-    session row is created if missing.
+    session row is created if missing. ``summary`` is appended to the session's
+    summaries (a duplicate ``version`` is refused with ``Conflict``).
     """
 
     key: SessionKey
@@ -174,6 +277,7 @@ class WriteBatch:
     pending: list[PendingApproval] | None = None
     base_revision: int | None = None
     revision: int | None = None
+    summary: SessionSummary | None = None
 
     def new_revision(self) -> int:
         """The revision this write gives the session (drawn once, on first ask)."""
@@ -195,7 +299,8 @@ class SessionStore(Protocol):
     async def write(self, batch: WriteBatch) -> None: ...
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
-        """The session row, its last ``window`` messages (oldest first), running runs."""
+        """The session row (with its newest summary), its last ``window`` messages
+        (oldest first), running runs."""
 
     async def last_seq(self, key: SessionKey) -> int:
         """The session's last message seq (0 if unknown)."""
@@ -243,10 +348,56 @@ class SessionStore(Protocol):
     async def delete_idle(self, *, before: float, limit: int) -> int:
         """Delete up to ``limit`` sessions last updated before ``before`` (retention)."""
 
-    async def get_memory(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        """The user's long-term memory (a JSON object shared by their sessions)."""
+    async def summaries(self, key: SessionKey) -> list[SessionSummary]:
+        """Every summary record of a session, oldest first (for export)."""
 
-    async def set_memory(self, tenant_id: str, user_id: str, memory: dict[str, Any]) -> None: ...
+    # -- long-term memory: erased with the user by ``delete`` --------------------------
+
+    async def add_memory(
+        self, record: MemoryRecord, *, fence: MemoryFence | None = None, cap: int | None = None
+    ) -> None:
+        """Store a new memory. ``Conflict`` (nothing written) if the fence's session is
+        not at its revision or the id exists; ``QuotaExceeded`` if the user has ``cap``."""
+
+    async def replace_memory(
+        self, record: MemoryRecord, *, base_revision: int, fence: MemoryFence | None = None
+    ) -> bool:
+        """Replace text, kind, tags, updated_at, revision and embedding of the memory if
+        it is still at ``base_revision``; False if not (gone, or changed meanwhile)."""
+
+    async def delete_memory(
+        self, tenant_id: str, user_id: str, memory_id: str, *, fence: MemoryFence | None = None
+    ) -> bool: ...
+
+    async def get_memory(
+        self, tenant_id: str, user_id: str, memory_id: str
+    ) -> MemoryRecord | None: ...
+
+    async def list_memories(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        embeddings: bool = False,
+    ) -> list[MemoryRecord]:
+        """The user's memories, newest first (created_at, then id, descending)."""
+
+    async def count_memories(self, tenant_id: str, user_id: str) -> int: ...
+
+    async def search_memories(
+        self,
+        tenant_id: str,
+        user_id: str,
+        terms: Sequence[str],
+        *,
+        limit: int,
+        embeddings: bool = False,
+    ) -> list[tuple[MemoryRecord, float]]:
+        """Memories matching any of ``terms`` (:func:`agenthost.stores.search.query_terms`),
+        best first (ties: most recently updated first), each with its relevance score
+        (higher is better; comparable only within one answer)."""
 
 
 def check_scope(tenant_id: str | None, user_id: str | None, session_id: str | None) -> None:

@@ -5,8 +5,9 @@ migrations in :data:`MIGRATIONS` (a ``schema_migrations`` table records what
 ran; :meth:`PostgresStore.migrate` applies the rest in one transaction under an
 advisory lock, so processes starting together do not race). The SQL shared
 with SQLite lives in :mod:`agenthost.stores.sql`; only the schema and a few
-statements are PostgreSQL's own. State, config, pending approvals, usage and
-memory are JSONB (through orjson). Messages are stored as the orjson bytes of the
+statements are PostgreSQL's own (long-term memory's in
+:mod:`agenthost.stores.postgres_memory`). State, config, pending approvals, usage
+and memory tags are JSONB (through orjson). Messages are stored as the orjson bytes of the
 shared message format: JSONB cannot hold a NUL character, which a user may well
 send, and the server never needs to look inside a message.
 
@@ -38,10 +39,11 @@ import orjson
 from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores import sql
+from agenthost.stores import postgres_memory, sql
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
+    SessionSummary,
     Snapshot,
     WriteBatch,
     check_scope,
@@ -118,6 +120,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ADD COLUMN request_id TEXT;
         """,
     ),
+    Migration(
+        4,
+        "session summaries, and memory records with full-text search (replacing user_memory)",
+        postgres_memory.MIGRATION,
+    ),
 )
 
 # Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
@@ -138,8 +145,8 @@ SELECT_RUNNING = sql.to_postgres(sql.SELECT_RUNNING)
 SELECT_MESSAGES = sql.to_postgres(sql.SELECT_MESSAGES)
 SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
-SELECT_MEMORY = sql.to_postgres(sql.SELECT_MEMORY)
-UPSERT_MEMORY = sql.to_postgres(sql.UPSERT_MEMORY)
+SELECT_SUMMARY = sql.to_postgres(sql.SELECT_SUMMARY)
+SELECT_SUMMARIES = sql.to_postgres(sql.SELECT_SUMMARIES)
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
 # The session CTE of a write, by WriteBatch.base_revision: None, 0 (create), or a revision.
 _SESSION_CTE = {
@@ -155,13 +162,14 @@ def _shift(statement: str, offset: int) -> str:
 
 
 @functools.cache
-def write_statement(mode: str, messages: bool, run: bool) -> str:
+def write_statement(mode: str, messages: bool, run: bool, summary: bool = False) -> str:
     """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
     transaction). The session row's CTE (an upsert, a create, or the revision
-    compare-and-set) returns a row only if it wrote; messages and run are written
-    only then, and the statement answers how many session rows it wrote (0: refused).
-    Parameters: the session's ten (eleven with the base revision), then five arrays
-    of the new messages (if any), then the run's ten (if any)."""
+    compare-and-set) returns a row only if it wrote; messages, run and summary are
+    written only then, and the statement answers how many session rows it wrote
+    (0: refused). Parameters: the session's ten (eleven with the base revision),
+    then five arrays of the new messages (if any), then the run's ten (if any),
+    then the summary's seven (if any)."""
     parts = [f"session AS ({_SESSION_CTE[mode]})"]
     count = 11 if mode == "update" else 10
     if messages:
@@ -182,6 +190,16 @@ def write_statement(mode: str, messages: bool, run: bool) -> str:
         parts.append(
             f"run AS (INSERT INTO runs ({sql.RUN_COLUMNS}) SELECT {values} "
             f"WHERE EXISTS (SELECT 1 FROM session) {on_conflict})"
+        )
+        count += 10
+    if summary:
+        values = _shift(
+            "$1::bigint, $2::text, $3::bigint, $4::bigint, $5::float8, $6::text, $7::text", count
+        )
+        parts.append(
+            "summary AS (INSERT INTO summaries (tenant_id, user_id, session_id, "
+            f"{sql.SUMMARY_COLUMNS}) SELECT $1, $2, $3, {values} "
+            "WHERE EXISTS (SELECT 1 FROM session))"
         )
     return "WITH " + ", ".join(parts) + " SELECT count(*) FROM session"
 
@@ -372,7 +390,7 @@ def check_schema(schema: str | None) -> str | None:
     return schema
 
 
-def _record(key: SessionKey, row: Any) -> SessionRecord:
+def _record(key: SessionKey, row: Any, summary: Any = None) -> SessionRecord:
     return SessionRecord(
         key,
         row["created_at"],
@@ -383,6 +401,7 @@ def _record(key: SessionKey, row: Any) -> SessionRecord:
         row["config"],
         pending_from_json(row["pending"]),
         row["revision"],
+        None if summary is None else sql.summary_from_row(summary),
     )
 
 
@@ -402,7 +421,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore:
+class PostgresStore(postgres_memory.PostgresMemories):
     """``PostgresStore("postgresql://user@host/db", max_size=20)``; see the module docstring."""
 
     def __init__(
@@ -532,7 +551,18 @@ class PostgresStore:
                 run.usage.to_dict(),
                 run.request_id,
             ]
-        statement = write_statement(mode, bool(messages), run is not None)
+        summary = batch.summary
+        if summary is not None:
+            args += [
+                summary.version,
+                summary.text,
+                summary.from_seq,
+                summary.to_seq,
+                summary.created_at,
+                summary.model,
+                summary.error,
+            ]
+        statement = write_statement(mode, bool(messages), run is not None, summary is not None)
 
         async def work(conn: Connection) -> None:
             try:
@@ -560,8 +590,9 @@ class PostgresStore:
                 return None
             rows = await conn.fetch(SELECT_WINDOW, *ident, window)
             running = [r[0] for r in await conn.fetch(SELECT_RUNNING, *ident)]
+            summary = await conn.fetchrow(SELECT_SUMMARY, *ident)
             window_messages = [decode_message(r[0]) for r in reversed(rows)]
-            return Snapshot(_record(key, row), window_messages, running)
+            return Snapshot(_record(key, row, summary), window_messages, running)
 
         return await self._call(work)
 
@@ -640,11 +671,9 @@ class PostgresStore:
             deleted = 0
             for table in sql.TABLES:  # sessions last: its count is the answer
                 deleted = _count(await conn.execute(f"DELETE FROM {table}{where}", *params))
-            if session_id is None:
-                memory_where, memory_params = sql.scope_filter(tenant_id, user_id, None)
-                await conn.execute(
-                    f"DELETE FROM user_memory{sql.to_postgres(memory_where)}", *memory_params
-                )
+            if session_id is None:  # after the sessions: see postgres_memory on fences
+                scope, scope_params = sql.scope_filter(tenant_id, user_id, None)
+                await postgres_memory.delete_scope(conn, scope, scope_params)
             return deleted
 
         return await self._call(work, transaction=True)
@@ -653,17 +682,13 @@ class PostgresStore:
         async def work(conn: Connection) -> int:
             keys = [tuple(r) for r in await conn.fetch(DELETE_IDLE, before, limit)]
             if keys:
-                for table in ("messages", "runs"):
+                for table in ("messages", "runs", "summaries"):
                     await conn.executemany(DELETE_BY_KEY[table], keys)
             return len(keys)
 
         return await self._call(work, transaction=True)
 
-    # -- user memory ---------------------------------------------------------------
-
-    async def get_memory(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        value = await self._call(lambda conn: conn.fetchval(SELECT_MEMORY, tenant_id, user_id))
-        return value if value is not None else {}
-
-    async def set_memory(self, tenant_id: str, user_id: str, memory: dict[str, Any]) -> None:
-        await self._call(lambda conn: conn.execute(UPSERT_MEMORY, tenant_id, user_id, memory))
+    async def summaries(self, key: SessionKey) -> list[SessionSummary]:
+        ident = (key.tenant_id, key.user_id, key.session_id)
+        rows = await self._call(lambda conn: conn.fetch(SELECT_SUMMARIES, *ident))
+        return [sql.summary_from_row(r) for r in rows]

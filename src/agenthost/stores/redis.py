@@ -13,7 +13,9 @@ characters, so the separator is unambiguous)::
     P:run:ID     STRING  one run record (JSON)
     P:idx        ZSET    every session, scored by updated_at (retention, admin listing)
     P:idx:t:T    ZSET    a tenant's sessions;  P:idx:u:T\\x1fU  a user's sessions
-    P:mem:T\\x1fU  STRING  a user's memory;      P:memidx:T  SET of users with memory
+    P:sum:S      LIST    the session's summaries (JSON), oldest first
+    P:mo:O:…     a user's memories (see :mod:`agenthost.stores.redis_memory`)
+    P:memidx:T   SET     users of tenant T with memories
 
 A write is one Lua script, so it is atomic and its checks cannot race: the
 batch is refused with :class:`~agenthost.errors.Conflict` unless the session is
@@ -48,9 +50,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agenthost.errors import ConfigError, Conflict, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
+from agenthost.stores import redis_memory
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
+    SessionSummary,
     Snapshot,
     WriteBatch,
     check_scope,
@@ -63,20 +67,26 @@ SEP = "\x1f"
 # lock_ttl and lock_wait configure the Redis lock coordinator (agenthost.coordination).
 _OUR_OPTIONS = ("prefix", "retention", "lock_ttl", "lock_wait")
 
-# KEYS: s m r x run idx idx_t idx_u
+# KEYS: s m r x run idx idx_t idx_u sum
 # ARGV: 1 sid, 2 now, 3 base_seq, 4 flags (s=state c=config p=pending), 5 state, 6 config,
 #       7 pending, 8 run_id ('' = none), 9 run json, 10 run started_at, 11 run status,
 #       12 ttl ms ('0' = keep), 13 base revision ('' = unchecked, '0' = must not exist),
-#       14 new revision, 15.. messages
+#       14 new revision, 15 summary json ('' = none), 16.. messages
 # Revisions are compared as strings: Lua numbers are doubles.
 WRITE = """
 local s, m = KEYS[1], KEYS[2]
-local n = #ARGV - 14
+local n = #ARGV - 15
 local current = '0'
 if redis.call('EXISTS', s) == 1 then current = redis.call('HGET', s, 'revision') or '1' end
 if current == ARGV[14] then return 0 end
 if ARGV[13] ~= '' and ARGV[13] ~= current then
   return redis.error_reply('CONFLICT session changed since revision ' .. ARGV[13])
+end
+if ARGV[15] ~= '' then
+  local newest = redis.call('LINDEX', KEYS[9], -1)
+  if newest and cjson.decode(newest).version == cjson.decode(ARGV[15]).version then
+    return redis.error_reply('CONFLICT the session has this summary already')
+  end
 end
 local base = tonumber(ARGV[3])
 local last = tonumber(redis.call('HGET', s, 'last_seq') or '0')
@@ -84,11 +94,11 @@ if n > 0 then
   if base ~= last then
     if last >= base + n then
       local first = tonumber(redis.call('HGET', s, 'first_seq') or '1')
-      if redis.call('LINDEX', m, base + 1 - first) == ARGV[15] then return 0 end
+      if redis.call('LINDEX', m, base + 1 - first) == ARGV[16] then return 0 end
     end
     return redis.error_reply('CONFLICT session is at seq ' .. last)
   end
-  local length = redis.call('RPUSH', m, unpack(ARGV, 15))
+  local length = redis.call('RPUSH', m, unpack(ARGV, 16))
   if length == n then redis.call('HSET', s, 'first_seq', base + 1) end
   redis.call('HSET', s, 'last_seq', base + n)
   redis.call('HINCRBY', s, 'message_count', n)
@@ -99,6 +109,7 @@ local flags = ARGV[4]
 if string.find(flags, 's', 1, true) then redis.call('HSET', s, 'state', ARGV[5]) end
 if string.find(flags, 'c', 1, true) then redis.call('HSET', s, 'config', ARGV[6]) end
 if string.find(flags, 'p', 1, true) then redis.call('HSET', s, 'pending', ARGV[7]) end
+if ARGV[15] ~= '' then redis.call('RPUSH', KEYS[9], ARGV[15]) end
 local ttl = tonumber(ARGV[12])
 if ARGV[8] ~= '' then
   if ttl > 0 then
@@ -118,11 +129,12 @@ redis.call('ZADD', KEYS[7], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[8], ARGV[2], ARGV[1])
 if ttl > 0 then
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('PEXPIRE', KEYS[9], ttl) end
 end
 return 0
 """
 
-# KEYS: s m r x idx idx_t idx_u;  ARGV: sid, run key prefix, before ('' = any age)
+# KEYS: s m r x idx idx_t idx_u sum;  ARGV: sid, run key prefix, before ('' = any age)
 DELETE_SESSION = """
 local s = KEYS[1]
 if ARGV[3] ~= '' then
@@ -133,7 +145,7 @@ for _, run_id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[2] .. run_id)
 end
 local existed = redis.call('DEL', s)
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[8])
 for i = 5, 7 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return existed
 """
@@ -211,7 +223,13 @@ def _json(value: Any, default: Any) -> Any:
     return default if value is None else orjson.loads(value)
 
 
-def _record(key: SessionKey, values: list[bytes | None]) -> SessionRecord:
+def _summary(value: bytes | None) -> SessionSummary | None:
+    return None if value is None else SessionSummary.from_dict(orjson.loads(value))
+
+
+def _record(
+    key: SessionKey, values: list[bytes | None], summary: SessionSummary | None = None
+) -> SessionRecord:
     created, updated, last_seq, count, state, config, pending, revision = values
     return SessionRecord(
         key,
@@ -223,6 +241,7 @@ def _record(key: SessionKey, values: list[bytes | None]) -> SessionRecord:
         _json(config, {}),
         pending_from_json(_json(pending, [])),
         int(revision or 1),  # sessions written before revisions existed are at 1
+        summary,
     )
 
 
@@ -260,7 +279,7 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class RedisStore:
+class RedisStore(redis_memory.RedisMemories):
     """``RedisStore("redis://host:6379/0", retention=30 * 86400)``; see the module docstring."""
 
     def __init__(
@@ -307,8 +326,8 @@ class RedisStore:
             return f"{self.prefix}:idx:t:{tenant_id}"
         return f"{self.prefix}:idx:u:{tenant_id}{SEP}{user_id}"
 
-    def _memory_key(self, tenant_id: str, user_id: str) -> str:
-        return f"{self.prefix}:mem:{tenant_id}{SEP}{user_id}"
+    def _summary_key(self, sid: str) -> str:
+        return f"{self.prefix}:sum:{sid}"
 
     # -- connection --------------------------------------------------------------
 
@@ -319,6 +338,7 @@ class RedisStore:
         self._write = client.register_script(WRITE)
         self._delete = client.register_script(DELETE_SESSION)
         self._messages = client.register_script(MESSAGES)
+        self._register_memory_scripts(client)
         self._client = client  # before the first await: a concurrent open() returns early
         try:
             await self.ping()
@@ -369,7 +389,9 @@ class RedisStore:
             *self._session_keys(sid),
             f"{self.prefix}:run:{run.run_id if run else ''}",
             *self._index_keys(k.tenant_id, k.user_id),
+            self._summary_key(sid),
         ]
+        summary = batch.summary
         args: list[Any] = [
             sid,
             repr(batch.now),
@@ -385,12 +407,14 @@ class RedisStore:
             int(self.retention * 1000) if self.retention else 0,
             "" if batch.base_revision is None else str(batch.base_revision),
             str(batch.new_revision()),
+            b"" if summary is None else orjson.dumps(summary.to_dict()),
             *(encode_message(m) for m in batch.messages),
         ]
         await self._call(lambda c: self._write(keys=keys, args=args, client=c))
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
-        s, m, _r, x = self._session_keys(session_id_of(key))
+        sid = session_id_of(key)
+        s, m, _r, x = self._session_keys(sid)
 
         async def work(c: aioredis.Redis) -> list[Any]:
             async with c.pipeline(transaction=True) as pipe:
@@ -398,6 +422,7 @@ class RedisStore:
                 if window > 0:
                     pipe.lrange(m, -window, -1)
                 pipe.smembers(x)
+                pipe.lindex(self._summary_key(sid), -1)
                 results: list[Any] = await pipe.execute()
                 return results
 
@@ -406,8 +431,9 @@ class RedisStore:
         if values[0] is None:
             return None
         rows = results[1] if window > 0 else []
-        running = sorted(text(r) for r in results[-1])
-        return Snapshot(_record(key, values), [decode_message(r) for r in rows], running)
+        running = sorted(text(r) for r in results[-2])
+        record = _record(key, values, _summary(results[-1]))
+        return Snapshot(record, [decode_message(r) for r in rows], running)
 
     async def last_seq(self, key: SessionKey) -> int:
         s = self._session_keys(session_id_of(key))[0]
@@ -511,6 +537,7 @@ class RedisStore:
     async def _delete_session(self, c: aioredis.Redis, key: SessionKey, before: str = "") -> int:
         sid = session_id_of(key)
         keys = [*self._session_keys(sid), *self._index_keys(key.tenant_id, key.user_id)]
+        keys.append(self._summary_key(sid))
         args = [sid, f"{self.prefix}:run:", before]
         return int(await self._delete(keys=keys, args=args, client=c))
 
@@ -533,14 +560,8 @@ class RedisStore:
             members: list[Any] = await c.zrange(self._index(tenant_id, user_id), 0, -1)
             for sid in members:
                 deleted += await self._delete_session(c, key_of(sid))
-            memidx = f"{self.prefix}:memidx:{tenant_id}"
-            if user_id is not None:
-                users = [user_id]
-            else:
-                users = [text(u) for u in await c.smembers(memidx)]
-            if users:
-                await c.delete(*(self._memory_key(tenant_id, u) for u in users))
-                await c.srem(memidx, *users)
+            # after the sessions: a fenced memory write either came first or is refused
+            await self._erase_memories(c, tenant_id, user_id)
             return deleted
 
         return await self._call(work)
@@ -572,18 +593,7 @@ class RedisStore:
 
         return await self._call(work)
 
-    # -- user memory ---------------------------------------------------------------
-
-    async def get_memory(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        value = await self._call(lambda c: c.get(self._memory_key(tenant_id, user_id)))
-        memory: dict[str, Any] = _json(value, {})
-        return memory
-
-    async def set_memory(self, tenant_id: str, user_id: str, memory: dict[str, Any]) -> None:
-        async def work(c: aioredis.Redis) -> None:
-            async with c.pipeline(transaction=True) as pipe:
-                pipe.set(self._memory_key(tenant_id, user_id), orjson.dumps(memory))
-                pipe.sadd(f"{self.prefix}:memidx:{tenant_id}", user_id)
-                await pipe.execute()
-
-        await self._call(work)
+    async def summaries(self, key: SessionKey) -> list[SessionSummary]:
+        name = self._summary_key(session_id_of(key))
+        rows: list[Any] = await self._call(lambda c: c.lrange(name, 0, -1))
+        return [SessionSummary.from_dict(orjson.loads(r)) for r in rows]

@@ -7,6 +7,10 @@ rewrites them to asyncpg's ``$1``. Only the schema differs per backend.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from agenthost.stores.base import MemoryRecord, SessionSummary
+from agenthost.stores.search import unpack_vector
 
 KEY = "tenant_id = ?1 AND user_id = ?2 AND session_id = ?3"
 
@@ -99,14 +103,87 @@ SELECT tenant_id, user_id, session_id FROM sessions WHERE updated_at < ?1
 ORDER BY updated_at LIMIT ?2
 """
 
-SELECT_MEMORY = "SELECT data FROM user_memory WHERE tenant_id = ?1 AND user_id = ?2"
+# -- session summaries (append-only; the newest is the session's) ------------------------
 
-UPSERT_MEMORY = """
-INSERT INTO user_memory (tenant_id, user_id, data) VALUES (?1, ?2, ?3)
-ON CONFLICT (tenant_id, user_id) DO UPDATE SET data = ?3
+SUMMARY_COLUMNS = "version, text, from_seq, to_seq, created_at, model, error"
+INSERT_SUMMARY = f"""
+INSERT INTO summaries (tenant_id, user_id, session_id, {SUMMARY_COLUMNS})
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 """
+SELECT_SUMMARY = (
+    f"SELECT {SUMMARY_COLUMNS} FROM summaries WHERE {KEY} ORDER BY version DESC LIMIT 1"
+)
+SELECT_SUMMARIES = f"SELECT {SUMMARY_COLUMNS} FROM summaries WHERE {KEY} ORDER BY version"
 
-TABLES = ("messages", "runs", "sessions")
+# -- long-term memory ---------------------------------------------------------------
+
+OWNER = "tenant_id = ?1 AND user_id = ?2"
+MEMORY_COLUMNS = (
+    "memory_id, tenant_id, user_id, text, kind, tags, created_at, updated_at, session_id, "
+    "run_id, revision"
+)
+"""A memory row as :func:`memory_row` reads it; ``, embedding`` may follow."""
+MEMORY_ORDER = "created_at DESC, memory_id DESC"
+SEARCH_ORDER = "score DESC, updated_at DESC, memory_id"
+INSERT_MEMORY = f"""
+INSERT INTO memories ({MEMORY_COLUMNS}, embedding)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+"""
+# ?1-?3 owner and id, ?4 text, ?5 kind, ?6 tags, ?7 updated_at, ?8 revision, ?9 embedding,
+# ?10 the revision the writer read
+UPDATE_MEMORY = f"""
+UPDATE memories SET text = ?4, kind = ?5, tags = ?6, updated_at = ?7, revision = ?8,
+    embedding = ?9
+WHERE {OWNER} AND memory_id = ?3 AND revision = ?10
+"""
+DELETE_MEMORY = f"DELETE FROM memories WHERE {OWNER} AND memory_id = ?3"
+COUNT_MEMORIES = f"SELECT COUNT(*) FROM memories WHERE {OWNER}"
+
+
+def memory_columns(embeddings: bool, table: str = "") -> str:
+    prefix = f"{table}." if table else ""
+    columns = [c.strip() for c in MEMORY_COLUMNS.split(",")]
+    if embeddings:
+        columns.append("embedding")
+    return ", ".join(prefix + c for c in columns)
+
+
+def select_memory(embeddings: bool = False) -> str:
+    return f"SELECT {memory_columns(embeddings)} FROM memories WHERE {OWNER} AND memory_id = ?3"
+
+
+def list_memories(embeddings: bool) -> str:
+    return (
+        f"SELECT {memory_columns(embeddings)} FROM memories WHERE {OWNER} "
+        f"ORDER BY {MEMORY_ORDER} LIMIT ?3 OFFSET ?4"
+    )
+
+
+def memory_from_row(row: Any, tags: list[str]) -> MemoryRecord:
+    """A memory from a row in :data:`MEMORY_COLUMNS` order (``tags`` already decoded)."""
+    return MemoryRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        tags,
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        unpack_vector(row[11]) if len(row) > 11 else None,
+    )
+
+
+def summary_from_row(row: Any) -> SessionSummary:
+    """A summary from a row in :data:`SUMMARY_COLUMNS` order."""
+    return SessionSummary(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+TABLES = ("messages", "runs", "summaries", "sessions")
+"""Every table keyed by session; ``sessions`` last (its deleted count is the answer)."""
 
 
 def scope_filter(

@@ -35,10 +35,11 @@ from agenthost.messages import (
     encode_json,
     encode_message,
 )
-from agenthost.stores import sql
+from agenthost.stores import sql, sqlite_memory
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
+    SessionSummary,
     Snapshot,
     WriteBatch,
     check_scope,
@@ -49,7 +50,8 @@ from agenthost.stores.base import (
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS sessions (
     tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
@@ -73,18 +75,25 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_session ON runs (tenant_id, user_id, session_id, started_at);
 CREATE INDEX IF NOT EXISTS runs_running ON runs (tenant_id, user_id, session_id)
     WHERE status = 'running';
-CREATE TABLE IF NOT EXISTS user_memory (
-    tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (tenant_id, user_id)
-);
+CREATE TABLE IF NOT EXISTS summaries (
+    tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+    version INTEGER NOT NULL, text TEXT NOT NULL, from_seq INTEGER NOT NULL,
+    to_seq INTEGER NOT NULL, created_at REAL NOT NULL, model TEXT, error TEXT,
+    PRIMARY KEY (tenant_id, user_id, session_id, version)
+) WITHOUT ROWID;
 """
-SCHEMA_VERSION = 2
-# What a database made by an older version lacks (``PRAGMA user_version`` says which).
+    + sqlite_memory.SCHEMA
+)
+SCHEMA_VERSION = 3
+# What a database made by an older version lacks (``PRAGMA user_version`` says which);
+# tables that are new in a version are made by ``SCHEMA`` itself.
 UPGRADES = {
     2: (
         "ALTER TABLE sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE runs ADD COLUMN request_id TEXT",
     ),
+    # memory records replace the per-user JSON blob (which nothing wrote)
+    3: ("DROP TABLE IF EXISTS user_memory",),
 }
 
 
@@ -101,7 +110,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
                 for statement in UPGRADES[target]:
                     conn.execute(statement)
-        for statement in SCHEMA.split(";"):
+        for statement in SCHEMA.split(";\n"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -155,6 +164,24 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
+    summary = batch.summary
+    if summary is not None:
+        try:
+            conn.execute(
+                sql.INSERT_SUMMARY,
+                (
+                    *ident,
+                    summary.version,
+                    summary.text,
+                    summary.from_seq,
+                    summary.to_seq,
+                    summary.created_at,
+                    summary.model,
+                    summary.error,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"session {k} has summary {summary.version} already") from None
     run = batch.run
     if run is not None:
         conn.execute(
@@ -436,7 +463,9 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
-def _record(key: SessionKey, row: tuple[Any, ...]) -> SessionRecord:
+def _record(
+    key: SessionKey, row: tuple[Any, ...], summary: SessionSummary | None = None
+) -> SessionRecord:
     return SessionRecord(
         key,
         row[0],
@@ -447,6 +476,7 @@ def _record(key: SessionKey, row: tuple[Any, ...]) -> SessionRecord:
         decode_json(row[5], {}),
         pending_from_json(decode_json(row[6], [])),
         row[7],
+        summary,
     )
 
 
@@ -463,7 +493,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord.from_dict(data)
 
 
-class SQLiteStore:
+class SQLiteStore(sqlite_memory.SQLiteMemories):
     def __init__(
         self, path: str | Path = "agenthost.db", *, durability: Durability = "normal"
     ) -> None:
@@ -536,7 +566,9 @@ class SQLiteStore:
             return None
         rows = conn.execute(sql.SELECT_WINDOW, (*ident, window)).fetchall()
         running = [r[0] for r in conn.execute(sql.SELECT_RUNNING, ident)]
-        return Snapshot(_record(key, row), [decode_message(r[0]) for r in reversed(rows)], running)
+        summary = conn.execute(sql.SELECT_SUMMARY, ident).fetchone()
+        record = _record(key, row, sql.summary_from_row(summary) if summary else None)
+        return Snapshot(record, [decode_message(r[0]) for r in reversed(rows)], running)
 
     async def last_seq(self, key: SessionKey) -> int:
         row = self.conn.execute(
@@ -596,10 +628,10 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> int:
             for table in sql.TABLES:
                 cursor = conn.execute(f"DELETE FROM {table}{where}", params)
-            if session_id is None:
-                memory_where, memory_params = sql.scope_filter(tenant_id, user_id, None)
-                conn.execute(f"DELETE FROM user_memory{memory_where}", memory_params)
-            return cursor.rowcount  # the last table deleted from is sessions
+            deleted = cursor.rowcount  # the last table deleted from is sessions
+            if session_id is None:  # a user, a tenant or everything: their memories go too
+                sqlite_memory.delete_scope(conn, where, params)
+            return deleted
 
         return await self._write(work)
 
@@ -623,10 +655,6 @@ class SQLiteStore:
 
         return await self._write(work)
 
-    async def get_memory(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        row = self.conn.execute(sql.SELECT_MEMORY, (tenant_id, user_id)).fetchone()
-        return decode_json(row[0], {}) if row else {}
-
-    async def set_memory(self, tenant_id: str, user_id: str, memory: dict[str, Any]) -> None:
-        data = encode_json(memory)
-        await self._write(lambda conn: conn.execute(sql.UPSERT_MEMORY, (tenant_id, user_id, data)))
+    async def summaries(self, key: SessionKey) -> list[SessionSummary]:
+        ident = (key.tenant_id, key.user_id, key.session_id)
+        return [sql.summary_from_row(r) for r in self.conn.execute(sql.SELECT_SUMMARIES, ident)]
