@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from agenthost.compaction import Compaction
 from agenthost.errors import ConfigError
+from agenthost.memory import LongTermMemory
 from agenthost.tools import Tool, ToolFunction, as_tool
 
 if TYPE_CHECKING:
@@ -20,7 +22,9 @@ class Agent:
     ``model`` is a model object or a name such as ``"offline"`` or
     ``"openai:gpt-4o-mini"``. ``history_window`` is how many past messages of a
     session the model sees on each call; ``max_steps`` bounds the model -> tools
-    -> model loop of one turn.
+    -> model loop of one turn. ``long_term_memory`` remembers each user across
+    their sessions (:mod:`agenthost.memory`); ``compaction`` summarises what falls
+    out of a long session's window (:mod:`agenthost.compaction`).
     """
 
     name: str = "agent"
@@ -30,6 +34,8 @@ class Agent:
     tools: tuple[Tool, ...] = field(default=())
     history_window: int = 20
     max_steps: int = 8
+    long_term_memory: LongTermMemory | None = None
+    compaction: Compaction | None = None
 
     def __post_init__(self) -> None:
         tools: Iterable[Tool | ToolFunction] = self.tools
@@ -42,6 +48,8 @@ class Agent:
             raise ConfigError("history_window must be at least 1")
         if self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
+        if self.compaction is not None:
+            object.__setattr__(self, "compaction", self.compaction.resolved(self.history_window))
 
     def tool(self, name: str) -> Tool | None:
         for t in self.tools:

@@ -17,17 +17,20 @@ from agenthost.config import (
     model_settings,
     validate_config,
 )
+from agenthost.context import context_source
 from agenthost.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from agenthost.events import Done, ErrorEvent, Event, RunResult
 from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
 from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
+from agenthost.memory import Memories
 from agenthost.messages import Message
 from agenthost.models import Model, resolve_model
 from agenthost.session import Sessions
 from agenthost.stores import SessionStore, open_store
-from agenthost.stores.base import RunRecord, SessionRecord
+from agenthost.stores.base import MemoryFence, RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
+from agenthost.upkeep import upkeep_for
 
 Policy = Literal["queue", "reject"]
 MAX_MESSAGE_CHARS = 200_000
@@ -90,7 +93,21 @@ class Host:
             coordinator=self.coordinator,
             clock=clock,
         )
-        self._env = TurnEnv(agent, self.runtime, clock, observer)
+        # long-term memory (host.memories) and work after turns (compaction, extraction)
+        self.memories = Memories(self.store, agent.long_term_memory, clock, self.start, self._fence)
+        self.upkeep = upkeep_for(
+            agent,
+            self.runtime,
+            self.memories,
+            model_for=self._model,
+            clock=clock,
+            observer=observer,
+        )
+        recall = agent.long_term_memory is not None and agent.long_term_memory.recall
+        context = context_source(
+            self.memories if recall else None, summaries=bool(agent.compaction)
+        )
+        self._env = TurnEnv(self.memories.for_agent(agent), self.runtime, clock, observer, context)
         default = resolve_model(agent.model)
         self.default_model = default.name
         self._models: dict[str, Model] = {default.name: default}
@@ -121,6 +138,7 @@ class Host:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
 
     async def close(self) -> None:
+        await self.upkeep.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,8 +263,14 @@ class Host:
                 async with contextlib.aclosing(turn.run_steps()) as events:
                     async for event in events:
                         yield event
+                self.upkeep.after_turn(live)  # compaction, extraction: after the reply
             finally:
                 sessions.release(live)
+
+    def _fence(self, key: SessionKey) -> MemoryFence:
+        """What a memory written from inside a turn of ``key`` is checked against."""
+        live = self.cache.get(key, self.clock())
+        return MemoryFence(key, live.revision if live is not None else 0)
 
     async def _reloaded(self, live: LiveSession) -> LiveSession:
         fresh = await self.runtime.reload(live, create=True)
@@ -363,6 +387,7 @@ class Host:
                 async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
                     async for event in events:
                         yield event
+                self.upkeep.after_turn(live)
             finally:
                 sessions.release(live)
 
@@ -588,20 +613,23 @@ class Host:
         )
 
     async def export_user(self, *, user_id: str, tenant_id: str = DEFAULT_ID) -> dict[str, Any]:
-        """Everything stored about a user: sessions with messages and runs, and memory."""
+        """Everything stored about a user: sessions with messages, runs and summaries, and
+        their memories."""
         records = await self.sessions(user_id=user_id, tenant_id=tenant_id)
         sessions = []
         for record in records:
             messages = await self.store.messages(record.key)
             runs = await self.store.runs(record.key, limit=10_000)
+            summaries = await self.store.summaries(record.key)
             sessions.append(
                 {
                     **record.to_dict(),
                     "messages": [m.to_dict() for m in messages],
                     "runs": [r.to_dict() for r in runs],
+                    "summaries": [s.to_dict() for s in summaries],
                 }
             )
-        memories = [m.to_dict() for m in await self.store.list_memories(tenant_id, user_id)]
+        memories = await self.memories.export(user_id=user_id, tenant_id=tenant_id)
         return {
             "tenant_id": tenant_id,
             "user_id": user_id,
@@ -694,6 +722,7 @@ class Host:
             "locks_held": len(self.runtime.locks),
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
+            **self.upkeep.stats(),
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:

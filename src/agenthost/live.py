@@ -9,7 +9,7 @@ from typing import Any
 
 from agenthost.keys import SessionKey
 from agenthost.messages import Message
-from agenthost.stores.base import PendingApproval
+from agenthost.stores.base import PendingApproval, SessionSummary
 
 
 @dataclass(slots=True, eq=False)
@@ -18,7 +18,8 @@ class LiveSession:
 
     A copy, not the truth: ``revision`` is what every write of it is checked
     against (``0``: not stored yet). ``stale`` marks a copy that a failed write
-    left in doubt; it is dropped when its turn ends.
+    left in doubt; it is dropped when its turn ends. ``summary`` is the session's
+    newest summary (what fell out of the window), if it was ever compacted.
     """
 
     key: SessionKey
@@ -33,6 +34,7 @@ class LiveSession:
     revision: int = 0
     busy: bool = False
     stale: bool = False
+    summary: SessionSummary | None = None
 
     def append(self, messages: list[Message]) -> None:
         self.window.extend(messages)

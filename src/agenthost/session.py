@@ -40,6 +40,7 @@ from agenthost.stores.base import (
     PendingApproval,
     RunRecord,
     SessionStore,
+    SessionSummary,
     Snapshot,
     WriteBatch,
     new_revision,
@@ -134,6 +135,7 @@ class Sessions:
             record.created_at,
             now,
             record.revision,
+            summary=record.summary,
         )
 
     async def _recover(self, live: LiveSession, running: list[str]) -> None:
@@ -182,6 +184,7 @@ class Sessions:
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
         pending: list[PendingApproval] | None = None,
+        summary: SessionSummary | None = None,
     ) -> None:
         """Store a write on ``live`` (checked against its revision), then apply it to ``live``.
 
@@ -206,6 +209,7 @@ class Sessions:
             pending,
             base_revision=live.revision,
             revision=revision,
+            summary=summary,
         )
         try:
             await self.store.write(batch)
@@ -231,6 +235,8 @@ class Sessions:
             live.config = config
         if pending is not None:
             live.pending = pending
+        if summary is not None:
+            live.summary = summary
 
     async def _gone(self, key: SessionKey) -> bool:
         try:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import orjson
 
 from agenthost.agent import Agent
+from agenthost.context import NO_CONTEXT, ContextSource
+from agenthost.context import model_window as model_window  # where it used to live
 from agenthost.errors import AgentHostError, ModelError
 from agenthost.events import (
     ApprovalRequired,
@@ -55,6 +57,7 @@ class TurnEnv:
     sessions: Sessions
     clock: Callable[[], float]
     observer: TurnObserver | None = None
+    context: ContextSource | None = None  # memories and summary before the window
 
 
 class CancelReason(str):
@@ -67,15 +70,6 @@ class CancelReason(str):
 
 def new_run_id() -> str:
     return "run_" + os.urandom(12).hex()
-
-
-def model_window(window: Any) -> list[Message]:
-    """The window as the model sees it: never starting inside a tool exchange."""
-    messages = list(window)
-    start = 0
-    while start < len(messages) and messages[start].role == "tool":
-        start += 1
-    return messages[start:] if start else messages
 
 
 class Turn:
@@ -217,9 +211,10 @@ class Turn:
         agent = env.agent
         schemas = [t.schema() for t in agent.tools]
         observer = env.observer
+        context = NO_CONTEXT if env.context is None else await env.context(self.live)
         for _ in range(agent.max_steps):
             request = ModelRequest(
-                agent.instructions, model_window(self.live.window), schemas, self.settings
+                agent.instructions, context.messages(self.live.window), schemas, self.settings
             )
             parts: list[str] = []
             calls: list[ToolCall] = []

@@ -35,7 +35,8 @@ OTHER_PRIVATE, _ = rsa_pair()
 
 
 def token(key: Any = SECRET, algorithm: str = "HS256", **claims: Any) -> dict[str, str]:
-    payload = {"sub": "alice", "tenant": "acme", "exp": int(time.time()) + 300, **claims}
+    # made when the tests are collected: valid long enough for a whole suite run to reach them
+    payload = {"sub": "alice", "tenant": "acme", "exp": int(time.time()) + 6 * 3600, **claims}
     payload = {k: v for k, v in payload.items() if v is not None}
     return {"Authorization": "Bearer " + jwt.encode(payload, key, algorithm=algorithm)}
 

@@ -12,10 +12,12 @@ import orjson
 
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models.base import ModelChunk, ModelReply, ModelRequest, TextChunk, estimate_tokens
+from agenthost.models.tasks import offline_answer
 
 _NAME_STATEMENTS = (
     re.compile(r"\bmy name is\s+([^\s,.!?;:]+)", re.IGNORECASE),
     re.compile(r"\bcall me\s+([^\s,.!?;:]+)", re.IGNORECASE),
+    re.compile(r"\bthe user's name is\s+([^\s,.!?;:]+)", re.IGNORECASE),  # summaries, memories
     re.compile(r"我叫\s*([^\s,.!?;:，。！？]+)"),
     re.compile(r"我的名字是\s*([^\s,.!?;:，。！？]+)"),
     re.compile(r"私の名前は\s*([^\s,.!?;:、。！？]+?)\s*(?:です|だ|$)"),
@@ -33,13 +35,15 @@ _NAME_QUESTIONS = (
 )
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
 # The patterns after the first of each group need CJK text: ASCII text skips them.
-_ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:2]
+_ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:3]
 _ASCII_NAME_QUESTIONS = _NAME_QUESTIONS[:1]
 
 
 def _recall_name(messages: list[Message]) -> str | None:
+    """The name the user last stated: in their messages, or in what the host put before
+    the window (a summary of earlier messages, memories of earlier sessions)."""
     for message in reversed(messages):
-        if message.role != "user":
+        if message.role != "user" and message.role != "system":
             continue
         ascii_only = message.content.isascii()
         for pattern in _ASCII_NAME_STATEMENTS if ascii_only else _NAME_STATEMENTS:
@@ -56,6 +60,8 @@ class OfflineModel:
       the session's own history, so isolation between sessions is visible.
     - "/tool NAME {json}" calls tool NAME with those arguments when the agent
       offers it; after the result arrives it replies with the result.
+    - Summary and memory-extraction requests get deterministic answers that keep
+      facts such as names (:mod:`agenthost.models.tasks`).
     - Anything else is echoed deterministically.
 
     ``delay`` (seconds) simulates provider latency for benchmarks.
@@ -77,6 +83,10 @@ class OfflineModel:
                 tokens += (len(message.content) + 3) // 4
         usage = Usage(input_tokens=tokens, requests=1)
         last = messages[-1] if messages else None
+        task = offline_answer(request)
+        if task is not None:
+            usage.output_tokens = estimate_tokens(task)
+            return ModelReply(text=task, usage=usage)
         if last is not None and last.role == "tool":
             text = f"{last.name} returned: {last.content}"
         elif last is not None and last.role == "user":

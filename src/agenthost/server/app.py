@@ -34,6 +34,7 @@ ROUTE_MODULES = (
     "agenthost.server.routes.chat",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
+    "agenthost.server.routes.memories",
     "agenthost.server.routes.admin",
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",

@@ -57,6 +57,18 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter("agenthost_tokens", "Model tokens used", ["kind"], registry=r)
+        self.compactions = Counter(
+            "agenthost_compactions",
+            "Session compactions (summaries of what fell out of the window) by outcome",
+            ["status"],
+            registry=r,
+        )
+        self.compaction_seconds = Histogram(
+            "agenthost_compaction_duration_seconds",
+            "Time to summarise (model call included), off the user's wait",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.live_sessions = Gauge(
             "agenthost_live_sessions", "Sessions held in memory right now", registry=r
         )
@@ -77,6 +89,10 @@ class MetricsObserver:
 
     def model_called(self, model: str, seconds: float) -> None:
         self.metrics.model_seconds.labels(model).observe(seconds)
+
+    def compaction_finished(self, status: str, seconds: float) -> None:
+        self.metrics.compactions.labels(status).inc()
+        self.metrics.compaction_seconds.observe(seconds)
 
     def turn_finished(self, run: RunRecord, seconds: float) -> None:
         self.metrics.turn_seconds.labels(run.status).observe(seconds)

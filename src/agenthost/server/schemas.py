@@ -144,6 +144,18 @@ class PendingApproval(BaseModel):
     run_id: str
 
 
+class SummaryOut(BaseModel):
+    version: int
+    text: str
+    from_seq: int = Field(description="The summary covers messages from_seq..to_seq")
+    to_seq: int
+    created_at: float
+    model: str | None = None
+    error: str | None = Field(
+        None, description="Set when the last compaction failed (text and range are the previous)"
+    )
+
+
 class SessionOut(BaseModel):
     tenant_id: str
     user_id: str
@@ -156,6 +168,11 @@ class SessionOut(BaseModel):
     config: dict[str, Any]
     pending_approvals: list[PendingApproval]
     revision: int
+    summary: SummaryOut | None = Field(
+        None,
+        description="What the model is told of the messages that fell out of its window "
+        "(GET of one session; not in listings)",
+    )
 
 
 class SessionList(BaseModel):
@@ -194,11 +211,69 @@ class Deleted(BaseModel):
     deleted: int
 
 
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["preference"]),
+    AfterValidator(_printable),
+]
+MemoryText = Annotated[
+    str, Field(min_length=1, max_length=4000, examples=["The user's name is Alice."])
+]
+
+
+class MemoryCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"text": "Prefers answers in French", "kind": "preference"}]
+        }
+    )
+
+    text: MemoryText
+    kind: Label | None = None
+    tags: list[Label] = Field(default_factory=list, max_length=20)
+    user_id: Id | None = Field(None, description="For service and admin keys, and --auth none")
+    session_id: SessionId | None = Field(None, description="The session it came from, if any")
+
+
+class MemoryPatch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "Prefers answers in German", "revision": 1}]}
+    )
+
+    text: MemoryText | None = None
+    kind: Label | None = Field(None, description="null removes it")
+    tags: list[Label] | None = Field(None, max_length=20)
+    revision: int | None = Field(
+        None, ge=0, le=2**53, description="Change it only if it is still at this revision (409)"
+    )
+
+
+class MemoryOut(BaseModel):
+    id: str
+    tenant_id: str
+    user_id: str
+    text: str
+    kind: str | None
+    tags: list[str]
+    created_at: float
+    updated_at: float
+    session_id: str | None = Field(description="Where it came from (null: stored by an app)")
+    run_id: str | None
+    revision: int
+
+
+class MemoryList(BaseModel):
+    memories: list[MemoryOut]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Pass as offset for the next page; null at the end")
+
+
 class UserExport(BaseModel):
     tenant_id: str
     user_id: str
     sessions: list[dict[str, Any]]
-    memory: dict[str, Any]
+    memories: list[MemoryOut]
 
 
 class Stats(BaseModel):

@@ -1,0 +1,193 @@
+"""Work a session needs after a turn, done off the user's wait: compaction and extraction.
+
+:meth:`Upkeep.after_turn` is called by the Host when a turn's events are over
+(the reply is already out). If the session is due for compaction, or the agent
+extracts memories, a background task takes the session's lock, here and across
+processes, as the next holder: it waits for a turn in progress, and a turn that
+arrives meanwhile waits for it (or, under ``policy="reject"``, is refused as it
+would be during another turn). Holding the lock, it reads the session afresh
+when other processes share the store, extracts memories from the turns' user
+messages (fenced by the session's revision), then compacts.
+
+One task per session at a time (a session with work queued gets no second task:
+the queued work covers the new turn too), at most ``concurrency`` at once per
+process. A failure is logged and never reaches a user; ``drain`` waits for the
+queue (tests, shutdown), ``close`` cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agenthost.errors import Conflict
+from agenthost.keys import DEFAULT_ID, SessionKey
+from agenthost.stores.base import MemoryFence
+
+if TYPE_CHECKING:
+    from agenthost.agent import Agent
+    from agenthost.compaction import Compactor
+    from agenthost.live import LiveSession
+    from agenthost.memory import Memories
+    from agenthost.models.base import Model
+    from agenthost.session import Sessions
+
+log = logging.getLogger("agenthost.upkeep")
+
+
+class Upkeep:
+    def __init__(
+        self,
+        runtime: Sessions,
+        *,
+        compactor: Compactor | None = None,
+        memories: Memories | None = None,
+        extract_model: Callable[[dict[str, Any]], Model] | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.runtime = runtime
+        self.compactor = compactor
+        self.memories = memories if extract_model is not None else None
+        self.extract_model = extract_model
+        self._slots = asyncio.Semaphore(concurrency)
+        self._pending: dict[SessionKey, int] = {}  # key -> first seq not yet extracted
+        self._tasks: dict[SessionKey, asyncio.Task[None]] = {}
+        self.closed = False
+        self.extracted = 0
+        self.failures = 0
+
+    @property
+    def active(self) -> bool:
+        return self.compactor is not None or self.memories is not None
+
+    def after_turn(self, live: LiveSession) -> None:
+        """Queue the session's upkeep if it needs any (cheap when it does not)."""
+        if self.closed or live.stale:
+            return
+        compact = self.compactor is not None and self.compactor.due(live)
+        extract = self.memories is not None and live.key.user_id != DEFAULT_ID
+        if not (compact or extract):
+            return
+        since = live.last_seq + 1
+        if extract:
+            since = next((m.seq for m in reversed(live.window) if m.role == "user"), since)
+        key = live.key
+        queued = self._pending.get(key)
+        self._pending[key] = since if queued is None else min(queued, since)
+        if key not in self._tasks:
+            task = asyncio.create_task(self._work(key), name=f"agenthost-upkeep {key}")
+            self._tasks[key] = task
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for key, running in list(self._tasks.items()):
+            if running is task:
+                del self._tasks[key]
+
+    def stats(self) -> dict[str, int]:
+        compactor = self.compactor
+        return {
+            "compactions": compactor.succeeded if compactor else 0,
+            "compaction_failures": compactor.failed if compactor else 0,
+            "memories_extracted": self.extracted,
+            "upkeep_failures": self.failures,
+            "upkeep_queued": len(self._tasks),
+        }
+
+    async def drain(self) -> None:
+        """Wait until no upkeep is queued or running."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        self.closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pending.clear()
+
+    async def _work(self, key: SessionKey) -> None:
+        while key in self._pending:
+            try:
+                async with self._slots, self.runtime.locked(key, wait=True):
+                    since = self._pending.pop(key, None)
+                    if since is not None:
+                        await self._upkeep(key, since)
+            except asyncio.CancelledError:
+                raise
+            except Conflict as exc:  # erased, or written elsewhere: the next turn will see
+                log.debug("upkeep of %s stopped: %s", key, exc)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("upkeep of %s failed: %s: %s", key, type(exc).__name__, exc)
+
+    async def _upkeep(self, key: SessionKey, since: int) -> None:
+        runtime = self.runtime
+        live = await runtime.live(key, create=False)
+        if live is not None and runtime.shared:
+            live = await runtime.reload(live, create=False)  # decide on the truth
+        if live is None:
+            return
+        try:
+            if self.memories is not None and self.extract_model is not None:
+                try:
+                    await self._extract(live, since)
+                except Conflict:
+                    raise
+                except Exception as exc:  # compaction still runs
+                    self.failures += 1
+                    log.warning(
+                        "memory extraction for %s failed: %s: %s", key, type(exc).__name__, exc
+                    )
+            if self.compactor is not None:
+                for _round in range(5):  # a backlog takes a few rounds
+                    if not await self.compactor.run(live):
+                        break
+        finally:
+            runtime.release(live)
+
+    async def _extract(self, live: LiveSession, since: int) -> None:
+        assert self.memories is not None and self.extract_model is not None
+        messages = [m for m in live.window if m.role == "user" and m.seq >= since]
+        if live.window and live.window[0].seq > since:  # fell out of the window already
+            stored = await self.runtime.store.messages(live.key, after_seq=since - 1, limit=200)
+            messages = [m for m in stored if m.role == "user"]
+        model = self.extract_model(live.config)
+        fence = MemoryFence(live.key, live.revision)
+        self.extracted += await self.memories.extract(live.key, messages, model, fence)
+
+
+def upkeep_for(
+    agent: Agent,
+    runtime: Sessions,
+    memories: Memories,
+    *,
+    model_for: Callable[[dict[str, Any]], Model],
+    clock: Callable[[], float],
+    observer: Any = None,
+) -> Upkeep:
+    """The upkeep an agent's options ask for (an idle one if none)."""
+    from agenthost.compaction import Compactor
+    from agenthost.models import resolve_model
+
+    def chosen(spec: Model | str | None) -> Callable[[dict[str, Any]], Model]:
+        if spec is None:
+            return model_for  # the session's model
+        model = resolve_model(spec)
+        return lambda config: model
+
+    compactor = None
+    if agent.compaction is not None:
+        compactor = Compactor(
+            agent.compaction,
+            runtime,
+            model_for=chosen(agent.compaction.model),
+            clock=clock,
+            observer=observer,
+        )
+    memory = agent.long_term_memory
+    extract = chosen(memory.extract_model) if memory is not None and memory.extract else None
+    return Upkeep(runtime, compactor=compactor, memories=memories, extract_model=extract)
