@@ -7,22 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agenthost import Agent, Host, MemoryStore, SQLiteStore
-from agenthost.stores.base import SessionStore
+from agenthost import Agent, Host
 from support.clock import FakeClock
+from support.stores import make_store
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-def make_store(kind: str, tmp_path: Path) -> SessionStore:
-    if kind == "memory":
-        return MemoryStore(max_messages=None)
-    if kind == "sqlite":
-        return SQLiteStore(tmp_path / "agenthost.db")
-    return SQLiteStore(tmp_path / "agenthost-full.db", durability="full")
 
 
 @pytest.fixture(params=["memory", "sqlite"])

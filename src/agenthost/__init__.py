@@ -1,6 +1,7 @@
 """agenthost: one agent definition serving many users with isolated, persistent sessions."""
 
 from agenthost.agent import Agent
+from agenthost.compaction import Compaction
 from agenthost.errors import (
     AgentHostError,
     ConfigError,
@@ -27,9 +28,11 @@ from agenthost.events import (
 )
 from agenthost.host import Host
 from agenthost.keys import SessionKey
+from agenthost.memory import LongTermMemory
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
 from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
+from agenthost.stores.base import MemoryRecord, SessionSummary
 from agenthost.tools import Tool, ToolContext, tool
 
 __version__ = "0.1.0"
@@ -38,6 +41,7 @@ __all__ = [
     "Agent",
     "AgentHostError",
     "ApprovalRequired",
+    "Compaction",
     "ConfigError",
     "Conflict",
     "Delta",
@@ -49,6 +53,8 @@ __all__ = [
     "Host",
     "InvalidId",
     "InvalidInput",
+    "LongTermMemory",
+    "MemoryRecord",
     "MemoryStore",
     "Message",
     "ModelError",
@@ -62,6 +68,7 @@ __all__ = [
     "SessionBusy",
     "SessionKey",
     "SessionStore",
+    "SessionSummary",
     "StoreUnavailable",
     "Tool",
     "ToolCall",

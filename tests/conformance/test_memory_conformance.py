@@ -150,6 +150,10 @@ async def test_delete_removes_the_memory_and_its_index_entries(store: SessionSto
     assert await store.count_memories("t1", "alice") == 1
     await store.add_memory(memory("mem_1", "a new cat"))  # the id is free again
     assert await found(store, "cat") == ["mem_1"]
+    for memory_id in ("mem_1", "mem_2"):
+        assert await store.delete_memory("t1", "alice", memory_id)
+    assert await found(store, "cat dog") == []  # a user whose memories are all gone
+    assert await store.list_memories("t1", "alice") == []
 
 
 # -- search ----------------------------------------------------------------------------

@@ -16,7 +16,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from agenthost import Agent, ModelRequest, OfflineModel, Tool, ToolContext, tool
+from agenthost import (
+    Agent,
+    Compaction,
+    LongTermMemory,
+    ModelRequest,
+    OfflineModel,
+    Tool,
+    ToolContext,
+    tool,
+)
 from agenthost.models import ModelChunk, TextChunk
 
 SLOW_SECONDS = 60.0
@@ -78,4 +87,16 @@ protocol_agent = Agent(
     description="Remembers your name; transfers money with your approval.",
     model=SlowWhenAsked(),
     tools=(transfer_tool(name_the_user=False),),
+)
+
+# ``--agent support.agents:memory_agent``: the offline model with long-term memory (facts
+# extracted after each turn) and compaction of a small window.
+MEMORY_AGENT = "support.agents:memory_agent"
+
+memory_agent = Agent(
+    name="memory-agent",
+    model="offline",
+    history_window=8,
+    long_term_memory=LongTermMemory(extract=True),
+    compaction=Compaction(),
 )

@@ -348,7 +348,7 @@ class MemoryStore:
         embeddings: bool = False,
     ) -> list[tuple[MemoryRecord, float]]:
         owner = self._memories.get((tenant_id, user_id))
-        if owner is None or not terms or limit < 1:
+        if owner is None or not owner.records or not terms or limit < 1:
             return []
         total = len(owner.records)
         average = owner.total_length / total
