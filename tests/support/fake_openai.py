@@ -7,6 +7,8 @@ records every request body it receives.
 
 from __future__ import annotations
 
+import array
+import base64
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -90,12 +92,53 @@ def _stream(text: str, calls: list[dict[str, Any]], usage: bool) -> Iterator[byt
     yield b"data: [DONE]\n\n"
 
 
+# The embedding space of the fake: one dimension per topic, so that texts about the same
+# topic are similar even when they share no word ("puppy" and "dog").
+TOPICS = (
+    ("dog", "puppy", "cat", "kitten", "pet", "pets", "animal"),
+    ("food", "eat", "pizza", "vegetarian", "meat", "hungry", "dinner", "cook"),
+    ("travel", "flight", "train", "holiday", "trip", "hotel", "abroad"),
+    ("music", "song", "piano", "cello", "concert", "opera"),
+)
+
+
+def embed(text: str) -> list[float]:
+    words = [w.strip(".,?!'\"").lower() for w in text.split()]
+    vector = [0.01 * (i + 1) for i in range(len(TOPICS))]
+    for i, topic in enumerate(TOPICS):
+        vector[i] += sum(1.0 for w in words if w in topic)
+    return vector
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self.fail_next = 0
         self.app = Starlette(
-            routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])]
+            routes=[
+                Route("/v1/chat/completions", self.completions, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            ]
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.embedding_requests.append(body)
+        if request.headers.get("authorization") != "Bearer test-key":
+            return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for index, text in enumerate(inputs):
+            vector = embed(text)
+            if body.get("encoding_format") == "base64":
+                packed = base64.b64encode(array.array("f", vector).tobytes()).decode()
+                data.append({"object": "embedding", "index": index, "embedding": packed})
+            else:
+                data.append({"object": "embedding", "index": index, "embedding": vector})
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
         )
 
     async def completions(self, request: Request) -> Response:
