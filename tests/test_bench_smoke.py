@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agenthost.benchmarks import inprocess, memory, report, suite
+from agenthost.benchmarks import inprocess, memory, recall, report, suite
 from agenthost.benchmarks.inprocess import Scale
 from agenthost.cli import main
 
@@ -70,6 +70,22 @@ async def test_b6_slow_model_reaches_full_concurrency() -> None:
     assert {"added_p50_ms", "added_p99_ms", "added_max_ms"} <= results["memory spread"].keys()
 
 
+async def test_b8_recall_reports_retrieval_and_turn_times() -> None:
+    results = await recall.b8(TINY, None)
+    assert set(results) == {"memory 1k", "memory 10k", "sqlite 1k", "sqlite 10k"}
+    metrics = results["sqlite 1k"]
+    assert metrics["memories"] == TINY.recall_memories
+    assert metrics["retrieval_mean_ms"] > 0 and metrics["turn_ms_without_recall"] > 0
+    assert {"retrieval_p99_ms", "added_ms", "turn_ms_with_recall"} <= metrics.keys()
+
+
+async def test_b9_compaction_keeps_the_name_and_reports_a_ratio() -> None:
+    results = await recall.b9(TINY)
+    for metrics in results.values():
+        assert metrics["name_recalled"] == 1
+        assert metrics["compactions"] >= 1 and metrics["ratio_mean"] > 0
+
+
 def test_deep_size_counts_shared_objects_once() -> None:
     text = "x" * 1000
     assert memory.deep_size([text, text]) < 2 * memory.deep_size(text)
@@ -83,8 +99,8 @@ def test_percentile_and_peak_overlap() -> None:
 
 def test_select_rejects_unknown_workloads() -> None:
     assert [w.id for w in suite.select("b1, B3")] == ["B1", "B3"]
-    with pytest.raises(ValueError, match="B9"):
-        suite.select("B1,B9")
+    with pytest.raises(ValueError, match="B99"):
+        suite.select("B1,B99")
 
 
 def test_cli_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,15 +41,36 @@ class Scale:
     history_sample: int = 50
     slow_sessions: int = 2000
     slow_delay: float = 0.2
+    recall_memories: int = 1000
+    recall_big: int = 10_000
+    recall_turns: int = 300
+    compaction_turns: int = 5000
 
     @classmethod
     def quick(cls) -> Scale:
-        return cls(users=50, turns=10, history_turns=400, slow_sessions=1000)
+        return cls(
+            users=50,
+            turns=10,
+            history_turns=400,
+            slow_sessions=1000,
+            recall_big=3000,
+            recall_turns=150,
+            compaction_turns=1000,
+        )
 
     @classmethod
     def tiny(cls) -> Scale:
         return cls(
-            users=3, turns=2, history_turns=12, history_sample=3, slow_sessions=5, slow_delay=0.01
+            users=3,
+            turns=2,
+            history_turns=12,
+            history_sample=3,
+            slow_sessions=5,
+            slow_delay=0.01,
+            recall_memories=30,
+            recall_big=60,
+            recall_turns=25,
+            compaction_turns=40,
         )
 
 

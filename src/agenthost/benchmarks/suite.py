@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agenthost.benchmarks import inprocess, memory
+from agenthost.benchmarks import inprocess, memory, recall
 from agenthost.benchmarks.inprocess import Results, Scale
 
 
@@ -167,6 +167,26 @@ WORKLOADS: tuple[Workload, ...] = (
             Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
         ),
         skip=_postgres_skip,
+    ),
+    Workload(
+        "B8",
+        "memory recall: one user with 1,000 (and 10,000) memories, one question per turn",
+        lambda o: asyncio.run(recall.b8(o.scale, o.postgres)),
+        (
+            Target("sqlite 1k", "retrieval_mean_ms", "<=", 1.0, "SQLite: retrieval <= 1 ms/turn"),
+            Target(
+                "postgres 1k", "retrieval_mean_ms", "<=", 1.0, "PostgreSQL: retrieval <= 1 ms/turn"
+            ),
+        ),
+    ),
+    Workload(
+        "B9",
+        "compaction: one session, 5,000 turns, window 20 (model time excluded)",
+        lambda o: asyncio.run(recall.b9(o.scale)),
+        (
+            Target("sqlite", "ratio_mean", "<=", 1.3, "turns 4,951-5,000 / 1-50 <= 1.3"),
+            Target("sqlite", "name_recalled", "==", 1, "the name survives 5,000 turns"),
+        ),
     ),
 )
 

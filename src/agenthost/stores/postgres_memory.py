@@ -42,8 +42,9 @@ CREATE TABLE memories (
 );
 -- a user's memories, newest first (listing, counting)
 CREATE INDEX memories_created ON memories (tenant_id, user_id, created_at);
--- search: the owner's token is in every vector, so a query walks one user's entries
-CREATE INDEX memories_search ON memories USING GIN (search);
+-- search: the owner's token is in every vector, so a query walks one user's entries;
+-- no pending list (fastupdate): a read never scans unsorted recent inserts
+CREATE INDEX memories_search ON memories USING GIN (search) WITH (fastupdate = off);
 """
 
 FENCE = "SELECT revision FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND session_id = $3"
