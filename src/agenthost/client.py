@@ -102,6 +102,12 @@ class Client:
             yield from data["messages"]
             after = data["next_after_seq"]
 
+    def memories(self, query: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The user's memories, newest first, or the ones most relevant to ``query``."""
+        params: dict[str, Any] = {"limit": limit} if query is None else {"limit": limit, "q": query}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/memories", params=params)["memories"]
+        return result
+
     def delete_session(self, session_id: str) -> int:
         deleted: int = self._call("DELETE", f"/v1/sessions/{session_id}")["deleted"]
         return deleted

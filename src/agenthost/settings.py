@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     agent_name: str = "agent"
     instructions: str = "You are a helpful assistant."
     history_window: int = Field(20, ge=1)
+    memory: Literal["off", "on", "extract"] = Field(
+        "off",
+        description="the built-in agent's long-term memory: on (recall and tools), "
+        "extract (also facts from each turn, after the reply)",
+    )
+    compaction: bool = Field(False, description="the built-in agent summarises long sessions")
     auth: Literal["none", "api-keys", "jwt"] = "none"
     api_keys: Annotated[list[Any], NoDecode] = Field(default_factory=list)
     jwt_secret: SecretStr | None = None

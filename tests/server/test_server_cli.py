@@ -103,3 +103,17 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_against_a_server(open_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--url", open_server.url]) == 0
     assert "isolated" in capsys.readouterr().out
+
+
+def test_the_memory_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--memory"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("[")]
+    assert [row.startswith("[ok ]") for row in rows] == [True] * 4
+    assert "Your name is Alice." in rows[0] and "Your name is Alice." in rows[1]
+    assert "I don't know your name yet." in rows[2] and "I don't know" in rows[3]
+
+
+def test_the_memory_demo_against_a_server_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--memory", "--serve"]) == 0
+    assert "memory is per user, per tenant" in capsys.readouterr().out

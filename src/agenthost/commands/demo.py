@@ -44,9 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--serve", action="store_true", help="start a server and run against it")
     parser.add_argument("--api-key", help="service key for --url (default $AGENTHOST_API_KEY)")
     parser.add_argument("--tenant", help="tenant for --url")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="the memory demo: a long session keeps the name in its summary, a new session "
+        "gets it from long-term memory, other users and tenants get nothing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.memory:
+        return _memory_demo(args)
     session = "demo-" + os.urandom(3).hex()
     try:
         if args.serve:
@@ -62,6 +70,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     _print_side_by_side(transcript)
     return _verdict(transcript)
+
+
+def _memory_demo(args: argparse.Namespace) -> int:
+    from agenthost.commands import demo_memory
+
+    try:
+        if args.serve:
+            with _server(*demo_memory.SERVE_FLAGS) as url:
+                checks = demo_memory.remote(url, None)
+        elif args.url:
+            api_key = args.api_key or os.environ.get("AGENTHOST_API_KEY")
+            checks = demo_memory.remote(args.url, api_key)
+        else:
+            checks = demo_memory.in_process()
+    except AgentHostError as exc:
+        print(f"agenthost demo: {exc.message}", file=sys.stderr)
+        return 1
+    return demo_memory.report(checks)
 
 
 def _play(say: Say, session: str) -> list[tuple[str, str, str]]:
@@ -94,13 +120,13 @@ def _remote(url: str, api_key: str | None, tenant: str | None) -> Say:
 
 
 @contextmanager
-def _server() -> Iterator[str]:
+def _server(*flags: str) -> Iterator[str]:
     """``agenthost serve`` on a free loopback port with a memory store, for the demo."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "agenthost.cli", "serve", "--port", str(port)]
-    command += ["--store", "memory://", "--model", "offline", "--auth", "none"]
+    command += ["--store", "memory://", "--model", "offline", "--auth", "none", *flags]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -32,6 +32,8 @@ _FIELDS = (
     "session_retention",
     "max_body_bytes",
     "history_window",
+    "memory",
+    "compaction",
     "coordination",
     "jwt_public_key",
     "jwt_tenant_claim",
@@ -58,6 +60,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--session-retention", type=float, help="delete sessions idle longer than this (seconds)")
     add("--max-body-bytes", type=int, help="largest accepted request body (default 1 MiB)")
     add("--history-window", type=int, help="messages of history the model sees")
+    add(
+        "--memory",
+        choices=("off", "on", "extract"),
+        help="built-in agent: long-term memory per user (extract: facts from each turn too)",
+    )
+    add(
+        "--compaction",
+        action="store_true",
+        default=None,
+        help="built-in agent: summarise what falls out of a long session's window",
+    )
     add("--coordination", help="redis:// URL for cross-process session locks")
     add("--jwt-public-key", help="RS256 public key file (or set AGENTHOST_JWT_PUBLIC_KEY)")
     add("--jwt-tenant-claim", help="JWT claim holding the tenant (default 'tenant')")

@@ -18,9 +18,11 @@ from fastapi import FastAPI
 
 from agenthost import __version__
 from agenthost.agent import Agent
+from agenthost.compaction import Compaction
 from agenthost.errors import ConfigError
 from agenthost.host import Host
 from agenthost.locks import Coordinator
+from agenthost.memory import LongTermMemory
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
 from agenthost.server.limits import BodyLimitMiddleware
@@ -72,11 +74,16 @@ def load_agent(path: str) -> Agent:
 def build_agent(settings: Settings) -> Agent:
     if settings.agent:
         return load_agent(settings.agent)
+    memory = None
+    if settings.memory != "off":
+        memory = LongTermMemory(extract=settings.memory == "extract")
     return Agent(
         name=settings.agent_name,
         model=settings.model,
         instructions=settings.instructions,
         history_window=settings.history_window,
+        long_term_memory=memory,
+        compaction=Compaction() if settings.compaction else None,
     )
 
 
