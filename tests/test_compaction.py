@@ -216,3 +216,29 @@ async def test_an_agent_without_compaction_does_no_upkeep(host: Host) -> None:
     assert not host.upkeep.active and host.upkeep.stats()["upkeep_queued"] == 0
     record = await host.get_session(user_id="u")
     assert record is not None and record.summary is None
+
+
+async def test_a_cheaper_model_can_write_the_summaries(tmp_path: Path) -> None:
+    summaries: list[ModelRequest] = []
+    offline = OfflineModel()
+
+    def cheap(request: ModelRequest) -> ModelReply:
+        summaries.append(request)
+        return offline.reply(request)
+
+    def main(request: ModelRequest) -> ModelReply:
+        assert not request.instructions.startswith(SUMMARY_MARK)
+        return offline.reply(request)
+
+    agent = Agent(
+        model=FunctionModel(main, model_name="main"),
+        history_window=8,
+        compaction=Compaction(model=FunctionModel(cheap, model_name="cheap")),
+    )
+    async with Host(agent, store=make_store("memory", tmp_path)) as host:
+        for i in range(6):
+            await host.run(f"turn {i}", **ALICE)
+        await host.upkeep.drain()
+        record = await host.get_session(**ALICE)
+        assert record is not None and record.summary is not None
+        assert record.summary.model == "cheap" and summaries

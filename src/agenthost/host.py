@@ -139,6 +139,7 @@ class Host:
 
     async def close(self) -> None:
         await self.upkeep.close()
+        await self.memories.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -139,6 +139,13 @@ class Memories:
         spec = self.options.embedder if self.options is not None else None
         self.embedder = resolve_embedder(spec) if spec is not None else None
 
+    async def close(self) -> None:
+        """Close the embedder's connections if it was made here from a name."""
+        spec = self.options.embedder if self.options is not None else None
+        aclose = getattr(self.embedder, "aclose", None)
+        if isinstance(spec, str) and aclose is not None:
+            await aclose()
+
     @property
     def cap(self) -> int | None:
         return self.options.max_per_user if self.options is not None else 10_000

@@ -176,6 +176,8 @@ def upkeep_for(
     def chosen(spec: Model | str | None) -> Callable[[dict[str, Any]], Model]:
         if spec is None:
             return model_for  # the session's model
+        if isinstance(spec, str):  # made (and closed) by the host, as sessions' models are
+            return lambda config: model_for({"model": spec})
         model = resolve_model(spec)
         return lambda config: model
 
