@@ -52,7 +52,8 @@ export function describeToken(token) {
  * ASCII through any proxy. Ids travel best in JSON bodies: the console uses headers only
  * where a route has no body. */
 export function headerId(id) {
-  return /^[\x20-\x7e]*$/.test(id) && !id.startsWith("UTF-8''") ? id : `UTF-8''${encodeURIComponent(id)}`;
+  const plain = /^[\x20-\x7e]*$/.test(id) && id === id.trim() && !/^utf-8''/i.test(id);
+  return plain ? id : `UTF-8''${encodeURIComponent(id)}`;
 }
 
 export const pathId = (id) => encodeURIComponent(id);

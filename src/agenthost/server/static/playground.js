@@ -114,6 +114,7 @@ class Pane {
     this.sessionId = null;
     this.record = null;
     this.offset = 0;
+    delete this.root.dataset.loaded;
     this.setWaiting(false);
     this.q(".log").replaceChildren();
     this.q(".sessions").replaceChildren();
@@ -127,7 +128,9 @@ class Pane {
     line.classList.toggle("bad", bad);
   }
 
-  async loadSessions({ select = false } = {}) {
+  /** expect: a session just written to, which must be listed (else the server read the
+   * user id from the header differently from the body: say so rather than show nothing). */
+  async loadSessions({ select = false, expect = null } = {}) {
     const user = this.user;
     let page;
     try {
@@ -143,6 +146,10 @@ class Pane {
     const foreign = sessions.find((s) => this.user && s.user_id !== this.user);
     if (foreign) {
       this.showSessionsStatus(`The server read this user id as ${JSON.stringify(foreign.user_id)}: it does not support this id in the X-User-Id header.`, true);
+      return;
+    }
+    if (expect && this.offset === 0 && sessions.length < PAGE && !sessions.some((s) => s.session_id === expect)) {
+      this.showSessionsStatus(`Session ${expect} is missing from this user's list: the server does not read this user id from the X-User-Id header as it reads it from the body (a non-ASCII id on an older server?).`, true);
       return;
     }
     this.showSessionsStatus(sessions.length ? "" : "No sessions yet: send a message to start one.");
@@ -225,7 +232,8 @@ class Pane {
   }
 
   async loadHistory() {
-    const id = this.sessionId, user = this.user;
+    const id = this.sessionId, user = this.user, sent = this.sent;
+    delete this.root.dataset.loaded;
     const log = this.q(".log");
     let record = null, messages = [];
     try {
@@ -235,9 +243,12 @@ class Pane {
       messages = page.messages;
     } catch (error) {
       if (id !== this.sessionId || user !== this.user) return;
-      if (!(error instanceof ApiError && error.status === 404)) { log.replaceChildren(); this.logError(error); return; }
+      if (!(error instanceof ApiError && error.status === 404)) {
+        if (sent === this.sent) { log.replaceChildren(); this.logError(error); }
+        return;
+      }
     }
-    if (id !== this.sessionId || user !== this.user) return;
+    if (id !== this.sessionId || user !== this.user || sent !== this.sent) return; // moved on meanwhile
     this.record = record;
     log.replaceChildren();
     if (record && record.last_seq > this.historyLimit) {
@@ -252,6 +263,7 @@ class Pane {
     this.stick = true;
     this.scroll();
     this.renderDetails();
+    this.root.dataset.loaded = id;
   }
 
   // ---- turns ------------------------------------------------------------------------------
@@ -296,6 +308,8 @@ class Pane {
     const text = box.value;
     if (!text.trim() || this.busy || this.waiting) return;
     box.value = "";
+    this.sent = (this.sent || 0) + 1; // a history load still in flight must not wipe this turn
+    this.root.dataset.loaded = this.sessionId || "default";
     if (!this.sessionId) this.sessionId = "default";
     const log = this.q(".log");
     log.querySelector(".empty")?.remove();
@@ -306,7 +320,7 @@ class Pane {
     if (this.user) body.user_id = this.user;
     const sent = await this.run(turn, this.chatPath(), body, { userHeader: false });
     if (!sent && !box.value) box.value = text; // nothing reached the server: keep the text
-    this.loadSessions();
+    this.loadSessions({ expect: sent ? this.sessionId : null });
   }
 
   /** Answer an approval; its continuation streams into the same turn. */
