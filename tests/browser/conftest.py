@@ -18,7 +18,6 @@ from support.agents import AGENT
 from support.browser import Console, missing, start_chromium
 from support.serve import Server, sqlite_server
 
-
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 

@@ -122,9 +122,7 @@ def test_an_approval_answered_on_the_page_finishes_the_turn_and_the_panel_shows_
     console.find(".cfg-temperature", pane).send_keys("0.3")
     console.find(".apply-config", pane).click()
     console.wait(lambda: console.text(".config-status", pane) == "Saved.", "the config saved")
-    stored = httpx.get(
-        f"{open_server.url}/v1/sessions/default", headers={"X-User-Id": user}
-    ).json()
+    stored = httpx.get(f"{open_server.url}/v1/sessions/default", headers={"X-User-Id": user}).json()
     assert stored["config"] == {"model": "offline", "temperature": 0.3}
     assert stored["state"] == {"transferred": 5, "topic": "billing"}
 
@@ -145,7 +143,8 @@ def test_model_output_renders_as_markdown_and_never_as_html(
             '**bold** and `code` <img src=x onerror="window.__pwned = 1">',
             "<script>window.__pwned = 2</script> <b>not bold</b>",
             "[click me](javascript:window.__pwned=3) [docs](https://example.com/docs)",
-            '<a href="javascript:window.__pwned=4">raw link</a> <iframe src="about:blank"></iframe>',
+            '<a href="javascript:window.__pwned=4">raw link</a>',
+            '<iframe src="about:blank"></iframe>',
             "```html",
             "<script>window.__pwned = 5</script>",
             "```",
@@ -202,9 +201,10 @@ def test_sessions_newest_first_with_paging_delete_and_switching_user_clears_the_
     assert delete.text == "Delete?"  # a second click confirms
     delete.click()
     console.wait(lambda: "s20" not in listed(), "s20 deleted")
-    assert httpx.get(
-        f"{open_server.url}/v1/sessions/s20", headers={"X-User-Id": user}
-    ).status_code == 404
+    assert (
+        httpx.get(f"{open_server.url}/v1/sessions/s20", headers={"X-User-Id": user}).status_code
+        == 404
+    )
 
     console.set_user(pane, other)  # a new user: nothing of the previous one stays on screen
     assert listed() == []
@@ -235,8 +235,10 @@ def test_a_non_ascii_user_id_works_in_body_header_and_path(
     assert console.reply(turn) == "Your name is José."
     # the session list (X-User-Id header) and the history (path + header) see the same user
     console.wait(
-        lambda: [b.get_attribute("data-session-id") for b in console.finds(".sessions .open", pane)]
-        == ["default"],
+        lambda: (
+            [b.get_attribute("data-session-id") for b in console.finds(".sessions .open", pane)]
+            == ["default"]
+        ),
         "the session listed for the non-ASCII user",
     )
     console.open("/")  # reload: the user is remembered in this tab and the history comes back

@@ -43,7 +43,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 def missing() -> str | None:
     """Why the browser cannot run here, or None."""
     if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        return "chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; .ci/run does it)"
+        return (
+            "chromium and chromium-driver are not installed "
+            "(apt-get install -y chromium chromium-driver; .ci/run does it)"
+        )
     return None
 
 
@@ -144,9 +147,11 @@ class Console:
     def wait_turn(self, pane: WebElement, count: int, status: str = "completed") -> WebElement:
         """Wait until the pane's ``count``-th turn has ``status`` and the pane is idle."""
         self.wait(
-            lambda: len(self.turns(pane)) >= count
-            and self.turns(pane)[count - 1].get_attribute("data-status") == status
-            and pane.get_attribute("aria-busy") == "false",
+            lambda: (
+                len(self.turns(pane)) >= count
+                and self.turns(pane)[count - 1].get_attribute("data-status") == status
+                and pane.get_attribute("aria-busy") == "false"
+            ),
             f"turn {count} {status}",
         )
         return self.turns(pane)[count - 1]

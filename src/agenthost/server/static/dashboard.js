@@ -149,9 +149,9 @@ async function evictSession(s, button) {
   button.disabled = true;
   try {
     const result = await api.json("DELETE", `v1/admin/sessions/${pathId(s.tenant_id)}/${pathId(s.user_id)}/${pathId(s.session_id)}`);
-    $("#live-status").textContent = result.evicted ? `Evicted ${s.user_id}/${s.session_id}.` : `${s.user_id}/${s.session_id} was not evicted (busy, or already gone).`;
+    $("#evict-status").textContent = result.evicted ? `Evicted ${s.user_id}/${s.session_id}.` : `${s.user_id}/${s.session_id} was not evicted (busy, or already gone).`;
   } catch (error) {
-    $("#live-status").textContent = error instanceof ApiError ? error.describe() : String(error);
+    $("#evict-status").textContent = error instanceof ApiError ? error.describe() : String(error);
   }
   await refresh();
 }

@@ -353,7 +353,10 @@ class Pane {
       this.controller = null;
       this.setBusy(false);
       this.refreshDetails();
-      this.q(".message").focus({ preventScroll: true });
+      const active = document.activeElement;
+      if (!active || active === document.body || this.root.contains(active)) {
+        this.q(".message").focus({ preventScroll: true }); // never steal focus from the other pane
+      }
     }
     return reached;
   }
