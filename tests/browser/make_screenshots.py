@@ -1,4 +1,6 @@
-"""Regenerate the README's console screenshots: ``.venv/bin/python tests/browser/make_screenshots.py``.
+"""Regenerate the README's console screenshots.
+
+``.venv/bin/python tests/browser/make_screenshots.py``
 
 Starts a real server (offline model, the test agent) in a temporary directory,
 plays the Alice/Bob scenario side by side, and writes ``docs/console-*.png``.
