@@ -494,6 +494,7 @@ function addPane() {
   const pane = new Pane(panes.length);
   panes.push(pane);
   container.append(pane.root);
+  if (narrow.matches) pane.compact(true);
   pane.loadSessions({ select: true });
   return pane;
 }
@@ -509,8 +510,10 @@ function setSplit(split) {
     pane.stop();
     pane.root.remove();
   }
-  for (const pane of panes) pane.compact(split);
+  for (const pane of panes) pane.compact(split || narrow.matches);
 }
+
+const narrow = window.matchMedia("(max-width: 760px)"); // a phone: the session list starts folded
 
 async function loadServer() {
   const api = new Api();
