@@ -26,7 +26,6 @@ from a2a.types import (
     TaskState,
 )
 from a2a.utils.errors import (
-    InvalidParamsError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
