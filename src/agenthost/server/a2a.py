@@ -156,7 +156,7 @@ class _ClientErrorLogs(logging.Filter):
     """The SDK logs a traceback at ERROR when a client sends malformed JSON-RPC.
 
     That is the client's mistake, already answered with -32600/-32602: keep the
-    line for debug logging, without the traceback, and drop it otherwise.
+    line as a debug line, without the traceback.
     """
 
     PREFIXES = ("Failed to validate base JSON-RPC request", "Failed to parse request params")
@@ -164,6 +164,7 @@ class _ClientErrorLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.getMessage().startswith(self.PREFIXES):
             record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
