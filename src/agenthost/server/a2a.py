@@ -17,7 +17,8 @@ and runs an AgentExecutor per task, while agenthost already stores every run
 A second store would have to be kept in sync for GetTask to work after a
 restart or from another process. So :class:`HostRequestHandler` implements
 the SDK's ``RequestHandler`` interface directly on the Host; the mapping of
-runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`.
+runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`. Every body is
+screened by :mod:`agenthost.server.a2a_input` before the dispatcher reads it.
 
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
