@@ -619,8 +619,9 @@ class Host:
         return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
-        """A run record by id; with ``tenant_id``, only if it belongs to that tenant."""
-        validate_id(run_id, "run_id")
+        """A run record by id (None if unknown, or not of ``tenant_id`` when given)."""
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
+            return None  # no run has such an id
         await self.start()
         run = await self.store.get_run(run_id)
         if run is None or (tenant_id is not None and run.key.tenant_id != tenant_id):

@@ -220,6 +220,12 @@ def new_context_id() -> str:
     return "ctx_" + os.urandom(12).hex()
 
 
+async def _history(host: Host, key: SessionKey) -> list[Message]:
+    return await host.history(
+        tenant_id=key.tenant_id, user_id=key.user_id, session_id=key.session_id
+    )
+
+
 class HostRequestHandler(RequestHandler):
     """The A2A methods on the Host: tasks are runs, contexts are the caller's sessions."""
 
@@ -333,7 +339,7 @@ class HostRequestHandler(RequestHandler):
         with _as_a2a_errors():
             for run in page:
                 if run.key not in messages:
-                    messages[run.key] = await self.host.store.messages(run.key)
+                    messages[run.key] = await _history(self.host, run.key)
                 tasks.append(await self._build(run, messages[run.key], history_length))
         return ListTasksResponse(
             tasks=tasks, next_page_token=next_page, page_size=size, total_size=len(runs)
@@ -346,10 +352,19 @@ class HostRequestHandler(RequestHandler):
         else:
             records = await self.host.sessions(tenant_id=who.tenant_id, user_id=who.user_id)
             keys = [r.key for r in records]
-        return [run for key in keys for run in await self.host.store.runs(key, limit=10_000)]
+        return [
+            run
+            for key in keys
+            for run in await self.host.runs(
+                tenant_id=key.tenant_id,
+                user_id=key.user_id,
+                session_id=key.session_id,
+                limit=10_000,
+            )
+        ]
 
     async def _run(self, task_id: str, who: Principal) -> RunRecord:
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is None or not _owned(run.key, who):
             raise TaskNotFoundError(message=f"task {task_id} not found")
         return run
@@ -360,9 +375,9 @@ class HostRequestHandler(RequestHandler):
             live = None
         if live is not None and self.tasks.is_running(task_id):
             return live.snapshot(history_length)
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is not None and _owned(run.key, who):
-            return await self._build(run, await self.host.store.messages(run.key), history_length)
+            return await self._build(run, await _history(self.host, run.key), history_length)
         if live is not None:  # finished without ever being stored (cancelled while queued)
             return live.snapshot(history_length)
         raise TaskNotFoundError(message=f"task {task_id} not found")
