@@ -1,4 +1,4 @@
-"""Upgrading a store made before memory records: SQLite schema 2 -> 3, PostgreSQL 3 -> 4.
+"""Upgrading a store made before memory records: SQLite schema 2 -> 3, PostgreSQL 4 -> 5.
 
 The old per-user JSON blob (``user_memory``, which nothing wrote) goes; sessions stay;
 memories and summaries work at once.
@@ -81,7 +81,7 @@ async def test_sqlite_schema_2_is_upgraded(tmp_path: Path) -> None:
         assert {"memories", "memories_fts", "summaries"} <= tables
 
 
-async def test_postgres_migration_4_upgrades_a_version_3_schema() -> None:
+async def test_postgres_migration_5_upgrades_a_version_4_schema() -> None:
     base = postgres_url()
     schema = unique("upgrade")
     conn = await asyncpg.connect(base)
@@ -92,7 +92,7 @@ async def test_postgres_migration_4_upgrades_a_version_3_schema() -> None:
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        for migration in MIGRATIONS[:3]:
+        for migration in MIGRATIONS[:4]:
             await conn.execute(migration.sql)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
@@ -109,7 +109,7 @@ async def test_postgres_migration_4_upgrades_a_version_3_schema() -> None:
     store = PostgresStore(base, schema=schema)
     await store.open()
     try:
-        assert await store.applied_migrations() == [1, 2, 3, 4]
+        assert await store.applied_migrations() == [1, 2, 3, 4, 5]
         await check_upgraded(store)
     finally:
         await store.close()

@@ -26,7 +26,7 @@ from agenthost.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agenthost.host import Host
+from agenthost.host import ALL_SESSIONS, Host
 from agenthost.keys import SessionKey
 from agenthost.memory import LongTermMemory
 from agenthost.messages import Message, ToolCall, Usage
@@ -38,6 +38,7 @@ from agenthost.tools import Tool, ToolContext, tool
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_SESSIONS",
     "Agent",
     "AgentHostError",
     "ApprovalRequired",

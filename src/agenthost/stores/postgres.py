@@ -122,6 +122,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
+        "session leases unlogged: taking and releasing one waits for no WAL flush",
+        # Leases are coordination, not data: if PostgreSQL crashes (or fails over to a
+        # replica) they are gone, and turns that were holding them are fenced by the
+        # session revision check instead (see docs/deployment.md).
+        "ALTER TABLE session_leases SET UNLOGGED;",
+    ),
+    Migration(
+        5,
         "session summaries, and memory records with full-text search (replacing user_memory)",
         postgres_memory.MIGRATION,
     ),
