@@ -77,14 +77,7 @@ class Upkeep:
         queued = self._pending.get(key)
         self._pending[key] = since if queued is None else min(queued, since)
         if key not in self._tasks:
-            task = asyncio.create_task(self._work(key), name=f"agenthost-upkeep {key}")
-            self._tasks[key] = task
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        for key, running in list(self._tasks.items()):
-            if running is task:
-                del self._tasks[key]
+            self._tasks[key] = asyncio.create_task(self._work(key), name=f"agenthost-upkeep {key}")
 
     def stats(self) -> dict[str, int]:
         compactor = self.compactor
@@ -110,19 +103,25 @@ class Upkeep:
         self._pending.clear()
 
     async def _work(self, key: SessionKey) -> None:
-        while key in self._pending:
-            try:
-                async with self._slots, self.runtime.locked(key, wait=True):
-                    since = self._pending.pop(key, None)
-                    if since is not None:
-                        await self._upkeep(key, since)
-            except asyncio.CancelledError:
-                raise
-            except Conflict as exc:  # erased, or written elsewhere: the next turn will see
-                log.debug("upkeep of %s stopped: %s", key, exc)
-            except Exception as exc:
-                self.failures += 1
-                log.warning("upkeep of %s failed: %s: %s", key, type(exc).__name__, exc)
+        try:
+            while key in self._pending:
+                try:
+                    async with self._slots, self.runtime.locked(key, wait=True):
+                        since = self._pending.pop(key, None)
+                        if since is not None:
+                            await self._upkeep(key, since)
+                except asyncio.CancelledError:
+                    raise
+                except Conflict as exc:  # erased, or written elsewhere: the next turn will see
+                    log.debug("upkeep of %s stopped: %s", key, exc)
+                except Exception as exc:
+                    self.failures += 1
+                    log.warning("upkeep of %s failed: %s: %s", key, type(exc).__name__, exc)
+        finally:
+            # at once, not in a done-callback: a turn that ends in between must find no
+            # task here and start one, or its work would wait for the next turn
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
 
     async def _upkeep(self, key: SessionKey, since: int) -> None:
         runtime = self.runtime

@@ -47,9 +47,9 @@ async def list_memories(
     ids = {"tenant_id": who.tenant_id, "user_id": who.user_id}
     if q is None:
         records = await host.memories.page(**ids, limit=limit, offset=offset)
-    else:
-        found = await host.memories.search(q, **ids, limit=offset + limit)
-        records = found[offset:]
+    else:  # a ranking has no stable pages far down: the first 10,000 are searched
+        found = await host.memories.search(q, **ids, limit=min(offset + limit, 10_000))
+        records = found[offset : offset + limit]
     next_offset = offset + limit if len(records) == limit else None
     return {
         "memories": [r.to_dict() for r in records],
