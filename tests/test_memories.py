@@ -168,7 +168,7 @@ async def test_erasing_the_user_fences_a_running_turns_memory_writes(
 
     async def erase_then_remember(request: ModelRequest) -> ModelReply:
         if request.messages[-1].role == "user":
-            await holder["host"].clear(**ALICE)  # the user is erased mid-turn
+            await holder["host"].erase_user(**ALICE)  # the user is erased mid-turn
             return ModelReply(tool_calls=[tool_call("remember", {"text": "written back?"})])
         return ModelReply(text=request.messages[-1].content)
 
@@ -240,7 +240,7 @@ async def test_export_has_memories_and_erasure_takes_them(host: Host) -> None:
     exported = await host.export_user(**ALICE)
     assert exported["memories"] == [kept.to_dict()]
     assert exported["sessions"][0]["summaries"] == []
-    assert await host.clear(**ALICE) == 1
+    assert await host.erase_user(**ALICE) == 1
     assert await host.memories.count(**ALICE) == 0
     assert await host.memories.count(user_id="bob", tenant_id="acme") == 1
     assert (await host.export_user(**ALICE))["memories"] == []
