@@ -2,8 +2,8 @@
 
 ``root_path`` (``--root-path /agents``): the app is public under that prefix.
 :class:`RootPathMiddleware` puts it in the ASGI scope, so every URL the app
-builds (the agent card, ``/docs`` and its OpenAPI ``servers``, the web page's
-base) carries it. The proxy may strip the prefix (``proxy_pass
+builds (the agent card, ``/docs`` and its OpenAPI ``servers``) carries it; the web
+page's URLs are relative to the page. The proxy may strip the prefix (``proxy_pass
 http://127.0.0.1:8000/;``) or pass it on: either way the routes match.
 
 ``forwarded_allow_ips`` (``--forwarded-allow-ips 127.0.0.1``): the client
