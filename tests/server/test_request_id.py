@@ -3,15 +3,13 @@ events and every log line of the request."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from serverkit import make_app, parse_sse
+from serverkit import log_lines, make_app, parse_sse
 
 from agenthost import Agent, FunctionModel, Host, MemoryStore, ModelError, ModelRequest
 from agenthost.server.requestid import RequestIdFilter, current_request_id
@@ -151,18 +149,6 @@ def logging_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     tmp = tmp_path_factory.mktemp("request-id")
     with sqlite_server(tmp, AGENT, "--log-level", "debug") as server:
         yield server
-
-
-def log_lines(server: Server, *request_ids: str) -> list[dict[str, Any]]:
-    """The server's JSON log lines, once each of ``request_ids`` has its access line (it is
-    written just after the response is sent, so it may trail the response by a moment)."""
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-        logged = {line.get("request_id") for line in lines if line["message"] == "request"}
-        if set(request_ids) <= logged or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)  # polling the log file for a line, not synchronisation
 
 
 def test_every_log_line_of_a_request_has_its_id(logging_server: Server) -> None:
