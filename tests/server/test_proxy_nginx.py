@@ -1,6 +1,7 @@
 """Behind a real nginx that ends TLS and serves the app under ``/agents``, with the README's
 own ``location`` snippet: the console, ``/docs``, the A2A card, streaming, and which proxy
-may set the client address and scheme.
+may set the client address and scheme. (Last, without nginx: the prefix in-process and the
+settings.)
 
 Two ``agenthost serve`` processes sit behind it: one trusts nginx
 (``--forwarded-allow-ips 127.0.0.1``), one trusts no proxy. The test client connects
@@ -9,14 +10,16 @@ from 127.0.0.2, so the address each server logs tells whose word it took.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
+import os
 import re
 import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -27,8 +30,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from serverkit import log_lines, parse_sse
+from serverkit import log_lines, make_app, parse_sse
 
+from agenthost.commands import serve
+from agenthost.errors import ConfigError
+from agenthost.settings import Settings
 from support.agents import AGENT
 from support.serve import Server, free_port, sqlite_server, uid
 
@@ -267,3 +273,70 @@ def test_client_address_comes_from_a_trusted_proxy_only(proxied: Proxied) -> Non
         http.get(f"{direct}/healthz", headers={**spoofed, "X-Request-Id": ids["direct"]})
     assert {i["url"] for i in card["supportedInterfaces"]} == {f"{direct}{PREFIX}/a2a"}
     assert access_line(proxied.untrusted, ids["direct"])["client"] == "127.0.0.1"
+
+
+# -- without nginx: the prefix in-process, and the settings ---------------------------
+
+
+@pytest.fixture
+async def prefixed() -> AsyncIterator[httpx.AsyncClient]:
+    app = make_app(
+        Settings.load({"store": "memory://", "model": "offline", "root_path": "/agents/"})
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+    await app.state.host.close()
+
+
+async def test_routes_match_whether_the_proxy_strips_the_prefix_or_not(
+    prefixed: httpx.AsyncClient,
+) -> None:
+    for path in ("", PREFIX):  # stripped by the proxy, or passed on
+        chat = await prefixed.post(f"{path}/v1/chat", json={"message": "My name is Ro"})
+        assert chat.status_code == 200 and chat.json()["reply"] == "Nice to meet you, Ro!"
+        card = (await prefixed.get(f"{path}/.well-known/agent-card.json")).json()
+        assert {i["url"] for i in card["supportedInterfaces"]} == {"http://test/agents/a2a"}
+        assert f"'{PREFIX}/openapi.json'" in (await prefixed.get(f"{path}/docs")).text
+    # a path that only begins like the prefix is not under it
+    assert (await prefixed.get("/agentsx/healthz")).status_code == 404
+
+
+def test_proxy_settings_from_flags_environment_and_toml(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AGENTHOST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    assert (Settings.load().root_path, Settings.load().forwarded_allow_ips) == ("", [])
+    Path("agenthost.toml").write_text(
+        'root_path = "/from-toml"\nforwarded_allow_ips = ["10.0.0.1"]\n'
+    )
+    assert Settings.load().root_path == "/from-toml"
+    monkeypatch.setenv("AGENTHOST_FORWARDED_ALLOW_IPS", "127.0.0.1, 10.0.0.0/8")
+    assert Settings.load().forwarded_allow_ips == ["127.0.0.1", "10.0.0.0/8"]
+    parser = argparse.ArgumentParser()
+    serve.configure(parser)
+    args = parser.parse_args(
+        ["--root-path", "/agents/", "--forwarded-allow-ips", "*", "--cors-origins", "https://a.b"]
+    )
+    settings = Settings.load(serve.overrides(args))
+    assert settings.root_path == "/agents"
+    assert settings.forwarded_allow_ips == ["*"]
+    assert settings.cors_origins == ["https://a.b"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"root_path": "agents"},
+        {"root_path": "/a b"},
+        {"root_path": "/a?b"},
+        {"forwarded_allow_ips": "nginx"},
+        {"forwarded_allow_ips": "10.0.0.0/33"},
+    ],
+)
+def test_bad_proxy_settings_are_refused(values: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(values))):
+        Settings.load({"store": "memory://", **values})
