@@ -183,3 +183,34 @@ def test_every_log_line_of_a_request_has_its_id(logging_server: Server) -> None:
     # A line logged outside any request (start-up) carries none.
     [settings_line] = [line for line in lines if line["message"] == "settings"]
     assert "request_id" not in settings_line
+
+
+async def test_the_run_record_keeps_the_request_id(client: httpx.AsyncClient) -> None:
+    user = uid("runs")
+    me = {"X-User-Id": user}
+    turns = [
+        ("/v1/chat", {"message": "hi", "user_id": user}, "rec-json"),
+        ("/v1/chat", {"message": "hi", "user_id": user, "stream": True}, "rec-sse"),
+        ("/chat", {"message": "hi", "user_id": user}, "rec-seed"),
+        (
+            "/v1/chat/completions",
+            {"model": "agent", "messages": [{"role": "user", "content": "hi"}], "user": user},
+            "rec-openai",
+        ),
+    ]
+    a2a_message = {
+        "kind": "message",
+        "role": "user",
+        "messageId": uid("m"),
+        "parts": [{"kind": "text", "text": "hi"}],
+    }
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": a2a_message}}
+    turns.append(("/a2a", rpc, "rec-a2a"))
+    for path, body, request_id in turns:
+        response = await client.post(path, json=body, headers={**me, "X-Request-Id": request_id})
+        assert response.status_code == 200, response.text
+        if path == "/a2a":  # JSON-RPC errors come with 200
+            assert "result" in response.json(), response.text
+    export = (await client.get(f"/v1/users/{user}/export", headers=me)).json()
+    runs = [run for session in export["sessions"] for run in session["runs"]]
+    assert sorted(run["request_id"] for run in runs) == sorted(t[2] for t in turns)

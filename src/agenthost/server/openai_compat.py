@@ -29,6 +29,7 @@ from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
 from agenthost.protocols import openai_chat as oc
 from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.server.sse import event_stream
 from agenthost.turn import new_run_id
@@ -107,9 +108,11 @@ async def chat_completions(
             oc.RUN_HEADER: run_id,
             oc.HISTORY_HEADER: plan.header,
         }
+        request_id = current_request_id()
         if body.stream:
-            return await _stream(body, host.stream(plan.text, run_id=run_id, **where), headers)
-        result = await host.run(plan.text, run_id=run_id, **where)
+            events = host.stream(plan.text, run_id=run_id, request_id=request_id, **where)
+            return await _stream(body, events, headers)
+        result = await host.run(plan.text, run_id=run_id, request_id=request_id, **where)
     reply = oc.completion(
         result,
         completion_id=_completion_id(),

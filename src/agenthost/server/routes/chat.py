@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from agenthost.keys import DEFAULT_ID
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import (
     ERRORS,
     ChatRequest,
@@ -64,6 +65,7 @@ async def chat(
             user_id=who.user_id,
             session_id=session_id,
             config=body.config,
+            request_id=current_request_id(),
         )
         return await event_stream(events)
     result = await host.run(
@@ -72,6 +74,7 @@ async def chat(
         user_id=who.user_id,
         session_id=session_id,
         config=body.config,
+        request_id=current_request_id(),
     )
     if settings.log_content:
         log.debug("reply", extra={"fields": {"run_id": result.run_id, "text": result.reply}})
@@ -88,5 +91,10 @@ async def seed_chat(
     body: SeedChatRequest, host: CurrentHost, identity: CurrentIdentity
 ) -> SeedChatResponse:
     who = identity.principal(body.user_id)
-    result = await host.run(body.message, tenant_id=who.tenant_id, user_id=who.user_id)
+    result = await host.run(
+        body.message,
+        tenant_id=who.tenant_id,
+        user_id=who.user_id,
+        request_id=current_request_id(),
+    )
     return SeedChatResponse(user_id=who.user_id, reply=result.reply)
