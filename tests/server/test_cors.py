@@ -139,6 +139,10 @@ def test_responses_to_an_allowed_origin_expose_the_api_headers(http: httpx.Clien
     assert refused.json()["error"]["request_id"] == refused.headers["X-Request-Id"]
     elsewhere = http.post("/v1/chat", json=body, headers={**bearer("alice"), "Origin": EVIL})
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
+    # no Origin (a server, curl): nothing allowed, but caches learn the answer depends on it
+    plain = http.post("/v1/chat", json=body, headers=bearer("alice"))
+    assert plain.status_code == 200 and "Access-Control-Allow-Origin" not in plain.headers
+    assert "origin" in listed(plain.headers["Vary"])
 
 
 def test_a_streamed_turn_cross_origin(http: httpx.Client) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthost.protocols.openai_chat import (
     HISTORY_HEADER,
@@ -48,10 +48,26 @@ EXPOSE_HEADERS = (
     HISTORY_HEADER,
     RUN_HEADER,
 )
+_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 class Cors(CORSMiddleware):
-    """Starlette's CORS middleware with a JSON body on a refused preflight."""
+    """Starlette's CORS middleware with a JSON body on a refused preflight, and a short way
+    for requests without ``Origin`` (servers, curl, same-origin GETs): nothing to allow, so
+    their responses only say ``Vary: Origin`` (for caches), without Starlette's header work.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_with_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), _VARY_ORIGIN]
+            await send(message)
+
+        await self.app(scope, receive, send_with_vary)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
