@@ -1,9 +1,10 @@
-"""CORS: real preflights against a real server, off by default, and a browser page on a
-second origin calling the API (streamed turn included) in headless chromium."""
+"""CORS: real preflights against a real server, off by default, on errors, and its settings.
+
+A page on a second origin calling the API in headless chromium: tests/browser/test_cors.py.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +19,7 @@ from agenthost.cli import main
 from agenthost.errors import ConfigError
 from agenthost.settings import Settings
 from support.agents import AGENT
-from support.browser import PageOrigin
-from support.serve import KEYS, Server, bearer, sqlite_server, uid
+from support.serve import Server, bearer, sqlite_server, uid
 
 APP = "https://app.example.com"
 EVIL = "https://evil.example.com"
@@ -37,24 +37,9 @@ ASKED_HEADERS = (
 
 
 @pytest.fixture(scope="module")
-def app_page() -> Iterator[PageOrigin]:
-    """The origin of the web app the server allows."""
-    with PageOrigin() as origin:
-        yield origin
-
-
-@pytest.fixture(scope="module")
-def other_page() -> Iterator[PageOrigin]:
-    """An origin the server does not allow."""
-    with PageOrigin() as origin:
-        yield origin
-
-
-@pytest.fixture(scope="module")
-def cors_server(tmp_path_factory: pytest.TempPathFactory, app_page: PageOrigin) -> Iterator[Server]:
+def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("cors")
-    origins = f"{APP},{app_page.url}"
-    args = ["--cors-origins", origins, "--cors-max-age", "1234"]
+    args = ["--cors-origins", APP, "--cors-max-age", "1234"]
     with sqlite_server(tmp, AGENT, *args, keyed=True) as server:
         yield server
 
@@ -242,67 +227,3 @@ def test_bad_cors_settings_are_refused(values: dict[str, Any], complaint: str) -
 def test_serve_refuses_any_origin_without_auth(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--store", "memory://", "--cors-origins", "*"]) == 2
     assert "--cors-origins '*' with --auth none" in capsys.readouterr().err
-
-
-# -- a real browser on a second origin -------------------------------------------------
-
-PAGE = """<!doctype html><meta charset="utf-8"><script>
-const api = %(api)s, key = %(key)s, session = %(session)s;
-async function call(path, init) {
-  try {
-    const response = await fetch(api + path, init);
-    const text = await response.text();
-    return {status: response.status, request_id: response.headers.get("X-Request-Id"),
-            type: response.headers.get("Content-Type"), text};
-  } catch (error) {
-    return {failed: String(error)};
-  }
-}
-(async () => {
-  const headers = {"Content-Type": "application/json", "Authorization": "Bearer " + key,
-                   "X-Request-Id": "from-the-page", "Accept": "text/event-stream"};
-  const body = JSON.stringify({message: "My name is Ada", session_id: session, stream: true});
-  const streamed = await call("/v1/chat", {method: "POST", headers, body});
-  const history = await call("/v1/sessions/" + session + "/messages",
-                             {headers: {"Authorization": "Bearer " + key}});
-  const refused = await call("/v1/sessions", {headers: {"Authorization": "Bearer wrong"}});
-  await fetch("/report", {method: "POST", body: JSON.stringify({streamed, history, refused})});
-})();
-</script>"""
-
-
-def page(server: Server, session: str) -> str:
-    values = {"api": server.url, "key": KEYS["alice"], "session": session}
-    return PAGE % {name: json.dumps(value) for name, value in values.items()}
-
-
-def test_a_page_on_an_allowed_origin_calls_the_api(
-    cors_server: Server, app_page: PageOrigin, tmp_path: Path
-) -> None:
-    session = uid("browser")
-    report = app_page.run(page(cors_server, session), tmp_path)
-    streamed = report["streamed"]
-    assert streamed["status"] == 200, report
-    assert streamed["type"].startswith("text/event-stream")
-    assert streamed["request_id"] == "from-the-page"  # an exposed header the script can read
-    events = parse_sse(streamed["text"])
-    assert events[-1][0] == "done"
-    assert "".join(d.get("text", "") for kind, d in events if kind == "delta") == (
-        "Nice to meet you, Ada!"
-    )
-    history = json.loads(report["history"]["text"])
-    assert [m["content"] for m in history["messages"]][-1] == "Nice to meet you, Ada!"
-    refused = report["refused"]
-    assert refused["status"] == 401
-    assert json.loads(refused["text"])["error"]["request_id"] == refused["request_id"]
-
-
-def test_a_page_on_another_origin_is_refused_before_the_api_runs(
-    cors_server: Server, other_page: PageOrigin, http: httpx.Client, tmp_path: Path
-) -> None:
-    session = uid("browser")
-    report = other_page.run(page(cors_server, session), tmp_path)
-    assert set(report["streamed"]) == {"failed"}, report  # the browser refused the call
-    assert set(report["refused"]) == {"failed"}
-    # The preflight failed, so the POST was never sent: the session does not exist.
-    assert http.get(f"/v1/sessions/{session}", headers=bearer("alice")).status_code == 404

@@ -11,14 +11,9 @@ from 127.0.0.2, so the address each server logs tells whose word it took.
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import os
 import re
-import shutil
 import ssl
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,100 +21,16 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from serverkit import log_lines, make_app, parse_sse
 
 from agenthost.commands import serve
 from agenthost.errors import ConfigError
 from agenthost.settings import Settings
 from support.agents import AGENT
+from support.nginx import PREFIX, Nginx, Site, nginx_binary
 from support.serve import Server, free_port, sqlite_server, uid
 
-README = Path(__file__).parents[2] / "README.md"
-PREFIX = "/agents"
 CLIENT_ADDRESS = "127.0.0.2"
-READY_TIMEOUT = 30.0
-
-
-def readme_snippet() -> str:
-    """The ``nginx`` block of the README's "Behind a reverse proxy" section."""
-    section = README.read_text().split("## Behind a reverse proxy", 1)[1]
-    match = re.search(r"```nginx\n(.*?)```", section, re.DOTALL)
-    assert match, "README: no nginx snippet under 'Behind a reverse proxy'"
-    return match.group(1)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-def nginx_config(directory: Path, cert: Path, key: Path, upstreams: dict[int, int]) -> Path:
-    """One TLS server block per ``{nginx port: agenthost port}``, each with the README's
-    location, its upstream port put in place of the README's 8000."""
-    snippet = readme_snippet()
-    assert "http://127.0.0.1:8000/" in snippet
-    servers = "".join(
-        f"""
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        {snippet.replace("127.0.0.1:8000", f"127.0.0.1:{upstream}")}
-    }}"""
-        for port, upstream in upstreams.items()
-    )
-    temp = directory / "temp"
-    temp.mkdir()
-    config = f"""
-daemon off;
-master_process off;
-pid {directory / "nginx.pid"};
-error_log {directory / "error.log"} warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {directory / "access.log"};
-    client_body_temp_path {temp / "body"};
-    proxy_temp_path {temp / "proxy"};
-    fastcgi_temp_path {temp / "fastcgi"};
-    uwsgi_temp_path {temp / "uwsgi"};
-    scgi_temp_path {temp / "scgi"};
-    {servers}
-}}
-"""
-    path = directory / "nginx.conf"
-    path.write_text(config)
-    return path
 
 
 @dataclass
@@ -137,51 +48,19 @@ class Proxied:
         return httpx.Client(transport=transport, timeout=30.0)
 
 
-def wait_until_served(url: str, tls: ssl.SSLContext, nginx: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if nginx.poll() is not None:
-            raise RuntimeError(f"nginx exited with {nginx.returncode}")
-        try:
-            if httpx.get(url, verify=tls, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling for readiness, not synchronisation
-    raise RuntimeError(f"nginx did not serve {url} in {READY_TIMEOUT}s")
-
-
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if nginx is None:
-        pytest.skip("Debian nginx is not installed (apt-get install nginx; .ci/run does)")
+    nginx_binary()  # or skip
     tmp = tmp_path_factory.mktemp("nginx")
     common = ["--root-path", PREFIX, "--log-level", "debug"]
     trusting = sqlite_server(tmp / "trusted", AGENT, *common, "--forwarded-allow-ips", "127.0.0.1")
     distrusting = sqlite_server(tmp / "untrusted", AGENT, *common)
     for server in (trusting, distrusting):
         server.log_path.parent.mkdir()
-    cert, key = self_signed(tmp)
-    tls = ssl.create_default_context(cafile=str(cert))
-    ports = (free_port(), free_port())
     with trusting as trusted, distrusting as untrusted:
-        config = nginx_config(tmp, cert, key, {ports[0]: trusted.port, ports[1]: untrusted.port})
-        process = subprocess.Popen(
-            [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            urls = [f"https://127.0.0.1:{port}{PREFIX}" for port in ports]
-            for url in urls:
-                wait_until_served(url + "/healthz", tls, process)
-            yield Proxied(trusted, untrusted, urls[0], urls[1], tls)
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+        sites = [Site(free_port(), trusted.port), Site(free_port(), untrusted.port)]
+        with Nginx(tmp, sites) as nginx:
+            yield Proxied(trusted, untrusted, sites[0].url, sites[1].url, nginx.tls)
 
 
 def test_the_agent_card_advertises_the_public_https_url(proxied: Proxied) -> None:
@@ -209,20 +88,36 @@ def test_docs_under_the_prefix(proxied: Proxied) -> None:
     assert "/v1/chat" in spec.json()["paths"]
 
 
+SITE_ABSOLUTE = re.compile(r"""["'`(]/(v1|docs|console|openapi|healthz|dashboard)\b""")
+
+
 def test_the_console_under_the_prefix(proxied: Proxied) -> None:
+    """The pages and everything they load (scripts and the modules they import) stay under
+    the prefix. (The console working in a browser under the prefix:
+    tests/browser/test_console_prefix.py.)"""
+    base = f"{proxied.trusted_url}/"
     with proxied.client() as http:
         bare = http.get(proxied.trusted_url, follow_redirects=True)  # nginx adds the slash
-        page = http.get(f"{proxied.trusted_url}/")
-        assert bare.status_code == page.status_code == 200
-        assert "text/html" in page.headers["content-type"]
-        assert bare.url == httpx.URL(f"{proxied.trusted_url}/")
-        # Every URL the page names stays under the prefix: nothing is site-absolute.
-        assert not re.search(r"""["'`(]/(v1|docs|console|openapi)""", page.text)
-        references = re.findall(r"""(?:src|href)="([^"#:]+)\"""", page.text)
-        for reference in references:
-            asset = http.get(urljoin(f"{proxied.trusted_url}/", reference))
-            assert asset.status_code == 200, reference
-            assert asset.url.path.startswith(f"{PREFIX}/"), reference
+        assert bare.status_code == 200 and bare.url == httpx.URL(base)
+        queue, seen = [base, urljoin(base, "dashboard")], set()
+        while queue:
+            url = queue.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            response = http.get(url)
+            assert response.status_code == 200, url
+            assert response.url.path.startswith(f"{PREFIX}/"), url
+            kind = response.headers["content-type"]
+            if "html" in kind:
+                references = re.findall(r"""(?:src|href)="([^"#:]+)\"""", response.text)
+            elif "javascript" in kind:
+                references = re.findall(r"""from "(\.[^"]+)\"""", response.text)
+            else:
+                continue
+            assert not SITE_ABSOLUTE.search(response.text), url
+            queue += [urljoin(url, reference) for reference in references]
+    assert any(url.endswith("/common.js") for url in seen)  # imported modules were checked
 
 
 def test_a_turn_through_the_proxy(proxied: Proxied) -> None:
