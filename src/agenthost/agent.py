@@ -20,7 +20,8 @@ class Agent:
     ``model`` is a model object or a name such as ``"offline"`` or
     ``"openai:gpt-4o-mini"``. ``history_window`` is how many past messages of a
     session the model sees on each call; ``max_steps`` bounds the model -> tools
-    -> model loop of one turn.
+    -> model loop of one turn. ``turn_timeout`` (seconds) bounds a whole turn,
+    model calls and tool calls together (``None``: the Host's default).
     """
 
     name: str = "agent"
@@ -30,6 +31,7 @@ class Agent:
     tools: tuple[Tool, ...] = field(default=())
     history_window: int = 20
     max_steps: int = 8
+    turn_timeout: float | None = None
 
     def __post_init__(self) -> None:
         tools: Iterable[Tool | ToolFunction] = self.tools
@@ -42,6 +44,8 @@ class Agent:
             raise ConfigError("history_window must be at least 1")
         if self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
+        if self.turn_timeout is not None and not self.turn_timeout > 0:
+            raise ConfigError("turn_timeout must be a positive number of seconds")
 
     def tool(self, name: str) -> Tool | None:
         for t in self.tools:

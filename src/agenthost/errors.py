@@ -15,6 +15,7 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
+    ├── TurnTimeout             the turn ran past its deadline (model and tools together)
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
 """
@@ -76,6 +77,10 @@ class ModelError(AgentHostError):
     code = "model_error"
 
 
+class TurnTimeout(AgentHostError):
+    code = "turn_timeout"
+
+
 class StoreUnavailable(AgentHostError):
     code = "store_unavailable"
 
@@ -97,5 +102,6 @@ __all__ = [
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",
+    "TurnTimeout",
     "Unauthorized",
 ]

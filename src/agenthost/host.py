@@ -75,11 +75,15 @@ class Host:
         models: Iterable[str | Model] = (),
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
+        turn_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
+        if turn_timeout is not None and not turn_timeout > 0:
+            raise ValueError("turn_timeout must be a positive number of seconds")
+        self.turn_timeout = agent.turn_timeout or turn_timeout
         self.agent = agent
         if store is None:
             from agenthost.stores.memory import MemoryStore
@@ -165,6 +169,7 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        time_limit: float | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
@@ -176,6 +181,7 @@ class Host:
             run_id=run_id,
             request_id=request_id,
             message_meta=message_meta,
+            time_limit=time_limit,
         )
         return await self._collect(events)
 
@@ -190,13 +196,16 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        time_limit: float | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
         ``run_id`` names the run up front (protocol adapters hand it out before the
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
-        on the stored user message, e.g. a protocol's own message id.
+        on the stored user message, e.g. a protocol's own message id. ``time_limit``
+        (seconds) bounds this turn, within the agent's or Host's ``turn_timeout``: past
+        it the turn stops, is stored as failed and ends with ``TurnTimeout``.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -211,7 +220,17 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id, request_id, message_meta)
+        seconds = self._turn_seconds(time_limit)
+        return self._stream(key, text, clean, run_id, request_id, message_meta, seconds)
+
+    def _turn_seconds(self, limit: float | None) -> float | None:
+        """The deadline of a turn: the caller's ``time_limit``, capped by ``turn_timeout``."""
+        if limit is None:
+            return self.turn_timeout
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+            raise InvalidInput("time_limit must be a positive number of seconds", field="timeout")
+        cap = self.turn_timeout
+        return float(limit) if cap is None else min(float(limit), cap)
 
     async def _stream(
         self,
@@ -221,6 +240,7 @@ class Host:
         run_id: str | None,
         request_id: str | None,
         meta: dict[str, Any] | None,
+        seconds: float | None,
     ) -> AsyncIterator[Event]:
         if not self._started:
             await self.start()
@@ -243,6 +263,7 @@ class Host:
                         run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
                     )
                     turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
+                    turn.limit(seconds)
                     try:
                         await turn.begin(text, config=None if config is None else merged, meta=meta)
                         break
@@ -370,6 +391,7 @@ class Host:
                     run = RunRecord(item.run_id, key, "awaiting_approval", self.clock())
                 config = live.config
                 turn = Turn(self._env, live, self._model(config), model_settings(config), run)
+                turn.limit(self.turn_timeout)
                 async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
                     async for event in events:
                         yield event

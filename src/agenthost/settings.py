@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     session_ttl: float | None = Field(3600.0, gt=0)
     cleanup_interval: float | None = Field(300.0, gt=0)
     session_retention: float | None = Field(None, gt=0)
+    turn_timeout: float | None = Field(
+        300.0, gt=0, description="seconds a turn may take, model and tools together"
+    )
     coordination: str | None = Field(None, description="redis:// URL for cross-process locks")
     insecure_bind: bool = False
     log_content: bool = False

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from agenthost.agent import Agent
-from agenthost.errors import AgentHostError, ModelError
+from agenthost.errors import AgentHostError, ModelError, TurnTimeout
 from agenthost.events import (
     ApprovalRequired,
     Delta,
@@ -35,7 +35,7 @@ from agenthost.events import (
 )
 from agenthost.live import LiveSession
 from agenthost.messages import Message, ToolCall, closing_messages
-from agenthost.models.base import Model, ModelRequest, ModelSettings, TextChunk
+from agenthost.models.base import Model, ModelChunk, ModelRequest, ModelSettings, TextChunk
 from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
 from agenthost.tools import ToolContext
@@ -81,7 +81,18 @@ def model_window(window: Any) -> list[Message]:
 class Turn:
     """One run on one live session; the caller holds the session's lock."""
 
-    __slots__ = ("env", "live", "model", "open_calls", "run", "settings", "started", "usage")
+    __slots__ = (
+        "deadline",
+        "env",
+        "live",
+        "model",
+        "open_calls",
+        "run",
+        "settings",
+        "started",
+        "timeout",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -99,6 +110,19 @@ class Turn:
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
+        self.timeout: float | None = None
+        self.deadline: float | None = None  # event-loop time the turn must end by
+
+    def limit(self, seconds: float | None) -> None:
+        """Bound the rest of the turn (model and tool calls) to ``seconds`` from now."""
+        if seconds is not None:
+            self.timeout = seconds
+            self.deadline = asyncio.get_running_loop().time() + seconds
+
+    def expired(self) -> TurnTimeout:
+        return TurnTimeout(
+            f"the turn took longer than its deadline of {self.timeout:g}s and was stopped"
+        )
 
     async def commit(
         self,
@@ -224,7 +248,10 @@ class Turn:
             parts: list[str] = []
             calls: list[ToolCall] = []
             began = time.perf_counter()
-            async for chunk in self.model.stream(request):
+            chunks = self.model.stream(request)
+            if self.deadline is not None:
+                chunks = self.bounded(chunks)
+            async for chunk in chunks:
                 kind = type(chunk)
                 if kind is TextChunk:
                     parts.append(chunk.text)  # type: ignore[union-attr]
@@ -287,6 +314,28 @@ class Turn:
         self.finished()
         yield Done(self.result("", pending))
 
+    async def bounded(self, chunks: AsyncIterator[ModelChunk]) -> AsyncIterator[ModelChunk]:
+        """The model's chunks, each awaited within the turn's deadline."""
+        assert self.deadline is not None
+        iterator = aiter(chunks)
+        try:
+            while True:
+                timer = asyncio.timeout_at(self.deadline)
+                try:
+                    async with timer:
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if timer.expired():
+                        raise self.expired() from None
+                    raise
+                yield chunk
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
     def tool_message(self, call: ToolCall, content: str, is_error: bool) -> Message:
         return Message(
             "tool",
@@ -313,7 +362,19 @@ class Turn:
             orjson.loads(orjson.dumps(state)) if spec.context_param else state,
         )
         try:
-            content = await spec.call(call.arguments, context)
+            if self.deadline is None:
+                content = await spec.call(call.arguments, context)
+            else:
+                timer = asyncio.timeout_at(self.deadline)
+                try:
+                    async with timer:
+                        content = await spec.call(call.arguments, context)
+                except TimeoutError:
+                    if timer.expired():
+                        raise self.expired() from None
+                    raise
+        except TurnTimeout:
+            raise
         except Exception as exc:
             return f"error: {type(exc).__name__}: {exc}", True, state
         if spec.context_param and context.state != state:

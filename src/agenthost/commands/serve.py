@@ -33,6 +33,7 @@ _FIELDS = (
     "session_ttl",
     "cleanup_interval",
     "session_retention",
+    "turn_timeout",
     "max_body_bytes",
     "history_window",
     "coordination",
@@ -63,6 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--session-ttl", type=float, help="seconds an idle session stays in memory")
     add("--cleanup-interval", type=float, help="seconds between sweeps")
     add("--session-retention", type=float, help="delete sessions idle longer than this (seconds)")
+    add("--turn-timeout", type=float, help="seconds a turn may take (default 300)")
     add("--max-body-bytes", type=int, help="largest accepted request body (default 1 MiB)")
     add("--history-window", type=int, help="messages of history the model sees")
     add("--coordination", help="redis:// URL for cross-process session locks")

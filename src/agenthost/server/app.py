@@ -103,6 +103,7 @@ def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> H
         session_ttl=settings.session_ttl,
         cleanup_interval=settings.cleanup_interval,
         session_retention=settings.session_retention,
+        turn_timeout=settings.turn_timeout,
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,

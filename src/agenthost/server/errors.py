@@ -28,6 +28,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    TurnTimeout,
     Unauthorized,
 )
 from agenthost.server.requestid import current_request_id
@@ -43,6 +44,7 @@ STATUS: dict[type[AgentHostError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     ModelError: 503,
+    TurnTimeout: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
 }

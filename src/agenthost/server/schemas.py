@@ -87,6 +87,13 @@ class ChatRequest(BaseModel):
     session_id: SessionId | None = Field(None, description='Defaults to "default"')
     stream: bool = Field(False, description="Reply with Server-Sent Events")
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds this turn may take (model and tools together), at most the "
+        "server's turn timeout; past it the turn fails with 504 turn_timeout",
+    )
 
 
 class ChatResponse(BaseModel):
@@ -255,6 +262,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Body too large",
         422: "Invalid input",
         503: "Store or model unavailable",
+        504: "The turn ran past its deadline",
     }.items()
 }
 """Error responses every API route may return, for the OpenAPI document."""

@@ -65,6 +65,7 @@ async def chat(
             user_id=who.user_id,
             session_id=session_id,
             config=body.config,
+            time_limit=body.timeout,
             request_id=current_request_id(),
         )
         return await event_stream(events)
@@ -74,6 +75,7 @@ async def chat(
         user_id=who.user_id,
         session_id=session_id,
         config=body.config,
+        time_limit=body.timeout,
         request_id=current_request_id(),
     )
     if settings.log_content:
