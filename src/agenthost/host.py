@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from agenthost.agents import AGENT_KEY, AgentsLike, AgentSet
+from agenthost.agents import AGENT_KEY, AgentSet, AgentsLike
 from agenthost.config import (
     check_storable,
     merge_config,
@@ -251,7 +251,11 @@ class Host:
                         if choice.record is not None:
                             merged = {**merged, AGENT_KEY: choice.record}
                         run = RunRecord(
-                            run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
+                            run_id or new_run_id(),
+                            key,
+                            "running",
+                            self.clock(),
+                            request_id=request_id,
                         )
                         model = self.models.for_agent(choice.agent, merged)
                         settings = model_settings(merged)

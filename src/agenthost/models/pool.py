@@ -42,7 +42,9 @@ class ModelPool:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.providers = providers if isinstance(providers, Providers) else Providers(providers or ())
+        self.providers = (
+            providers if isinstance(providers, Providers) else Providers(providers or ())
+        )
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._models: dict[str, Model] = {}
