@@ -265,12 +265,19 @@ def load_agents(path: str) -> list[Agent]:
     raise ConfigError(f"{path!r} is a {type(target).__name__}, not Agents (a list, dict or Agent)")
 
 
-def agent_from_table(name: str, table: Mapping[str, Any], *, default_model: str) -> Agent:
+def agent_from_table(
+    name: str, table: Mapping[str, Any], *, default_model: str, history_window: int = 20
+) -> Agent:
     """An Agent from a ``[agents.<name>]`` table (tools are import paths)."""
-    tools = tuple(import_path(str(path), "tool") for path in table.get("tools") or ())
-    fields: dict[str, Any] = {k: v for k, v in table.items() if v is not None and k != "tools"}
+    fields: dict[str, Any] = {k: v for k, v in table.items() if v is not None}
+    fields["tools"] = tuple(import_path(str(path), "tool") for path in fields.get("tools", ()))
+    fields["handoffs"] = tuple(fields.get("handoffs", ()))
+    fields["fallback_models"] = tuple(fields.get("fallback_models", ()))
     fields.setdefault("model", default_model)
+    fields.setdefault("history_window", history_window)
     try:
-        return Agent(name=name, tools=tools, **fields)
+        return Agent(name=name, **fields)
     except TypeError as exc:
         raise ConfigError(f"[agents.{name}]: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"[agents.{name}]: {exc.message}") from None

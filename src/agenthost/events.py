@@ -52,7 +52,7 @@ class RunResult:
 
 @dataclass(slots=True)
 class Delta:
-    """A piece of the reply, and the agent speaking it."""
+    """A piece of the reply, and (on a host with several agents) the agent speaking it."""
 
     type: ClassVar[str] = "delta"
     text: str

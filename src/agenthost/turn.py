@@ -253,6 +253,7 @@ class Turn:
         while step < self.agent.max_steps:
             step += 1
             agent = self.agent
+            speaker = agent.name if env.agents is not None and len(env.agents) > 1 else None
             request = ModelRequest(
                 agent.instructions,
                 model_window(self.live.window, agent.history_window),
@@ -267,7 +268,7 @@ class Turn:
                 kind = type(chunk)
                 if kind is TextChunk:
                     parts.append(chunk.text)  # type: ignore[union-attr]
-                    yield Delta(chunk.text, agent.name)  # type: ignore[union-attr]
+                    yield Delta(chunk.text, speaker)  # type: ignore[union-attr]
                 elif kind is ToolCall:
                     calls.append(chunk)  # type: ignore[arg-type]
                 elif kind is Served:

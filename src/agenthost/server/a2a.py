@@ -22,6 +22,13 @@ runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`.
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
 (clients read it to learn how to authenticate).
+
+Each agent of the server also has its own card and endpoint:
+``GET /a2a/<agent>/.well-known/agent-card.json`` and ``POST /a2a/<agent>``
+(so ``create_from_url(".../a2a/billing")`` finds it). A message sent there is
+addressed to that agent, as on ``/v1/agents/{agent}/chat``; ``/a2a`` follows
+the session's active agent. Tasks are the caller's runs whichever endpoint
+reads them.
 """
 
 from __future__ import annotations
@@ -108,18 +115,42 @@ async def agent_card(
     return JSONResponse(agent_card_to_dict(card))
 
 
-@router.post(
-    "/a2a",
-    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
-    responses={
-        **ERRORS,
-        200: {
-            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
-            "for streaming methods",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+        "for streaming methods",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+}
+
+
+@router.get("/a2a/{agent}/.well-known/agent-card.json", summary="One agent's A2A card (public)")
+async def named_agent_card(
+    agent: str, request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    served = host.agents.named(agent)
+    card = am.agent_card(
+        served,
+        base_url=str(request.base_url),
+        version=__version__,
+        auth=settings.auth,
+        path=f"{am.JSONRPC_PATH}/{served.name}",
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a/{agent}", summary="A2A JSON-RPC 2.0, addressed to one agent", responses=RPC_RESPONSES
 )
+async def named_rpc(
+    agent: str, request: Request, host: CurrentHost, identity: CurrentIdentity
+) -> Response:
+    request.state.a2a_agent = host.agents.named(agent).name
+    return await rpc(request, identity)
+
+
+@router.post("/a2a", summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)", responses=RPC_RESPONSES)
 async def rpc(request: Request, identity: CurrentIdentity) -> Response:
     request.state.a2a_principal = identity.principal()
     body = await _json(request)
@@ -221,7 +252,11 @@ class _ContextBuilder(ServerCallContextBuilder):
     def build(self, request: Request) -> ServerCallContext:
         headers = dict(request.headers)
         headers["a2a-version"] = request.state.a2a_version
-        state = {"headers": headers, "principal": request.state.a2a_principal}
+        state = {
+            "headers": headers,
+            "principal": request.state.a2a_principal,
+            "agent": getattr(request.state, "a2a_agent", None),
+        }
         return ServerCallContext(state=state)
 
 
@@ -258,7 +293,7 @@ class HostRequestHandler(RequestHandler):
     ) -> Task | A2AMessage:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who)
+        live = await self._start(params.message, who, context.state.get("agent"))
         if params.configuration.return_immediately:
             return live.snapshot(history_length)
         await live.done.wait()
@@ -270,11 +305,11 @@ class HostRequestHandler(RequestHandler):
     ) -> AsyncGenerator[StreamEvent]:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who)
+        live = await self._start(params.message, who, context.state.get("agent"))
         async for event in _follow(live, history_length):
             yield event
 
-    async def _start(self, message: A2AMessage, who: Principal) -> LiveTask:
+    async def _start(self, message: A2AMessage, who: Principal, agent: str | None) -> LiveTask:
         if message.task_id:
             return await self._continue(message, who)
         text = am.message_text(message)
@@ -287,6 +322,7 @@ class HostRequestHandler(RequestHandler):
                 user_id=who.user_id,
                 session_id=session_id,
                 run_id=run_id,
+                agent=agent,
             )
         except AgentHostError as exc:
             raise am.to_a2a_error(exc) from None
