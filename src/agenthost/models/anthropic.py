@@ -122,7 +122,8 @@ def model_error(name: str, exc: anthropic.APIError) -> ModelError:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         kind = error.get("type") if isinstance(error, dict) else None
         retryable = status in (408, 409, 429) or status >= 500
-        retryable = retryable or kind in _RETRYABLE_STREAM_ERRORS
+        if status < 400:  # an error event inside a stream that began well
+            retryable = kind in _RETRYABLE_STREAM_ERRORS
         return ModelError(message, retryable=retryable, retry_after=retry_after(exc.response))
     return ModelError(message)
 
@@ -168,10 +169,13 @@ class AnthropicModel:
         }
         if system:
             params["system"] = system
+        sampling: dict[str, float] = {}  # in the body: newer SDKs dropped these arguments
         if settings.temperature is not None:
-            params["temperature"] = min(settings.temperature, 1.0)  # the API's range is 0-1
+            sampling["temperature"] = min(settings.temperature, 1.0)  # the API's range is 0-1
         if settings.top_p is not None:
-            params["top_p"] = settings.top_p
+            sampling["top_p"] = settings.top_p
+        if sampling:
+            params["extra_body"] = sampling
         if request.tools:
             params["tools"] = to_anthropic_tools(request.tools)
         return params
