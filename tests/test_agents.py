@@ -137,7 +137,9 @@ async def test_addressing_a_session_through_another_agent(host: Host) -> None:
     via_entry = await host.run("hi", user_id="u", agent="triage")
     via_active = await host.run("hi", user_id="u", agent="billing")
     assert via_entry.agent == via_active.agent == "billing"
-    with pytest.raises(Conflict, match="with agent 'billing' .*started with 'triage'.*not 'support'"):
+    with pytest.raises(
+        Conflict, match="with agent 'billing' .*started with 'triage'.*not 'support'"
+    ):
         await host.run("hi", user_id="u", agent="support")
     record = await host.update_session(user_id="u", agent="support")  # moved explicitly
     assert record.config["agent"] == {"active": "support", "entry": "triage"}

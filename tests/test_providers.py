@@ -22,7 +22,10 @@ from support.fake_openai import FakeOpenAI, serve
 
 @pytest.fixture(scope="module")
 def two_providers() -> Iterator[tuple[FakeOpenAI, str, FakeOpenAI, str]]:
-    alpha, beta = FakeOpenAI(key="key-alpha", label="ALPHA"), FakeOpenAI(key="key-beta", label="BETA")
+    alpha, beta = (
+        FakeOpenAI(key="key-alpha", label="ALPHA"),
+        FakeOpenAI(key="key-beta", label="BETA"),
+    )
     with serve(alpha.app) as alpha_url, serve(beta.app) as beta_url:
         yield alpha, alpha_url + "/v1", beta, beta_url + "/v1"
 
@@ -50,7 +53,9 @@ async def test_two_sessions_of_one_user_on_two_providers_never_cross_keys(
     alpha, beta, providers = fakes
     agent = Agent(name="a", model="alpha:alpha-chat")
     async with Host(agent, providers=providers, models=["beta:beta-chat"]) as host:
-        await host.create_session(user_id="u", session_id="on-beta", config={"model": "beta:beta-chat"})
+        await host.create_session(
+            user_id="u", session_id="on-beta", config={"model": "beta:beta-chat"}
+        )
 
         async def talk(session: str, n: int) -> list[str]:
             replies = []

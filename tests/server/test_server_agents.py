@@ -96,7 +96,9 @@ async def test_a_streamed_hand_off_says_who_speaks(team: httpx.AsyncClient) -> N
 
 async def test_addressing_errors_are_clear(team: httpx.AsyncClient) -> None:
     await chat(team, "/v1/agents/billing/chat", message="hi", session_id="b")
-    code, kind, message = error(await chat(team, "/v1/agents/support/chat", message="x", session_id="b"))
+    code, kind, message = error(
+        await chat(team, "/v1/agents/support/chat", message="x", session_id="b")
+    )
     assert (code, kind) == (409, "conflict") and "with agent 'billing'" in message
     code, kind, message = error(await chat(team, "/v1/agents/nobody/chat", message="x"))
     assert (code, kind) == (404, "not_found")
