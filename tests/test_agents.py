@@ -138,7 +138,7 @@ async def test_addressing_a_session_through_another_agent(host: Host) -> None:
     via_active = await host.run("hi", user_id="u", agent="billing")
     assert via_entry.agent == via_active.agent == "billing"
     with pytest.raises(
-        Conflict, match="with agent 'billing' .*started with 'triage'.*not 'support'"
+        Conflict, match=r"with agent 'billing' .*started with 'triage'.*not 'support'"
     ):
         await host.run("hi", user_id="u", agent="support")
     record = await host.update_session(user_id="u", agent="support")  # moved explicitly
@@ -147,9 +147,9 @@ async def test_addressing_a_session_through_another_agent(host: Host) -> None:
 
 
 async def test_clients_cannot_write_the_agent_record_through_config(host: Host) -> None:
-    with pytest.raises(InvalidInput, match="config.agent is kept by the server"):
+    with pytest.raises(InvalidInput, match=r"config\.agent is kept by the server"):
         await host.update_session(user_id="u", config={"agent": None}, create=True)
-    with pytest.raises(InvalidInput, match="config.agent"):
+    with pytest.raises(InvalidInput, match=r"config\.agent"):
         host.stream("hi", user_id="u", config={"agent": {"active": "billing"}})
 
 

@@ -26,7 +26,8 @@ def servers() -> Iterator[tuple[FakeOpenAI, str, FakeOpenAI, str]]:
     primary, backup = FakeOpenAI(key="key-p", label="P"), FakeOpenAI(key="key-b", label="B")
     with serve(primary.app) as primary_url, serve(backup.app) as backup_url:
         yield primary, primary_url + "/v1", backup, backup_url + "/v1"
-        primary.closing = backup.closing = True  # end any request still hanging
+        primary.close()  # end any request still hanging
+        backup.close()
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ async def test_a_timeout_falls_over_to_the_next_model(
 async def test_a_bad_key_is_not_retried_but_falls_over(
     fakes: tuple[FakeOpenAI, FakeOpenAI, list[Provider]],
 ) -> None:
-    primary, backup, providers = fakes
+    primary, _, providers = fakes
     wrong = [Provider("p", base_url=providers[0].base_url, api_key="wrong"), providers[1]]
     async with Host(team(), providers=wrong, retry=NO_WAIT) as host:
         result = await host.run("hello", user_id="u")

@@ -112,7 +112,7 @@ def test_a_missing_key_or_provider_fails_at_startup(
     monkeypatch.delenv("BETA_API_KEY")
     with pytest.raises(ConfigError, match=r"provider 'beta' needs its API key in \$BETA_API_KEY"):
         Host(Agent(name="a", model="alpha:x"), providers=providers, models=["beta:y"])
-    with pytest.raises(ConfigError, match="unknown model 'gamma:z'.*providers: offline, openai"):
+    with pytest.raises(ConfigError, match=r"unknown model 'gamma:z'.*providers: offline, openai"):
         Host(Agent(name="a", model="gamma:z"), providers=providers)
     with pytest.raises(ConfigError, match="names no model"):
         Providers(providers).check("alpha:")

@@ -195,6 +195,15 @@ class AgentSet:
         """``config`` with ``name`` as the active agent (a client moving the session)."""
         return with_agent(config, name, entry_name(config) or name)
 
+    def live_counts(self, sessions: Iterable[Any]) -> dict[str, dict[str, int]]:
+        """Live (and busy) sessions by their active agent, for the Host's stats."""
+        counts = {name: {"live_sessions": 0, "active_sessions": 0} for name in self._agents}
+        for live in sessions:
+            entry = counts[self.active(live.config).name]
+            entry["live_sessions"] += 1
+            entry["active_sessions"] += bool(live.busy)
+        return counts
+
     def describe(self) -> list[dict[str, Any]]:
         """Each agent as ``GET /v1/agents`` lists it."""
         return [

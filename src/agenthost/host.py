@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from agenthost.agents import AGENT_KEY, AgentSet, AgentsLike
+from agenthost.agents import AgentSet, AgentsLike
 from agenthost.config import (
     check_storable,
     merge_config,
@@ -246,22 +247,13 @@ class Host:
                             "waiting for approval; approve or deny them first"
                         )
                     merged = live.config if config is None else merge_config(live.config, config)
+                    run = RunRecord(
+                        run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
+                    )
                     try:
-                        choice = self.agents.choose(merged, agent)
-                        if choice.record is not None:
-                            merged = {**merged, AGENT_KEY: choice.record}
-                        run = RunRecord(
-                            run_id or new_run_id(),
-                            key,
-                            "running",
-                            self.clock(),
-                            request_id=request_id,
-                        )
-                        model = self.models.for_agent(choice.agent, merged)
-                        settings = model_settings(merged)
-                        turn = Turn(self._env, live, model, settings, run, choice.agent)
-                        changed = config is not None or choice.record is not None
-                        await turn.begin(text, config=merged if changed else None, meta=meta)
+                        turn, recorded = Turn.addressed(self._env, live, merged, agent, run)
+                        new_config = recorded or (None if config is None else merged)
+                        await turn.begin(text, config=new_config, meta=meta)
                         break
                     except Conflict:  # also: the copy says another agent has the session
                         if attempt == 2:
@@ -340,11 +332,9 @@ class Host:
             coordinator=LocalCoordinator(),
             clock=self.clock,
         )
-        env = TurnEnv(
-            self.agent, scratch, self.clock, self._env.observer, self.agents, self.models.for_agent
-        )
         chosen = self.agents.named(agent)
         model = self.models.for_agent(chosen, config)
+        env = dataclasses.replace(self._env, sessions=scratch)
         turn = Turn(env, live, model, model_settings(config), agent=chosen)
         await turn.begin(messages[-1].content)
         async with contextlib.aclosing(turn.run_steps()) as events:
@@ -731,17 +721,8 @@ class Host:
             "locks_held": len(self.runtime.locks),
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
-            "agents": self._agent_counts(),
+            "agents": self.agents.live_counts(self.cache),
         }
-
-    def _agent_counts(self) -> dict[str, dict[str, int]]:
-        """Live (and busy) sessions by their active agent."""
-        counts = {name: {"live_sessions": 0, "active_sessions": 0} for name in self.agents.names}
-        for live in self.cache:
-            entry = counts[self.agents.active(live.config).name]
-            entry["live_sessions"] += 1
-            entry["active_sessions"] += live.busy
-        return counts
 
     def live_sessions(self) -> list[dict[str, Any]]:
         return [

@@ -22,7 +22,8 @@ import orjson
 
 from agenthost import handoffs
 from agenthost.agent import Agent
-from agenthost.agents import AgentSet, entry_name, with_agent
+from agenthost.agents import AGENT_KEY, AgentSet, entry_name, with_agent
+from agenthost.config import model_settings
 from agenthost.errors import AgentHostError, ModelError
 from agenthost.events import (
     ApprovalRequired,
@@ -130,6 +131,26 @@ class Turn:
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
+
+    @classmethod
+    def addressed(
+        cls,
+        env: TurnEnv,
+        live: LiveSession,
+        config: dict[str, Any],
+        agent: str | None,
+        run: RunRecord,
+    ) -> tuple[Turn, dict[str, Any] | None]:
+        """The turn of the agent that answers ``live`` under session ``config`` (see
+        :meth:`AgentSet.choose`), and the config to store with its first write when the
+        session's agent is recorded now (else None)."""
+        assert env.agents is not None and env.models is not None
+        choice = env.agents.choose(config, agent)
+        if choice.record is not None:
+            config = {**config, AGENT_KEY: choice.record}
+        model = env.models(choice.agent, config)
+        turn = cls(env, live, model, model_settings(config), run, choice.agent)
+        return turn, config if choice.record is not None else None
 
     async def commit(
         self,

@@ -13,6 +13,7 @@ client gives up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -108,6 +109,8 @@ class FakeOpenAI:
         self.fail_next = 0
         self.failures: list[int | str] = []
         self.closing = False
+        self.release: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])]
         )
@@ -124,6 +127,7 @@ class FakeOpenAI:
         if self.failures:
             failure = self.failures.pop(0)
             if failure == "timeout":
+                self.loop = asyncio.get_running_loop()
                 await self.hang()
             status = 504 if failure == "timeout" else int(failure)
             headers = {"Retry-After": "0"} if status == 429 else {}
@@ -143,11 +147,17 @@ class FakeOpenAI:
         return self.reply(body, text, calls)
 
     async def hang(self) -> None:
-        """Answer nothing for a long while (the client times out first)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + HANG_SECONDS
-        while not self.closing and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        """Answer nothing for a long while (the client times out first), or until closing."""
+        self.release = self.release or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), HANG_SECONDS)
+
+    def close(self) -> None:
+        """End every request still hanging (call from any thread)."""
+        self.closing = True
+        release, loop = self.release, self.loop
+        if release is not None and loop is not None:
+            loop.call_soon_threadsafe(release.set)
 
     @staticmethod
     def reply(body: dict[str, Any], text: str, calls: list[dict[str, Any]]) -> Response:
