@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agenthost import (
+    ALL_SESSIONS,
     Agent,
     FunctionModel,
     Host,
@@ -85,20 +86,20 @@ async def test_clear_clear_all_size_semantics(host: Host) -> None:
     await host.run("b0", user_id="user-b")
     await host.run("a-other", user_id="user-a", session_id="second")
     assert await host.size(user_id="user-a", session_id="default") == 10
-    assert await host.size(user_id="user-a") == 12
-    assert await host.size(user_id="user-b") == 2
-    assert await host.size(user_id="user-c") == 0
+    assert await host.size(user_id="user-a", session_id=ALL_SESSIONS) == 12
+    assert await host.size(user_id="user-b", session_id=ALL_SESSIONS) == 2
+    assert await host.size(user_id="user-c", session_id=ALL_SESSIONS) == 0
 
     assert await host.clear(user_id="user-a", session_id="second") == 1
-    assert await host.size(user_id="user-a") == 10
-    assert await host.clear(user_id="user-a") == 1
-    assert await host.size(user_id="user-a") == 0
-    assert await host.size(user_id="user-b") == 2
+    assert await host.size(user_id="user-a", session_id=ALL_SESSIONS) == 10
+    assert await host.erase_user(user_id="user-a") == 1
+    assert await host.size(user_id="user-a", session_id=ALL_SESSIONS) == 0
+    assert await host.size(user_id="user-b", session_id=ALL_SESSIONS) == 2
 
     await host.run("again", user_id="user-a")
     assert await host.clear_all() == 2
-    assert await host.size(user_id="user-a") == 0
-    assert await host.size(user_id="user-b") == 0
+    assert await host.size(user_id="user-a", session_id=ALL_SESSIONS) == 0
+    assert await host.size(user_id="user-b", session_id=ALL_SESSIONS) == 0
     fresh = await host.run("What is my name?", user_id="user-a")
     assert fresh.reply == "I don't know your name yet."
 
@@ -321,7 +322,7 @@ async def test_sqlite_persistence_new_host_sees_history(tmp_path: Path) -> None:
         reply = await host.run("What is my name?", user_id="alice")
         assert reply.reply == "Your name is Alice."
         assert await host.get_state(user_id="alice") == {"plan": "pro"}
-        assert await host.size(user_id="alice") == 4
+        assert await host.size(user_id="alice", session_id=ALL_SESSIONS) == 4
 
 
 async def test_stream_yields_typed_events(host: Host) -> None:

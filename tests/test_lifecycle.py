@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agenthost import (
+    ALL_SESSIONS,
     Agent,
     Conflict,
     FunctionModel,
@@ -45,7 +46,7 @@ async def test_cap_evicts_least_recently_used_first(tmp_path: Path, clock: FakeC
         reply = await host.run("What is my name?", user_id="b")  # transparent reload
         assert reply.reply == "Your name is B."
         assert live_users(host) == ["a", "d", "b"]
-        assert await host.size(user_id="b") == 4
+        assert await host.size(user_id="b", session_id=ALL_SESSIONS) == 4
 
 
 async def test_ttl_expiry_and_transparent_reload(tmp_path: Path, clock: FakeClock) -> None:
@@ -147,8 +148,8 @@ async def test_retention_deletes_only_old_sessions(tmp_path: Path, clock: FakeCl
         assert result["deleted"] == 149
         remaining = {r.key.user_id for r in await host.sessions(tenant_id="default")}
         assert remaining == {"new", "old-0"}
-        assert await host.size(user_id="old-5") == 0
-        assert await host.size(user_id="old-0") == 4
+        assert await host.size(user_id="old-5", session_id=ALL_SESSIONS) == 0
+        assert await host.size(user_id="old-0", session_id=ALL_SESSIONS) == 4
 
 
 async def test_per_session_config_round_trip_and_allow_list(tmp_path: Path) -> None:

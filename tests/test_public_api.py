@@ -13,6 +13,7 @@ def test_public_names() -> None:
     assert sorted(agenthost.__all__) == sorted(
         [
             "Agent",
+            "ALL_SESSIONS",
             "AgentHostError",
             "ApprovalRequired",
             "ConfigError",

@@ -81,7 +81,7 @@ async def test_erased_user_is_not_written_back_by_a_stale_copy(
     await a.run("My name is Erin", user_id="erin")
     await a.update_state({"secret": 42}, user_id="erin")
     await a.run("hi", user_id="erin", session_id="second")
-    assert await b.clear(user_id="erin") == 2
+    assert await b.erase_user(user_id="erin") == 2
     with pytest.raises(NotFound):
         await a.update_session(user_id="erin", state={"more": 1})
     assert (await a.export_user(user_id="erin"))["sessions"] == []
@@ -119,7 +119,7 @@ async def test_erase_during_a_turn_fences_the_turn(scope: str, tmp_path: Path) -
         if scope == "session":
             assert await host.clear(user_id="u", session_id="s") == 1
         else:
-            assert await host.clear(user_id="u") == 1
+            assert await host.erase_user(user_id="u") == 1
         gate.release.set()
         with pytest.raises(SessionErased, match="erased"):
             await turn

@@ -130,7 +130,7 @@ class HostsSharingAStore(RuleBasedStateMachine):
 
     @rule(h=HOSTS, user=st.sampled_from(USERS))
     def erase_user(self, h: int, user: str) -> None:
-        self._run(self.hosts[h].clear(user_id=user))
+        self._run(self.hosts[h].erase_user(user_id=user))
         for key in [k for k in self.sessions if k[0] == user]:
             del self.sessions[key]
 

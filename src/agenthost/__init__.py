@@ -25,7 +25,7 @@ from agenthost.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agenthost.host import Host
+from agenthost.host import ALL_SESSIONS, Host
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
@@ -35,6 +35,7 @@ from agenthost.tools import Tool, ToolContext, tool
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_SESSIONS",
     "Agent",
     "AgentHostError",
     "ApprovalRequired",

@@ -34,6 +34,16 @@ from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
 
 Policy = Literal["queue", "reject"]
+
+
+class AllSessions:
+    """``session_id=ALL_SESSIONS``: every session of the user (``size``, ``clear``)."""
+
+    def __repr__(self) -> str:
+        return "ALL_SESSIONS"
+
+
+ALL_SESSIONS = AllSessions()
 MAX_MESSAGE_CHARS = 200_000
 
 
@@ -432,12 +442,12 @@ class Host:
         self,
         *,
         user_id: str = DEFAULT_ID,
-        session_id: str | None = None,
+        session_id: str | AllSessions = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
     ) -> int:
-        """Messages stored in one session, or in all the user's sessions if no session_id."""
+        """Messages stored in one session, or in all the user's (``session_id=ALL_SESSIONS``)."""
         await self.start()
-        if session_id is None:
+        if isinstance(session_id, AllSessions):
             validate_id(tenant_id, "tenant_id")
             validate_id(user_id, "user_id")
             records = await self.store.sessions(tenant_id=tenant_id, user_id=user_id)
@@ -449,10 +459,11 @@ class Host:
         self,
         *,
         user_id: str = DEFAULT_ID,
-        session_id: str | None = None,
+        session_id: str | AllSessions = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
     ) -> int:
-        """Erase one session, or all sessions (and memory) of a user; return sessions deleted.
+        """Erase one session, or every session and the memory of a user
+        (``session_id=ALL_SESSIONS``, as :meth:`erase_user`); return sessions deleted.
 
         Erasure is immediate and final: it does not wait for a running turn, which is
         refused at its next write (it ends with ``SessionErased``); no process that
@@ -460,10 +471,13 @@ class Host:
         """
         validate_id(tenant_id, "tenant_id")
         validate_id(user_id, "user_id")
-        if session_id is not None:
-            validate_id(session_id, "session_id")
+        one = None if isinstance(session_id, AllSessions) else validate_id(session_id, "session_id")
         await self.start()
-        return await self.runtime.erase(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        return await self.runtime.erase(tenant_id=tenant_id, user_id=user_id, session_id=one)
+
+    async def erase_user(self, *, user_id: str, tenant_id: str = DEFAULT_ID) -> int:
+        """Erase everything stored about a user: every session and their memory."""
+        return await self.clear(user_id=user_id, tenant_id=tenant_id, session_id=ALL_SESSIONS)
 
     async def clear_all(self) -> int:
         """Delete every session of every tenant."""
@@ -637,8 +651,9 @@ class Host:
         return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
-        """A run record by id; with ``tenant_id``, only if it belongs to that tenant."""
-        validate_id(run_id, "run_id")
+        """A run record by id (None if unknown, or not of ``tenant_id`` when given)."""
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
+            return None  # no run has such an id
         await self.start()
         run = await self.store.get_run(run_id)
         if run is None or (tenant_id is not None and run.key.tenant_id != tenant_id):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agenthost.server.series import StatsSeries
 from agenthost.stores.base import RunRecord
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Metrics:
         self.live_sessions = Gauge(
             "agenthost_live_sessions", "Sessions held in memory right now", registry=r
         )
+        self.series = StatsSeries()  # the dashboard's recent history (GET /v1/admin/series)
 
     def watch(self, host: Host) -> None:
         self.live_sessions.set_function(lambda: host.live_count)
@@ -92,6 +94,8 @@ class MetricsObserver:
 
     def turn_finished(self, run: RunRecord, seconds: float, agent: str) -> None:
         self.metrics.turn_seconds.labels(agent, run.status).observe(seconds)
+        if run.status != "awaiting_approval":  # a paused turn finishes when it is answered
+            self.metrics.series.record_turn(seconds, run.status)
         usage = run.usage
         seen_in, seen_out = self._paused.pop(run.run_id, (0, 0))
         self.metrics.tokens.labels(agent, "input").inc(max(0, usage.input_tokens - seen_in))
@@ -146,6 +150,8 @@ class RequestMetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
+            if status >= 500:
+                self.metrics.series.record_http_error()
             seconds = time.perf_counter() - began
             self.metrics.request_seconds.labels(method, route).observe(seconds)
             if access_log.isEnabledFor(logging.DEBUG):

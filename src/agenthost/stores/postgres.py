@@ -118,6 +118,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ADD COLUMN request_id TEXT;
         """,
     ),
+    Migration(
+        4,
+        "session leases unlogged: taking and releasing one waits for no WAL flush",
+        # Leases are coordination, not data: if PostgreSQL crashes (or fails over to a
+        # replica) they are gone, and turns that were holding them are fenced by the
+        # session revision check instead (see docs/deployment.md).
+        "ALTER TABLE session_leases SET UNLOGGED;",
+    ),
 )
 
 # Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the

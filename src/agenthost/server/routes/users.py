@@ -33,4 +33,4 @@ async def export_user(
 )
 async def erase_user(user_id: UserPath, host: CurrentHost, identity: CurrentIdentity) -> Deleted:
     who = identity.principal(user_id)
-    return Deleted(deleted=await host.clear(tenant_id=who.tenant_id, user_id=who.user_id))
+    return Deleted(deleted=await host.erase_user(tenant_id=who.tenant_id, user_id=who.user_id))
