@@ -8,6 +8,7 @@ each server sees only its own key and its own model.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,15 @@ def test_builtin_providers_need_keys_or_a_local_url(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")  # e.g. Ollama: no key
     Providers().check("openai:llama3")
     Providers().check("offline:5ms")
+
+
+def test_an_anthropic_model_without_the_sdk_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r'pip install "agenthost\[anthropic\]"'):
+        Host(Agent(name="a", model="anthropic:claude-sonnet-4-5"))
 
 
 async def test_providers_and_agents_from_toml(

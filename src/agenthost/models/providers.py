@@ -137,6 +137,13 @@ class Providers:
     def check(self, spec: str) -> None:
         """Raise ``ConfigError`` unless ``spec`` names a model this host can reach."""
         provider, _ = self.split(spec)
+        if provider.kind == "anthropic":
+            try:
+                import anthropic  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    f'model {spec!r} needs the anthropic SDK: pip install "agenthost[anthropic]"'
+                ) from None
         provider.check_key()
 
     def model(self, spec: str) -> Model:
