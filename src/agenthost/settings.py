@@ -40,13 +40,14 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -105,6 +106,27 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+_ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _origin(value: str) -> str:
+    """A CORS origin as browsers send it (``https://app.example.com[:port]``), or ``*``."""
+    origin = value.strip().rstrip("/").lower()
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ValueError(
+            f"cors_origins: {value!r} is not an origin; write scheme://host[:port], e.g. "
+            "https://app.example.com (no path)"
+        )
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        raise ValueError(f"cors_origins: {value!r} has a bad port") from None
+    return origin
 
 
 def _mask_url(url: str | None) -> str | None:
@@ -194,6 +216,66 @@ class Settings(BaseSettings):
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- behind a front end: browsers on other origins, a reverse proxy, a path prefix --
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins whose browser pages may call the API"
+    )
+    cors_allow_credentials: bool = False
+    cors_max_age: int = Field(600, ge=0, le=86_400)
+    root_path: str = Field("", description="path prefix the proxy serves the app under")
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="proxies trusted for X-Forwarded-For/-Proto"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list | tuple):
+            return items
+        origins = [_origin(str(item)) for item in items]
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("cors_origins: '*' allows every origin; give it alone or not at all")
+        return origins
+
+    @field_validator("root_path", mode="before")
+    @classmethod
+    def _root_path(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        path = value.strip().rstrip("/")
+        if path and (not path.startswith("/") or not _ROOT_PATH.fullmatch(path)):
+            raise ValueError(
+                f"root_path {value!r} must be a URL path like '/agents': a leading '/', then "
+                "letters, digits and -._~/ only"
+            )
+        return path
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list | tuple):
+            return items
+        for item in items:
+            if item != "*":
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"forwarded_allow_ips: {item!r} is not an IP address, a network "
+                        "(10.0.0.0/8) or '*'"
+                    ) from None
+        return [str(item) for item in items]
+
+    @model_validator(mode="after")
+    def _cors_credentials(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_allow_credentials needs an exact list of cors_origins, not '*': "
+                "a credentialed request from any web page would be let through"
+            )
+        return self
 
     @field_validator("models", "fallback_models", mode="before")
     @classmethod
@@ -287,6 +369,12 @@ class Settings(BaseSettings):
                 f"refusing to bind {self.host!r} with --auth none: anyone who can reach it "
                 "could read every user's sessions. Bind 127.0.0.1, choose --auth api-keys or "
                 "--auth jwt, or pass --insecure-bind if you really mean it."
+            )
+        if self.auth == "none" and "*" in self.cors_origins:
+            raise ConfigError(
+                "refusing --cors-origins '*' with --auth none: every web page a user of this "
+                "machine opens could read and change every session. List the origins of your "
+                "web app instead (--cors-origins https://app.example.com)."
             )
         if self.auth == "api-keys" and not self.api_keys:
             raise ConfigError("--auth api-keys needs keys: set AGENTHOST_API_KEYS=key:tenant:user")

@@ -171,7 +171,8 @@ def test_user_export_and_erase(opened: httpx.Client) -> None:
 
 def error_of(response: httpx.Response) -> tuple[int, str]:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
     return response.status_code, body["error"]["code"]
 
 

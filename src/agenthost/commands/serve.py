@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agenthost.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agenthost.settings import Settings
 
 HELP = "Run the HTTP server (settings: flags > AGENTHOST_* env > agenthost.toml)."
 
@@ -42,6 +45,10 @@ _FIELDS = (
     "jwt_tenant_claim",
     "jwt_audience",
     "log_level",
+    "cors_origins",
+    "cors_max_age",
+    "root_path",
+    "forwarded_allow_ips",
 )
 
 
@@ -81,6 +88,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--jwt-tenant-claim", help="JWT claim holding the tenant (default 'tenant')")
     add("--jwt-audience", help="required JWT audience")
     add("--log-level", choices=("debug", "info", "warning", "error"))
+    add("--cors-origins", help="comma-separated origins whose web pages may call the API")
+    add("--cors-max-age", type=int, help="seconds browsers may cache a preflight (default 600)")
+    add(
+        "--cors-allow-credentials",
+        action="store_true",
+        default=None,
+        help="let browsers send cookies to the API (needs exact --cors-origins)",
+    )
+    add("--root-path", help="path prefix the reverse proxy serves the app under, e.g. /agents")
+    add(
+        "--forwarded-allow-ips",
+        help="comma-separated proxy addresses (or networks) trusted for X-Forwarded-For/-Proto",
+    )
     add(
         "--insecure-bind",
         action="store_true",
@@ -97,7 +117,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {
-        name: getattr(args, name, None) for name in (*_FIELDS, "insecure_bind", "log_content")
+        name: getattr(args, name, None)
+        for name in (*_FIELDS, "insecure_bind", "log_content", "cors_allow_credentials")
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -130,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_uvicorn(app: Any, settings: Any, *, factory: bool) -> None:
+def _run_uvicorn(app: Any, settings: Settings, *, factory: bool) -> None:
     import uvicorn
+
+    from agenthost.server.proxy import uvicorn_proxy_options
 
     uvicorn.run(
         app,
@@ -145,4 +168,5 @@ def _run_uvicorn(app: Any, settings: Any, *, factory: bool) -> None:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **uvicorn_proxy_options(settings),
     )

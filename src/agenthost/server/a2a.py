@@ -92,6 +92,7 @@ from agenthost.server.a2a_input import Screened, screen
 from agenthost.server.a2a_runs import LiveTask, LiveTasks, StreamEvent
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.stores.base import RunRecord
 from agenthost.turn import new_run_id
@@ -306,6 +307,7 @@ class HostRequestHandler(RequestHandler):
                 session_id=session_id,
                 run_id=run_id,
                 message_meta=am.message_meta(message),
+                request_id=current_request_id(),
                 agent=context.state.get("agent"),
             )
         key = SessionKey(who.tenant_id, who.user_id, session_id)

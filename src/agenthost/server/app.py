@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from agenthost import __version__
 from agenthost.agent import Agent
@@ -29,8 +30,11 @@ from agenthost.models.failover import RetryPolicy
 from agenthost.models.providers import Provider
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
+from agenthost.server.cors import cors_middleware
 from agenthost.server.limits import BodyLimitMiddleware
 from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
+from agenthost.server.proxy import root_path_middleware
+from agenthost.server.requestid import RequestIdMiddleware
 from agenthost.settings import Settings
 from agenthost.turn import TurnObserver
 
@@ -53,7 +57,8 @@ DESCRIPTION = """One agent, many users: every user's sessions are isolated and p
 Authenticate with `Authorization: Bearer <api key or JWT>` (unless the server runs
 with `--auth none`). Service and admin credentials name the user they act for with
 `user_id` in the body or the `X-User-Id` header. Errors are
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ..., "request_id": ...}}`; every response has an
+`X-Request-Id` header (yours, if you sent a valid one).
 """
 
 
@@ -132,6 +137,16 @@ def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> H
     )
 
 
+class _App(FastAPI):
+    """FastAPI with the edge layers (request id, CORS, path prefix) outermost: outside
+    Starlette's error middleware, so a 500 has the request id and CORS headers too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        app = root_path_middleware(super().build_middleware_stack(), settings)
+        return RequestIdMiddleware(cors_middleware(app, settings))
+
+
 def create_app(settings: Settings | None = None, *, host: Host | None = None) -> FastAPI:
     """Build the app. ``host`` (for tests and embedding) replaces the one settings describe;
     its observer is then the caller's business."""
@@ -152,7 +167,7 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
         finally:
             await served.close()
 
-    app = FastAPI(
+    app = _App(
         title="agenthost",
         version=__version__,
         description=DESCRIPTION,

@@ -157,4 +157,5 @@ class RequestMetricsMiddleware:
             if access_log.isEnabledFor(logging.DEBUG):
                 fields = {"method": method, "route": route, "status": status}
                 fields["latency_ms"] = round(seconds * 1000, 2)
+                fields["client"] = (scope.get("client") or ("",))[0]  # a trusted proxy may name it
                 access_log.debug("request", extra={"fields": fields})

@@ -32,6 +32,7 @@ from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
 from agenthost.protocols import openai_chat as oc
 from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.server.sse import event_stream
 from agenthost.turn import new_run_id
@@ -111,10 +112,15 @@ async def chat_completions(
             oc.RUN_HEADER: run_id,
             oc.HISTORY_HEADER: plan.header,
         }
+        request_id = current_request_id()
         if body.stream:
-            events = host.stream(plan.text, run_id=run_id, agent=body.model, **where)
+            events = host.stream(
+                plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
+            )
             return await _stream(body, events, headers)
-        result = await host.run(plan.text, run_id=run_id, agent=body.model, **where)
+        result = await host.run(
+            plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
+        )
     reply = oc.completion(
         result,
         completion_id=_completion_id(),

@@ -58,6 +58,7 @@ CONFIG_DESCRIPTION = (
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["not_found"])
     message: str = Field(examples=["session 's1' not found"])
+    request_id: str | None = Field(None, description="the X-Request-Id of the request")
 
 
 class ErrorResponse(BaseModel):

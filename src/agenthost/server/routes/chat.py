@@ -16,6 +16,7 @@ from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
 from agenthost.server.auth import Identity
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import (
     ERRORS,
     ChatRequest,
@@ -84,6 +85,7 @@ async def converse(
             user_id=who.user_id,
             session_id=session_id,
             config=body.config,
+            request_id=current_request_id(),
             agent=agent,
         )
         return await event_stream(events)
@@ -93,6 +95,7 @@ async def converse(
         user_id=who.user_id,
         session_id=session_id,
         config=body.config,
+        request_id=current_request_id(),
         agent=agent,
     )
     if settings.log_content:
@@ -110,5 +113,10 @@ async def seed_chat(
     body: SeedChatRequest, host: CurrentHost, identity: CurrentIdentity
 ) -> SeedChatResponse:
     who = identity.principal(body.user_id)
-    result = await host.run(body.message, tenant_id=who.tenant_id, user_id=who.user_id)
+    result = await host.run(
+        body.message,
+        tenant_id=who.tenant_id,
+        user_id=who.user_id,
+        request_id=current_request_id(),
+    )
     return SeedChatResponse(user_id=who.user_id, reply=result.reply)
