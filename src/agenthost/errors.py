@@ -74,7 +74,17 @@ class Forbidden(AgentHostError):
 
 
 class ModelError(AgentHostError):
+    """A provider call failed. ``retryable``: a timeout, a lost connection, 429 or 5xx,
+    which may succeed when tried again (``retry_after``: seconds the provider asked for)."""
+
     code = "model_error"
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class TurnTimeout(AgentHostError):

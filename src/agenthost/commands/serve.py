@@ -27,6 +27,11 @@ _FIELDS = (
     "model",
     "models",
     "agent",
+    "agents",
+    "default_agent",
+    "fallback_models",
+    "model_retries",
+    "model_retry_budget",
     "auth",
     "policy",
     "max_live_sessions",
@@ -54,9 +59,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port (default 8000)")
     add("--workers", type=int, help="worker processes (default 1)")
     add("--store", help="store URL: sqlite:///agenthost.db, memory://, postgresql://, redis://")
-    add("--model", help="default model: offline, offline:200ms, openai:<name>")
+    add("--model", help="default model: offline, offline:200ms, openai:<name>, <provider>:<name>")
     add("--models", help="comma-separated extra models sessions may choose")
     add("--agent", help="import path 'module:attribute' of an agenthost.Agent to serve")
+    add(
+        "--agents",
+        help="import path 'module:attribute' of several Agents (a list, a dict by name, or a "
+        "function returning one); or [agents.<name>] tables in the TOML file",
+    )
+    add("--default-agent", help="the agent of routes that name none (default: the first)")
+    add("--fallback-models", help="comma-separated models tried when the model fails")
+    add("--model-retries", type=int, help="retries of a failing model call (default 2)")
+    add(
+        "--model-retry-budget",
+        type=float,
+        help="seconds one model may take, retries included, before the next (default 30)",
+    )
     add("--config", metavar="FILE", help="TOML settings file (default ./agenthost.toml if present)")
     add("--auth", choices=("none", "api-keys", "jwt"), help="authentication mode (default none)")
     add("--policy", choices=("queue", "reject"), help="a second turn on a busy session waits/fails")

@@ -1,5 +1,8 @@
 """``create_app(settings)``: the FastAPI app around one Host. No module-level app or Host.
 
+The Host serves one agent or several (``--agents``, ``[agents.<name>]`` tables):
+see :func:`build_agents`.
+
 The app's state holds ``settings``, ``host``, ``authenticator`` and ``metrics``;
 routers reach them through the dependencies in :mod:`agenthost.server.deps`.
 To add a router, list its module in :data:`ROUTE_MODULES`.
@@ -7,21 +10,24 @@ To add a router, list its module in :data:`ROUTE_MODULES`.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from agenthost import __version__
 from agenthost.agent import Agent
+from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
 from agenthost.errors import ConfigError
 from agenthost.host import Host
 from agenthost.locks import Coordinator
+from agenthost.models.failover import RetryPolicy
+from agenthost.models.providers import Provider
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
 from agenthost.server.cors import cors_middleware
@@ -36,6 +42,7 @@ log = logging.getLogger("agenthost.server")
 
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
+    "agenthost.server.routes.agents",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.admin",
@@ -57,15 +64,7 @@ with `--auth none`). Service and admin credentials name the user they act for wi
 
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute``; the attribute is an Agent or a function returning one."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"agent {path!r} must look like 'package.module:attribute'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import agent {path!r}: {exc}") from None
+    target = import_path(path, "agent")
     if not isinstance(target, Agent) and callable(target):
         target = target()
     if not isinstance(target, Agent):
@@ -84,6 +83,28 @@ def build_agent(settings: Settings) -> Agent:
     )
 
 
+def build_agents(settings: Settings) -> AgentSet:
+    """The agents to serve: ``agents`` (an import path or tables), else the one agent."""
+    if isinstance(settings.agents, str):
+        agents = load_agents(settings.agents)
+    elif settings.agents:
+        agents = [
+            agent_from_table(
+                name,
+                table.model_dump(exclude_defaults=True),
+                default_model=settings.model,
+                history_window=settings.history_window,
+            )
+            for name, table in settings.agents.items()
+        ]
+    else:
+        agent = build_agent(settings)
+        if settings.fallback_models and not settings.agent:
+            agent = dataclasses.replace(agent, fallback_models=tuple(settings.fallback_models))
+        agents = [agent]
+    return AgentSet(agents, default=settings.default_agent)
+
+
 def build_coordinator(settings: Settings) -> Coordinator | None:
     """The cross-process coordinator for ``settings`` (None: in-process locks only).
 
@@ -95,8 +116,15 @@ def build_coordinator(settings: Settings) -> Coordinator | None:
 
 
 def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:
+    providers = [
+        Provider(name, table.kind, table.base_url, table.api_key_env, timeout=table.timeout)
+        for name, table in settings.providers.items()
+    ]
+    retry = RetryPolicy(retries=settings.model_retries, budget=settings.model_retry_budget)
     return Host(
-        build_agent(settings),
+        build_agents(settings),
+        providers=providers,
+        retry=retry,
         store=settings.store,
         policy=settings.policy,
         max_live_sessions=settings.max_live_sessions,
@@ -133,7 +161,8 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await served.start()
-        log.info("serving", extra={"fields": {"agent": served.agent.name}})
+        fields = {"agent": served.agent.name, "agents": served.agents.names}
+        log.info("serving", extra={"fields": fields})
         try:
             yield
         finally:
