@@ -29,7 +29,7 @@ from agenthost.models import Model
 from agenthost.models.failover import RetryPolicy
 from agenthost.models.pool import ModelPool
 from agenthost.models.providers import Provider, Providers
-from agenthost.session import Sessions
+from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
@@ -581,42 +581,16 @@ class Host:
     ) -> SessionRecord:
         """Merge-patch state/config onto what the store holds (re-applied if it moved)."""
         moved = None if agent is None else self.agents.named(agent).name
+
+        def change(live: LiveSession) -> Change:
+            new_state = None if state is None else merge_patch(live.state, state)
+            new_config = None if config is None else merge_config(live.config, config)
+            if moved is not None:
+                new_config = self.agents.moved(new_config or live.config, moved)
+            return new_state, new_config
+
         await self.start()
-        sessions = self.runtime
-        async with sessions.locked(key, wait=True):
-            live = await sessions.live(key, create=create)
-            if live is not None and sessions.shared:
-                live = await sessions.reload(live, create=create)
-            try:
-                for attempt in range(1, 6):
-                    if live is None:
-                        raise NotFound(f"session {key.session_id!r} not found")
-                    new_state = None if state is None else merge_patch(live.state, state)
-                    new_config = None if config is None else merge_config(live.config, config)
-                    if moved is not None:
-                        new_config = self.agents.moved(new_config or live.config, moved)
-                    try:
-                        await sessions.commit(live, state=new_state, config=new_config)
-                        break
-                    except Conflict:
-                        if attempt == 5:
-                            raise
-                        live = await sessions.reload(live, create=create)
-                assert live is not None
-                return SessionRecord(
-                    key,
-                    live.created_at,
-                    self.clock(),
-                    live.last_seq,
-                    live.message_count,
-                    live.state,
-                    live.config,
-                    live.pending,
-                    live.revision,
-                )
-            finally:
-                if live is not None:
-                    sessions.release(live)
+        return await self.runtime.update(key, change, create=create)
 
     async def get_state(
         self,
