@@ -6,14 +6,14 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ConfigError, ModelError
+from agenthost.errors import ConfigError, MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
 
 try:
     import openai
-except ImportError as exc:  # pragma: no cover - openai is a core dependency
-    raise ImportError('OpenAIModel needs the openai SDK: pip install "openai>=1.40"') from exc
+except ModuleNotFoundError as exc:
+    raise MissingExtra("openai", "the OpenAI model adapter (openai:<model>)") from exc
 
 if TYPE_CHECKING:
     from agenthost.models.providers import Provider
