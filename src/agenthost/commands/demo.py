@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     session = "demo-" + os.urandom(3).hex()
     try:
         if args.serve:
-            require("server", "agenthost demo --serve")
+            require("server", "the HTTP server (--serve)")
             with _server() as url:
                 transcript = _play(_remote(url, None, None), session, handoffs=True)
         elif args.url:

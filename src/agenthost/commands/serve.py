@@ -128,7 +128,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        require("server", "agenthost serve")
+        require("server", "the HTTP server")
     except MissingExtra as exc:
         print(f"agenthost serve: {exc.message}", file=sys.stderr)
         return 2
