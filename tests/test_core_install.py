@@ -30,6 +30,7 @@ EXTRAS_ONLY = (
     "redis",
     "a2a",
     "openai",
+    "anthropic",
     "mcp",
     "opentelemetry",
     "pytest",

@@ -21,6 +21,7 @@ from agenthost.cli import main
 from agenthost.errors import MissingExtra
 from agenthost.extras import MODULES, installed, require
 from agenthost.models import resolve_model
+from agenthost.models.providers import Providers
 from agenthost.settings import Settings
 from agenthost.stores import open_store
 
@@ -80,12 +81,20 @@ def test_the_error_is_a_config_error_and_an_import_error(hide: Hide) -> None:
             "openai",
         ),
         ("httpx", "agenthost.client", lambda: __import__("agenthost.client"), "client"),
+        (
+            "anthropic",
+            "agenthost.models.anthropic",
+            lambda: __import__("agenthost.models.anthropic"),
+            "anthropic",
+        ),
+        ("anthropic", "", lambda: Providers().check("anthropic:claude-sonnet-4-5"), "anthropic"),
+        ("openai", "", lambda: Providers().check("openai:gpt-4o-mini"), "openai"),
     ],
 )
 def test_each_feature_names_its_extra(
     hide: Hide, package: str, module: str, use: Callable[[], object], extra: str
 ) -> None:
-    hide(package, reimport=(module,))
+    hide(package, reimport=(module,) if module else ())
     with pytest.raises(MissingExtra, match=rf'pip install "agenthost\[{extra}\]"'):
         use()
 
@@ -130,10 +139,9 @@ async def test_a_server_without_a2a_answers_its_routes_with_the_hint(
                 await client.post("/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "x"}),
             ):
                 assert response.status_code == 501
-                assert response.json()["error"] == {
-                    "code": "missing_extra",
-                    "message": 'A2A needs the "a2a" extra: pip install "agenthost[a2a]"',
-                }
+                error = response.json()["error"]
+                assert error["code"] == "missing_extra"
+                assert error["message"] == 'A2A needs the "a2a" extra: pip install "agenthost[a2a]"'
             assert (await client.post("/v1/chat", json={"message": "hi"})).status_code == 200
             assert "/a2a" not in (await client.get("/openapi.json")).json()["paths"]
     finally:

@@ -15,6 +15,7 @@ extra         gives                                            packages
 ``redis``     ``RedisStore``, Redis coordination                redis
 ``a2a``       the A2A protocol on the server (``/a2a``)         a2a-sdk, and ``server``
 ``openai``    ``openai:<model>`` (any compatible endpoint)      openai
+``anthropic`` Anthropic models (``anthropic:<model>``)          anthropic
 ``mcp``       MCP tool servers                                  mcp
 ``otel``      OpenTelemetry traces                              opentelemetry-api, -sdk
 ``testing``   :mod:`agenthost.testing` (the store suite)        pytest, pytest-asyncio
@@ -35,6 +36,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "a2a": ("a2a",),
     "openai": ("openai",),
+    "anthropic": ("anthropic",),
     "mcp": ("mcp",),
     "otel": ("opentelemetry",),
     "testing": ("pytest", "pytest_asyncio"),

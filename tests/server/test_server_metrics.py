@@ -3,6 +3,7 @@ turns are counted by final status, tokens of a run paused for approval count onc
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,12 +18,14 @@ ALICE = {"X-User-Id": "alice"}
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
-    """The value of ``name{labels}`` in a Prometheus text page (0 when absent)."""
-    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    """The sum of ``name``'s series whose labels include ``labels`` (``a="x",b="y"``)."""
+    wanted = set(re.findall(r'\w+="[^"]*"', labels))
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line.removeprefix(prefix))
-    return 0.0
+        match = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
+        if match and wanted <= set(re.findall(r'\w+="[^"]*"', match.group(1) or "")):
+            total += float(match.group(2))
+    return total
 
 
 async def client_of(app: FastAPI) -> httpx.AsyncClient:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from agenthost.errors import ConfigError, MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
-from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
+from agenthost.models.base import ModelChunk, ModelRequest, TextChunk, retry_after
 
 try:
     import openai
@@ -40,15 +40,6 @@ def model_error(name: str, exc: openai.APIError) -> ModelError:
         retryable = status in (408, 409, 429) or status >= 500
         return ModelError(message, retryable=retryable, retry_after=retry_after(exc.response))
     return ModelError(message)
-
-
-def retry_after(response: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return value if 0 <= value <= 3600 else None
 
 
 def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
