@@ -21,6 +21,7 @@ STATUS = {
     "Unauthorized": 401,
     "Forbidden": 403,
     "ModelError": 503,
+    "TurnTimeout": 504,
     "StoreUnavailable": 503,
     "ConfigError": 500,
     "MissingExtra": 501,
