@@ -11,6 +11,8 @@ from agenthost import Agent, Host
 from support.clock import FakeClock
 from support.stores import make_store
 
+pytest.register_assert_rewrite("agenthost.testing")  # before the conformance tests import it
+
 
 @pytest.fixture
 def clock() -> FakeClock:

@@ -213,7 +213,7 @@ async def test_an_erased_session_is_not_written_back_by_its_compaction(tmp_path:
 async def test_an_agent_without_compaction_does_no_upkeep(host: Host) -> None:
     for i in range(30):
         await host.run(f"turn {i}", user_id="u")
-    assert not host.upkeep.active and host.upkeep.stats()["upkeep_queued"] == 0
+    assert not host.upkeep.enabled and host.upkeep.stats()["upkeep_queued"] == 0
     record = await host.get_session(user_id="u")
     assert record is not None and record.summary is None
 

@@ -1,13 +1,15 @@
 """What the model sees on a turn besides the instructions: memories, summary, window.
 
-The turn loop asks for a :class:`TurnContext` once per turn (``TurnEnv.context``)
-and builds every model request of the turn from it:
+The turn loop asks for a :class:`TurnContext` once per turn and speaking agent
+(``TurnEnv.context``) and builds every model request of the turn from it:
 
     [memories of earlier sessions]  [summary of messages 1..k]  messages k+1.. of the window
 
 The window never starts inside a tool exchange (:func:`model_window`), and
-messages a summary covers are not repeated after it. An agent without long-term
-memory or compaction has no context source: its requests are the window alone.
+messages a summary covers are not repeated after it. Each agent's own options
+decide: an agent without long-term memory recall gets no memories, one without
+compaction no summary; a host none of whose agents has either has no context
+source at all, and its requests are the window alone.
 """
 
 from __future__ import annotations
@@ -20,19 +22,23 @@ from agenthost.messages import Message
 from agenthost.stores.base import MemoryRecord, SessionSummary
 
 if TYPE_CHECKING:
+    from agenthost.agent import Agent
     from agenthost.live import LiveSession
     from agenthost.memory import Memories
 
-ContextSource = Callable[["LiveSession"], Awaitable["TurnContext"]]
+ContextSource = Callable[["LiveSession", "Agent"], Awaitable["TurnContext"]]
 
 MEMORY_HEADER = (
     "What you remember about this user from earlier conversations (most relevant first):"
 )
 
 
-def model_window(window: Any) -> list[Message]:
-    """The window as the model sees it: never starting inside a tool exchange."""
+def model_window(window: Any, limit: int | None = None) -> list[Message]:
+    """The window (its last ``limit`` messages) as the model sees it: never starting inside
+    a tool exchange."""
     messages = list(window)
+    if limit is not None and len(messages) > limit:
+        messages = messages[-limit:]
     start = 0
     while start < len(messages) and messages[start].role == "tool":
         start += 1
@@ -41,18 +47,17 @@ def model_window(window: Any) -> list[Message]:
 
 @dataclass(frozen=True, slots=True)
 class TurnContext:
-    """Messages put before the window, and the last seq the summary among them covers."""
+    """Messages put before ``agent``'s window, and the last seq the summary among them covers."""
 
+    agent: str
     prefix: tuple[Message, ...] = ()
     after_seq: int = 0
 
-    def messages(self, window: Iterable[Message]) -> list[Message]:
+    def messages(self, window: Iterable[Message], limit: int | None = None) -> list[Message]:
         after = self.after_seq
         visible = [m for m in window if m.seq > after] if after else window
-        return [*self.prefix, *model_window(visible)] if self.prefix else model_window(visible)
-
-
-NO_CONTEXT = TurnContext()
+        shown = model_window(visible, limit)
+        return [*self.prefix, *shown] if self.prefix else shown
 
 
 def memory_message(records: Sequence[MemoryRecord]) -> Message:
@@ -76,24 +81,25 @@ def last_user_text(window: Reversible[Message]) -> str:
     return ""
 
 
-def context_source(memories: Memories | None, *, summaries: bool) -> ContextSource | None:
-    """The context source of an agent: ``memories`` to recall (None: no recall), and
-    whether to put the session's summary first (when the agent compacts)."""
-    if memories is None and not summaries:
+def context_source(memories: Memories, agents: Iterable[Agent]) -> ContextSource | None:
+    """What a host's turns put before the window (None if no agent recalls or compacts)."""
+    if not any(a.compaction or (a.long_term_memory and a.long_term_memory.recall) for a in agents):
         return None
 
-    async def build(live: LiveSession) -> TurnContext:
+    async def build(live: LiveSession, agent: Agent) -> TurnContext:
         prefix: list[Message] = []
-        if memories is not None:
-            records = await memories.relevant(live.key, last_user_text(live.window))
+        options = agent.long_term_memory
+        if options is not None and options.recall:
+            text = last_user_text(live.window)
+            records = await memories.relevant(live.key, text, options)
             if records:
                 prefix.append(memory_message(records))
         after = 0
-        summary = live.summary if summaries else None
+        summary = live.summary if agent.compaction is not None else None
         if summary is not None and summary.to_seq:
             if summary.text:
                 prefix.append(summary_message(summary))
             after = summary.to_seq
-        return TurnContext(tuple(prefix), after)
+        return TurnContext(agent.name, tuple(prefix), after)
 
     return build

@@ -35,6 +35,7 @@ from agenthost.tools import Tool, ToolContext, tool
 
 if TYPE_CHECKING:
     from agenthost.agent import Agent
+    from agenthost.agents import AgentSet
     from agenthost.models.base import Model
 
 log = logging.getLogger("agenthost.memory")
@@ -116,6 +117,14 @@ def _owner(tenant_id: str, user_id: str) -> tuple[str, str]:
     return tenant_id, user_id
 
 
+def host_memory_options(agents: AgentSet) -> LongTermMemory | None:
+    """The options of a host's memory store (embedder, cap): the default agent's long-term
+    memory, else the first agent's that has one."""
+    if agents.default.long_term_memory is not None:
+        return agents.default.long_term_memory
+    return next((a.long_term_memory for a in agents if a.long_term_memory is not None), None)
+
+
 def normalised(text: str) -> str:
     return " ".join(text.casefold().split()).rstrip(".")
 
@@ -124,8 +133,11 @@ def normalised(text: str) -> str:
 class Memories:
     """The users' long-term memory, through the Host (``host.memories``).
 
-    ``start`` opens the store on first use; ``fence_of`` gives the fence for a
-    write made from inside a turn of a session (its current revision).
+    ``options`` are the host's: its embedder and per-user cap (the default agent's
+    long-term memory, else the first agent's that has one); each agent's own decide
+    its recall budget, tools and extraction. ``start`` opens the store on first use;
+    ``fence_of`` gives the fence for a write made from inside a turn of a session
+    (its current revision).
     """
 
     store: SessionStore
@@ -311,34 +323,40 @@ class Memories:
     # -- what a turn sees ----------------------------------------------------------------
 
     async def _ranked(
-        self, tenant_id: str, user_id: str, query: str, limit: int
+        self, tenant_id: str, user_id: str, query: str, limit: int, candidates: int = 0
     ) -> list[tuple[MemoryRecord, float]]:
         terms = query_terms(query)
         vector = await self._embed(query) if self.embedder is not None and query.strip() else None
         if vector is None:
             return await self.store.search_memories(tenant_id, user_id, terms, limit=limit)
-        pool = max(limit, self.options.candidates if self.options else 50)
+        default = self.options.candidates if self.options else 50
+        pool = max(limit, candidates or default)
         lexical = await self.store.search_memories(
             tenant_id, user_id, terms, limit=pool, embeddings=True
         )
         recent = await self.store.list_memories(tenant_id, user_id, limit=pool, embeddings=True)
         matched = {r.memory_id for r, _ in lexical}
-        candidates = {r.memory_id: r for r, _ in lexical} | {r.memory_id: r for r in recent}
+        found = {r.memory_id: r for r, _ in lexical} | {r.memory_id: r for r in recent}
         scored = [
             (r, cosine(vector, r.embedding or ()) + (0.1 if r.memory_id in matched else 0.0))
-            for r in candidates.values()
+            for r in found.values()
         ]
         scored.sort(key=lambda item: (-item[1], -item[0].updated_at, item[0].memory_id))
         for record, _ in scored:
             record.embedding = None
         return scored[:limit]
 
-    async def relevant(self, key: SessionKey, text: str) -> list[MemoryRecord]:
-        """The memories to put before the model for this message, within the budget."""
-        options = self.options
+    async def relevant(
+        self, key: SessionKey, text: str, options: LongTermMemory | None = None
+    ) -> list[MemoryRecord]:
+        """The memories to put before the model for this message, within the budget of
+        ``options`` (the speaking agent's; default: the host's)."""
+        options = options or self.options
         if options is None or key.user_id == DEFAULT_ID or not text.strip():
             return []
-        ranked = await self._ranked(key.tenant_id, key.user_id, text, options.max_items * 3)
+        ranked = await self._ranked(
+            key.tenant_id, key.user_id, text, options.max_items * 3, options.candidates
+        )
         chosen: list[MemoryRecord] = []
         used = 0
         for record, _ in ranked:
@@ -368,6 +386,9 @@ class Memories:
             if anonymous(context):
                 return "not remembered: this user is anonymous, and anonymous users get no memory"
             key = SessionKey(context.tenant_id, context.user_id, context.session_id)
+            fence = self.fence_of(key)
+            if not fence.revision:
+                return "not remembered: this turn stores nothing"
             record = await self.add(
                 text,
                 user_id=context.user_id,
@@ -375,7 +396,7 @@ class Memories:
                 kind=kind,
                 session_id=context.session_id,
                 run_id=context.run_id,
-                fence=self.fence_of(key),
+                fence=fence,
             )
             return f"remembered (id {record.memory_id})"
 
@@ -388,12 +409,12 @@ class Memories:
             if anonymous(context):
                 return "nothing to forget: anonymous users have no memory"
             key = SessionKey(context.tenant_id, context.user_id, context.session_id)
+            fence = self.fence_of(key)
+            if not fence.revision:
+                return "not forgotten: this turn stores nothing"
             try:
                 await self.delete(
-                    memory_id,
-                    user_id=context.user_id,
-                    tenant_id=context.tenant_id,
-                    fence=self.fence_of(key),
+                    memory_id, user_id=context.user_id, tenant_id=context.tenant_id, fence=fence
                 )
             except NotFound:
                 return f"no memory with id {memory_id}"
@@ -420,6 +441,15 @@ class Memories:
         if options is None or not options.tools:
             return agent
         return replace(agent, tools=(*agent.tools, *self.tools()))
+
+    def for_agents(self, agents: AgentSet) -> AgentSet:
+        """The set with each agent's memory tools added (the same set if none has any)."""
+        changed = [self.for_agent(a) for a in agents]
+        if all(new is old for new, old in zip(changed, agents, strict=True)):
+            return agents
+        from agenthost.agents import AgentSet
+
+        return AgentSet(changed, default=agents.default.name)
 
     # -- extraction (after a turn, off the user's wait) ------------------------------------
 

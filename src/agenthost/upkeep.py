@@ -28,29 +28,36 @@ from agenthost.stores.base import MemoryFence
 
 if TYPE_CHECKING:
     from agenthost.agent import Agent
+    from agenthost.agents import AgentSet
     from agenthost.compaction import Compactor
     from agenthost.live import LiveSession
     from agenthost.memory import Memories
     from agenthost.models.base import Model
+    from agenthost.models.pool import ModelPool
     from agenthost.session import Sessions
 
 log = logging.getLogger("agenthost.upkeep")
 
 
 class Upkeep:
+    """``compactors`` and ``extractors`` (a model for a session config) by agent name; a
+    session's active agent (``active``, from its config) decides what it gets."""
+
     def __init__(
         self,
         runtime: Sessions,
         *,
-        compactor: Compactor | None = None,
+        active: Callable[[dict[str, Any]], Agent],
+        compactors: dict[str, Compactor] | None = None,
         memories: Memories | None = None,
-        extract_model: Callable[[dict[str, Any]], Model] | None = None,
+        extractors: dict[str, Callable[[dict[str, Any]], Model]] | None = None,
         concurrency: int = 4,
     ) -> None:
         self.runtime = runtime
-        self.compactor = compactor
-        self.memories = memories if extract_model is not None else None
-        self.extract_model = extract_model
+        self.active = active
+        self.compactors = compactors or {}
+        self.extractors = extractors or {}
+        self.memories = memories
         self._slots = asyncio.Semaphore(concurrency)
         self._pending: dict[SessionKey, int] = {}  # key -> first seq not yet extracted
         self._tasks: dict[SessionKey, asyncio.Task[None]] = {}
@@ -59,15 +66,17 @@ class Upkeep:
         self.failures = 0
 
     @property
-    def active(self) -> bool:
-        return self.compactor is not None or self.memories is not None
+    def enabled(self) -> bool:
+        return bool(self.compactors or self.extractors)
 
     def after_turn(self, live: LiveSession) -> None:
         """Queue the session's upkeep if it needs any (cheap when it does not)."""
-        if self.closed or live.stale:
+        if self.closed or live.stale or not self.enabled:
             return
-        compact = self.compactor is not None and self.compactor.due(live)
-        extract = self.memories is not None and live.key.user_id != DEFAULT_ID
+        name = self.active(live.config).name
+        compactor = self.compactors.get(name)
+        compact = compactor is not None and compactor.due(live)
+        extract = name in self.extractors and live.key.user_id != DEFAULT_ID
         if not (compact or extract):
             return
         since = live.last_seq + 1
@@ -80,10 +89,10 @@ class Upkeep:
             self._tasks[key] = asyncio.create_task(self._work(key), name=f"agenthost-upkeep {key}")
 
     def stats(self) -> dict[str, int]:
-        compactor = self.compactor
+        compactors = self.compactors.values()
         return {
-            "compactions": compactor.succeeded if compactor else 0,
-            "compaction_failures": compactor.failed if compactor else 0,
+            "compactions": sum(c.succeeded for c in compactors),
+            "compaction_failures": sum(c.failed for c in compactors),
             "memories_extracted": self.extracted,
             "upkeep_failures": self.failures,
             "upkeep_queued": len(self._tasks),
@@ -130,10 +139,12 @@ class Upkeep:
             live = await runtime.reload(live, create=False)  # decide on the truth
         if live is None:
             return
+        name = self.active(live.config).name
         try:
-            if self.memories is not None and self.extract_model is not None:
+            extractor = self.extractors.get(name)
+            if extractor is not None:
                 try:
-                    await self._extract(live, since)
+                    await self._extract(live, since, extractor)
                 except Conflict:
                     raise
                 except Exception as exc:  # compaction still runs
@@ -141,54 +152,64 @@ class Upkeep:
                     log.warning(
                         "memory extraction for %s failed: %s: %s", key, type(exc).__name__, exc
                     )
-            if self.compactor is not None:
+            compactor = self.compactors.get(name)
+            if compactor is not None:
                 for _round in range(5):  # a backlog takes a few rounds
-                    if not await self.compactor.run(live):
+                    if not await compactor.run(live):
                         break
         finally:
             runtime.release(live)
 
-    async def _extract(self, live: LiveSession, since: int) -> None:
-        assert self.memories is not None and self.extract_model is not None
+    async def _extract(
+        self, live: LiveSession, since: int, extractor: Callable[[dict[str, Any]], Model]
+    ) -> None:
+        assert self.memories is not None
         messages = [m for m in live.window if m.role == "user" and m.seq >= since]
         if live.window and live.window[0].seq > since:  # fell out of the window already
             stored = await self.runtime.store.messages(live.key, after_seq=since - 1, limit=200)
             messages = [m for m in stored if m.role == "user"]
-        model = self.extract_model(live.config)
+        model = extractor(live.config)
         fence = MemoryFence(live.key, live.revision)
         self.extracted += await self.memories.extract(live.key, messages, model, fence)
 
 
 def upkeep_for(
-    agent: Agent,
+    agents: AgentSet,
     runtime: Sessions,
     memories: Memories,
     *,
-    model_for: Callable[[dict[str, Any]], Model],
+    models: ModelPool,
     clock: Callable[[], float],
     observer: Any = None,
 ) -> Upkeep:
-    """The upkeep an agent's options ask for (an idle one if none)."""
+    """The upkeep the agents' options ask for (an idle one if none)."""
     from agenthost.compaction import Compactor
-    from agenthost.models import resolve_model
 
-    def chosen(spec: Model | str | None) -> Callable[[dict[str, Any]], Model]:
-        if spec is None:
-            return model_for  # the session's model
-        if isinstance(spec, str):  # made (and closed) by the host, as sessions' models are
-            return lambda config: model_for({"model": spec})
-        model = resolve_model(spec)
-        return lambda config: model
+    def chosen(agent: Agent, spec: Model | str | None) -> Callable[[dict[str, Any]], Model]:
+        if spec is None:  # the session's own model (its chain, with fallbacks)
+            return lambda config: models.for_agent(agent, config)
+        if isinstance(spec, str):  # made (and closed) by the host's pool
+            return lambda config: models.model(spec)
+        return lambda config: spec
 
-    compactor = None
-    if agent.compaction is not None:
-        compactor = Compactor(
-            agent.compaction,
-            runtime,
-            model_for=chosen(agent.compaction.model),
-            clock=clock,
-            observer=observer,
-        )
-    memory = agent.long_term_memory
-    extract = chosen(memory.extract_model) if memory is not None and memory.extract else None
-    return Upkeep(runtime, compactor=compactor, memories=memories, extract_model=extract)
+    compactors: dict[str, Compactor] = {}
+    extractors: dict[str, Callable[[dict[str, Any]], Model]] = {}
+    for agent in agents:
+        if agent.compaction is not None:
+            compactors[agent.name] = Compactor(
+                agent.compaction,
+                runtime,
+                model_for=chosen(agent, agent.compaction.model),
+                clock=clock,
+                observer=observer,
+            )
+        memory = agent.long_term_memory
+        if memory is not None and memory.extract:
+            extractors[agent.name] = chosen(agent, memory.extract_model)
+    return Upkeep(
+        runtime,
+        active=agents.active,
+        compactors=compactors,
+        memories=memories,
+        extractors=extractors,
+    )

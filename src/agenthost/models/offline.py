@@ -34,6 +34,8 @@ _NAME_QUESTIONS = (
     (re.compile(r"제 이름(?:이|은) 뭐"), "당신의 이름은 {}입니다.", "아직 이름을 모릅니다."),
 )
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+_HANDOFF_COMMAND = re.compile(r"^/handoff\s+([A-Za-z0-9_-]+)\s*$")
+_TRANSFER = "transfer_to_"
 # The patterns after the first of each group need CJK text: ASCII text skips them.
 _ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:3]
 _ASCII_NAME_QUESTIONS = _NAME_QUESTIONS[:1]
@@ -62,6 +64,8 @@ class OfflineModel:
       offers it; after the result arrives it replies with the result.
     - Summary and memory-extraction requests get deterministic answers that keep
       facts such as names (:mod:`agenthost.models.tasks`).
+    - "/handoff NAME" calls the transfer tool to agent NAME when the agent may
+      hand off to it; the agent taking over then greets the user.
     - Anything else is echoed deterministically.
 
     ``delay`` (seconds) simulates provider latency for benchmarks.
@@ -87,7 +91,11 @@ class OfflineModel:
         if task is not None:
             usage.output_tokens = estimate_tokens(task)
             return ModelReply(text=task, usage=usage)
-        if last is not None and last.role == "tool":
+        if last is not None and last.role == "tool" and (last.name or "").startswith(_TRANSFER):
+            target = (last.name or "")[len(_TRANSFER) :]
+            failed = (last.meta or {}).get("error")
+            text = last.content if failed else f"You are now talking to {target}. How can I help?"
+        elif last is not None and last.role == "tool":
             text = f"{last.name} returned: {last.content}"
         elif last is not None and last.role == "user":
             text, call = self._answer(last, messages, request)
@@ -107,6 +115,12 @@ class OfflineModel:
             arguments = command.group(2) or "{}"
             call_id = f"call_{last.seq}_{command.group(1)}"
             return "", ToolCall(call_id, command.group(1), arguments)
+        handoff = _HANDOFF_COMMAND.match(content.strip()) if "/handoff" in content else None
+        if handoff:
+            tool = _TRANSFER + handoff.group(1)
+            if tool in {t["function"]["name"] for t in request.tools}:
+                return "", ToolCall(f"call_{last.seq}_{tool}", tool, '{"reason": "asked to"}')
+            return f"I cannot hand you over to {handoff.group(1)} from here.", None
         for pattern, known, unknown in (
             _ASCII_NAME_QUESTIONS if content.isascii() else _NAME_QUESTIONS
         ):

@@ -1,4 +1,5 @@
-"""Long-term memory and session summaries: the same tests on every store (``store`` fixture).
+"""The conformance suite's long-term memory and session summaries (part of
+:mod:`agenthost.testing`, which imports these tests: use that module).
 
 Records round-trip, list newest first, search ranks by relevance with each
 store's own index, fenced writes are refused once their session moved or went,
@@ -9,6 +10,7 @@ entries, and summaries are appended with the session's checked writes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -417,15 +419,17 @@ async def test_deleting_a_session_takes_its_summaries(store: SessionStore) -> No
     assert await store.summaries(other) == []
 
 
-async def test_memories_and_summaries_survive_close_and_reopen(backend: Any) -> None:
-    first = backend.make()
+async def test_memories_and_summaries_survive_close_and_reopen(
+    store_factory: Callable[[], SessionStore],
+) -> None:
+    first = store_factory()
     await first.open()
     revision = await session_at(first)
     await first.write(WriteBatch(KEY, 1001.0, 1, (), base_revision=revision, summary=summary(1, 1)))
     await first.add_memory(memory("mem_1", "remembered across restarts", embedding=[1.0, 2.0]))
     await first.close()
 
-    second = backend.make()
+    second = store_factory()
     await second.open()
     try:
         snapshot = await second.load(KEY, window=5)
@@ -435,3 +439,7 @@ async def test_memories_and_summaries_survive_close_and_reopen(backend: Any) -> 
         assert await found(second, "restarts") == ["mem_1"]
     finally:
         await second.close()
+
+
+# Only the tests go into agenthost.testing (helper names such as KEY are its own there).
+__all__ = [name for name in list(globals()) if name.startswith("test_")]

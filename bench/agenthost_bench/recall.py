@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from agenthost.agent import Agent
-from agenthost.benchmarks.inprocess import Metrics, Results, Scale, percentile, quiet_heap
 from agenthost.compaction import Compaction
 from agenthost.host import Host
 from agenthost.memory import LongTermMemory
@@ -34,6 +33,7 @@ from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineMod
 from agenthost.stores.base import MemoryRecord, SessionStore, new_revision
 from agenthost.stores.memory import MemoryStore
 from agenthost.stores.sqlite import SQLiteStore
+from agenthost_bench.inprocess import Metrics, Results, Scale, percentile, quiet_heap
 
 TENANT, USER_ID = "bench", "recaller"
 _VOCABULARY = [f"w{i:03d}" for i in range(600)]
@@ -97,9 +97,9 @@ async def fill(store: SessionStore, count: int, *, seed: int = 1) -> None:
 def _timed(
     context: Callable[..., Awaitable[object]], spent: list[float]
 ) -> Callable[..., Awaitable[object]]:
-    async def timed(live: object) -> object:
+    async def timed(*args: object) -> object:
         began = time.perf_counter()
-        result = await context(live)
+        result = await context(*args)
         spent.append(time.perf_counter() - began)
         return result
 
