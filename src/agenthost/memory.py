@@ -447,9 +447,7 @@ class Memories:
         changed = [self.for_agent(a) for a in agents]
         if all(new is old for new, old in zip(changed, agents, strict=True)):
             return agents
-        from agenthost.agents import AgentSet
-
-        return AgentSet(changed, default=agents.default.name)
+        return type(agents)(changed, default=agents.default.name)  # (agents imports agent)
 
     # -- extraction (after a turn, off the user's wait) ------------------------------------
 

@@ -38,7 +38,7 @@ import orjson
 from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores import postgres_memory, sql
+from agenthost.stores import sql
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -54,6 +54,8 @@ try:
     import asyncpg
 except ModuleNotFoundError as exc:
     raise MissingExtra("postgres", "PostgreSQL support (store, coordination)") from exc
+
+from agenthost.stores import postgres_memory  # after the guard: it needs asyncpg too
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs

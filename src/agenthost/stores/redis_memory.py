@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from agenthost.errors import QuotaExceeded, StoreUnavailable
 from agenthost.stores import search
 from agenthost.stores.base import MemoryFence, MemoryRecord
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 SEP = "\x1f"
 FIELDS = (
