@@ -60,6 +60,8 @@ class Host:
     turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
     ``models`` is the allow-list a session may choose from: names such as
     ``"openai:gpt-4o-mini"`` (created on first use) or model objects.
+    ``resolve_model`` turns a model name into a model (the default knows the built-in
+    providers; :mod:`agenthost.bootstrap` passes one that applies the settings' timeouts).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Host:
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
         turn_timeout: float | None = None,
+        resolve_model: Callable[[Model | str], Model] = resolve_model,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -105,6 +108,7 @@ class Host:
             clock=clock,
         )
         self._env = TurnEnv(agent, self.runtime, clock, observer)
+        self._resolve_model = resolve_model
         default = resolve_model(agent.model)
         self.default_model = default.name
         self._models: dict[str, Model] = {default.name: default}
@@ -418,7 +422,7 @@ class Host:
             return self._models[self.default_model]
         model = self._models.get(name)
         if model is None:
-            model = self._models[name] = resolve_model(name)
+            model = self._models[name] = self._resolve_model(name)
             self._owned_models.add(name)
         return model
 

@@ -26,9 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -38,12 +46,40 @@ from pydantic_settings import (
 )
 
 from agenthost.errors import ConfigError
+from agenthost.urls import redact
 
 SERVICE_USER = "*"
 ADMIN_USER = "!admin"
 DEFAULT_TOML = "agenthost.toml"
 SETTINGS_ENV = "AGENTHOST_SERVE_SETTINGS"
 """Where ``agenthost serve --workers N`` hands the effective settings to worker processes."""
+
+CLI_FLAGS = (
+    "host",
+    "port",
+    "workers",
+    "store",
+    "model",
+    "models",
+    "model_timeout",
+    "model_retries",
+    "agent",
+    "auth",
+    "policy",
+    "max_live_sessions",
+    "session_ttl",
+    "cleanup_interval",
+    "session_retention",
+    "max_body_bytes",
+    "history_window",
+    "coordination",
+    "jwt_public_key",
+    "jwt_tenant_claim",
+    "jwt_audience",
+    "log_level",
+)
+"""Settings that ``agenthost serve`` also takes as flags (``--max-live-sessions``)."""
+_SECRETS = ("api_keys", "jwt_secret", "jwt_public_key")
 
 _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "agenthost_toml_file", default=None
@@ -111,13 +147,17 @@ def _origin(value: str) -> str:
 
 
 def _mask_url(url: str | None) -> str | None:
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(url) if url else url
+
+
+class ProviderSettings(BaseModel):
+    """Per-provider (``openai``) or per-model (``openai:gpt-4o``) overrides of the
+    model timeout and retries: the ``[model_options.NAME]`` tables of the TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=10)
 
 
 class Settings(BaseSettings):
@@ -137,6 +177,19 @@ class Settings(BaseSettings):
     )
     agent: str | None = Field(
         None, description="import path 'module:attribute' of an Agent (or a function making one)"
+    )
+    model_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a model provider may take to connect or to send the next part "
+        "of a reply, per attempt",
+    )
+    model_retries: int = Field(
+        1, ge=0, le=10, description="more attempts after a provider timeout or error"
+    )
+    model_options: dict[str, ProviderSettings] = Field(
+        default_factory=dict,
+        description="timeout/retries per provider ('openai') or model ('openai:gpt-4o')",
     )
     agent_name: str = "agent"
     instructions: str = "You are a helpful assistant."
@@ -274,6 +327,8 @@ class Settings(BaseSettings):
         try:
             values = {k: v for k, v in (overrides or {}).items() if v is not None}
             return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc)) from None
         except ValueError as exc:
             raise ConfigError(f"invalid settings: {exc}") from None
         finally:
@@ -332,6 +387,30 @@ class Settings(BaseSettings):
                 f"{self.workers} each worker would see different sessions; use a sqlite:///, "
                 "postgresql:// or redis:// store, or --workers 1"
             )
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for invalid settings, naming each setting and where it can be changed."""
+    problems = []
+    for error in exc.errors()[:5]:
+        path = [str(p) for p in error.get("loc", ())]
+        name = path[0] if path else "settings"
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            message = message[:1].lower() + message[1:]
+        got = error.get("input")
+        shown = ""
+        if isinstance(got, str | int | float) and name not in _SECRETS:
+            shown = f" (got {str(got)[:60]!r})" if isinstance(got, str) else f" (got {got!r})"
+        where = [f"--{name.replace('_', '-')}"] if name in CLI_FLAGS else []
+        where += [f"AGENTHOST_{name.upper()}", f"{name} in {DEFAULT_TOML}"]
+        problems.append(
+            f"{'.'.join(path) or name}: {message}{shown}; "
+            f"set it with {', '.join(where[:-1])} or {where[-1]}"
+        )
+    return "invalid setting " + "; ".join(problems)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from agenthost.errors import ConfigError, ModelError
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
+from agenthost.urls import redact
 
 try:
     import openai
@@ -43,11 +45,21 @@ def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[d
     return out
 
 
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 10.0
+"""A ``Retry-After`` longer than this fails the turn at once instead of holding it."""
+
+
 class OpenAIModel:
     """Chat Completions with streaming and tool calls.
 
     ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``;
     DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them.
+
+    ``timeout`` bounds connecting and each wait for the next part of the reply;
+    ``max_retries`` more attempts follow a connection error, a timeout, a 429 or a
+    5xx while nothing of the reply has arrived (the retries are ours, not the SDK's,
+    so that a turn's worst case is ``timeout * (max_retries + 1)`` plus a short backoff).
     """
 
     def __init__(
@@ -56,11 +68,13 @@ class OpenAIModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
+        timeout: float = 30.0,
+        max_retries: int = 1,
         client: openai.AsyncOpenAI | None = None,
     ) -> None:
         self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY")
             url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -73,7 +87,7 @@ class OpenAIModel:
                 api_key=key or "not-needed",
                 base_url=url,
                 timeout=timeout,
-                max_retries=max_retries,
+                max_retries=0,
             )
         self.client = client
 
@@ -95,8 +109,8 @@ class OpenAIModel:
         }
         if request.tools:
             params["tools"] = list(request.tools)
+        stream, attempts = await self._open(params)
         try:
-            stream = await self.client.chat.completions.create(**params)
             partial: dict[int, list[str]] = {}
             saw_usage = False
             async for chunk in stream:
@@ -124,4 +138,48 @@ class OpenAIModel:
             if not saw_usage:
                 yield Usage(requests=1)
         except openai.APIError as exc:
-            raise ModelError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            raise self._error(exc, attempts) from exc
+
+    async def _open(self, params: dict[str, Any]) -> tuple[Any, int]:
+        """Start the streamed call, retrying what may succeed on another attempt."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.client.chat.completions.create(**params), attempt
+            except openai.APIError as exc:
+                delay = _retry_delay(exc, attempt)
+                if attempt > self.max_retries or delay is None:
+                    raise self._error(exc, attempt) from exc
+            await asyncio.sleep(delay)
+
+    def _error(self, exc: openai.APIError, attempts: int) -> ModelError:
+        """What failed, where (the provider's URL, never its key) and after how many tries."""
+        where = f"{self.name} at {redact(str(self.client.base_url))}"
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(
+                f"{where}: no answer within {self.timeout:g} s{tries}; the provider is slow "
+                "or down (settings model_timeout, model_retries)"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return ModelError(f"{where}: cannot connect{tries}: {type(cause).__name__}: {cause}")
+        return ModelError(f"{where}: {type(exc).__name__}: {exc}{tries}")
+
+
+def _retry_delay(exc: openai.APIError, attempt: int) -> float | None:
+    """Seconds to wait before the next attempt, or None when retrying cannot help."""
+    backoff: float = min(2.0, 0.25 * 2.0 ** (attempt - 1))
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return backoff
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in RETRY_STATUSES:
+        return None
+    after = exc.response.headers.get("retry-after")
+    if after is None:
+        return backoff
+    try:
+        seconds = float(after)
+    except ValueError:
+        return backoff
+    return seconds if 0 <= seconds <= MAX_RETRY_AFTER else None

@@ -16,7 +16,8 @@ streaming, ``agenthost.server.sse.event_stream(events, encode=...)`` starts a
 turn's events (so start-up errors keep their status) and streams the rest.
 """
 
-from agenthost.server.app import build_host, create_app
+from agenthost.bootstrap import build_host
+from agenthost.server.app import create_app
 from agenthost.server.auth import Identity, Principal
 
 __all__ = ["Identity", "Principal", "build_host", "create_app"]

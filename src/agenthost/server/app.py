@@ -12,16 +12,13 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from agenthost import __version__
-from agenthost.agent import Agent
-from agenthost.errors import ConfigError
+from agenthost.bootstrap import build_host
 from agenthost.host import Host
-from agenthost.locks import Coordinator
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
 from agenthost.server.cors import cors_middleware
@@ -30,7 +27,6 @@ from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMid
 from agenthost.server.proxy import root_path_middleware
 from agenthost.server.requestid import RequestIdMiddleware
 from agenthost.settings import Settings
-from agenthost.turn import TurnObserver
 
 log = logging.getLogger("agenthost.server")
 
@@ -53,61 +49,6 @@ with `--auth none`). Service and admin credentials name the user they act for wi
 `{"error": {"code": ..., "message": ..., "request_id": ...}}`; every response has an
 `X-Request-Id` header (yours, if you sent a valid one).
 """
-
-
-def load_agent(path: str) -> Agent:
-    """Import ``module:attribute``; the attribute is an Agent or a function returning one."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"agent {path!r} must look like 'package.module:attribute'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import agent {path!r}: {exc}") from None
-    if not isinstance(target, Agent) and callable(target):
-        target = target()
-    if not isinstance(target, Agent):
-        raise ConfigError(f"{path!r} is a {type(target).__name__}, not an agenthost.Agent")
-    return target
-
-
-def build_agent(settings: Settings) -> Agent:
-    if settings.agent:
-        return load_agent(settings.agent)
-    return Agent(
-        name=settings.agent_name,
-        model=settings.model,
-        instructions=settings.instructions,
-        history_window=settings.history_window,
-    )
-
-
-def build_coordinator(settings: Settings) -> Coordinator | None:
-    """The cross-process coordinator for ``settings`` (None: in-process locks only).
-
-    This is the one place where it is chosen (see :mod:`agenthost.coordination`).
-    """
-    from agenthost.coordination import build_coordinator as choose
-
-    return choose(settings.store, settings.coordination, settings.workers)
-
-
-def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:
-    return Host(
-        build_agent(settings),
-        store=settings.store,
-        policy=settings.policy,
-        max_live_sessions=settings.max_live_sessions,
-        session_ttl=settings.session_ttl,
-        cleanup_interval=settings.cleanup_interval,
-        session_retention=settings.session_retention,
-        turn_timeout=settings.turn_timeout,
-        models=settings.models,
-        coordinator=build_coordinator(settings),
-        observer=observer,
-    )
 
 
 class _App(FastAPI):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from agenthost.errors import AgentHostError, StoreUnavailable
+from agenthost.errors import AgentHostError
 from agenthost.server.deps import CurrentHost
 from agenthost.server.errors import from_exception
 from agenthost.server.metrics import Metrics
@@ -15,13 +15,16 @@ from agenthost.server.schemas import ERRORS, Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="The process is up")
+@router.api_route(
+    "/healthz", methods=["GET", "HEAD"], response_model=Health, summary="The process is up"
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get(
+@router.api_route(
     "/readyz",
+    methods=["GET", "HEAD"],
     response_model=Health,
     responses={503: ERRORS[503]},
     summary="The store (and the cross-process lock service) answer: ready for traffic",
@@ -31,8 +34,6 @@ async def readyz(host: CurrentHost) -> Health | Response:
         await host.ping()
     except AgentHostError as exc:
         return from_exception(exc)
-    except Exception as exc:
-        return from_exception(StoreUnavailable(f"store ping failed: {type(exc).__name__}"))
     return Health(status="ready")
 
 
