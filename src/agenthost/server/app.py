@@ -24,6 +24,7 @@ from agenthost.server.auth import build_authenticator
 from agenthost.server.cors import cors_middleware
 from agenthost.server.limits import BodyLimitMiddleware
 from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
+from agenthost.server.paths import IdPathMiddleware
 from agenthost.server.proxy import root_path_middleware
 from agenthost.server.requestid import RequestIdMiddleware
 from agenthost.settings import Settings
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     errors.install(app)
     for name in ROUTE_MODULES:
         app.include_router(importlib.import_module(name).router)
+    app.add_middleware(IdPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

@@ -15,16 +15,16 @@ from agenthost.server.schemas import ERRORS, Health
 router = APIRouter(tags=["health"])
 
 
-@router.api_route(
-    "/healthz", methods=["GET", "HEAD"], response_model=Health, summary="The process is up"
-)
+# HEAD too: load balancers probe with it. Documented once, under GET.
+@router.head("/healthz", include_in_schema=False, response_model=None)
+@router.get("/healthz", response_model=Health, summary="The process is up")
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.api_route(
+@router.head("/readyz", include_in_schema=False, response_model=None)
+@router.get(
     "/readyz",
-    methods=["GET", "HEAD"],
     response_model=Health,
     responses={503: ERRORS[503]},
     summary="The store (and the cross-process lock service) answer: ready for traffic",
