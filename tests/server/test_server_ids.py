@@ -78,9 +78,7 @@ async def test_a_tenant_header_names_the_tenant_the_body_user_lives_in(
     await client.post("/v1/chat", json={"message": "My name is Zoë"}, headers=headers)
     percent_form = {"X-Tenant-Id": id_to_header(tenant), **percent("Zoë")}
     listed = await client.get("/v1/sessions", headers=percent_form)
-    assert [(s["tenant_id"], s["user_id"]) for s in listed.json()["sessions"]] == [
-        (tenant, "Zoë")
-    ]
+    assert [(s["tenant_id"], s["user_id"]) for s in listed.json()["sessions"]] == [(tenant, "Zoë")]
     other = await client.get("/v1/sessions", headers=utf8("Zoë"))  # the default tenant
     assert other.json()["sessions"] == []
 
