@@ -155,7 +155,7 @@ class OpenAIModel:
 
     def _error(self, exc: openai.APIError, attempts: int) -> ModelError:
         """What failed, where (the provider's URL, never its key) and after how many tries."""
-        where = f"{self.name} at {redact(str(self.client.base_url))}"
+        where = f"{self.name} at {redact(str(self.client.base_url).rstrip('/'))}"
         tries = f" ({attempts} attempts)" if attempts > 1 else ""
         if isinstance(exc, openai.APITimeoutError):
             return ModelError(
@@ -163,9 +163,20 @@ class OpenAIModel:
                 "or down (settings model_timeout, model_retries)"
             )
         if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return ModelError(f"{where}: cannot connect{tries}: {type(cause).__name__}: {cause}")
+            return ModelError(f"{where}: cannot connect{tries}: {_cause(exc)}")
         return ModelError(f"{where}: {type(exc).__name__}: {exc}{tries}")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost OS error under an SDK connection error ("Connection refused"), else
+    the first cause the SDK wrapped."""
+    seen: BaseException | None = exc
+    found: BaseException = exc.__cause__ or exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(found).__name__}: {found}"
 
 
 def _retry_delay(exc: openai.APIError, attempt: int) -> float | None:
