@@ -154,9 +154,14 @@ async def preflight(settings: Settings) -> None:
                 await check()
             except Exception as exc:
                 url, setting = where[name]
+                advice = (
+                    "check that its directory exists and is writable"
+                    if url.startswith("sqlite:")
+                    else "check that it is running and reachable"
+                )
                 raise StoreUnavailable(
-                    f"cannot open the {name} at {redact(url)}: {_cause(exc)}; check that it "
-                    f"is running and reachable, or change {setting}"
+                    f"cannot open the {name} at {redact(url)}: {_cause(exc).rstrip('.')}; "
+                    f"{advice}, or change {setting}"
                 ) from exc
     finally:
         await host.close()

@@ -70,6 +70,7 @@ CLI_FLAGS = (
     "session_ttl",
     "cleanup_interval",
     "session_retention",
+    "turn_timeout",
     "max_body_bytes",
     "history_window",
     "coordination",
@@ -77,6 +78,10 @@ CLI_FLAGS = (
     "jwt_tenant_claim",
     "jwt_audience",
     "log_level",
+    "cors_origins",
+    "cors_max_age",
+    "root_path",
+    "forwarded_allow_ips",
 )
 """Settings that ``agenthost serve`` also takes as flags (``--max-live-sessions``)."""
 _SECRETS = ("api_keys", "jwt_secret", "jwt_public_key")

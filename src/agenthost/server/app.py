@@ -38,6 +38,7 @@ ROUTE_MODULES = (
     "agenthost.server.routes.admin",
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
+    "agenthost.server.routes.docs",
     "agenthost.server.openai_compat",
     "agenthost.server.a2a",
 )
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routes.docs: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.host = host

@@ -16,6 +16,7 @@ from agenthost.server.schemas import ERRORS, CleanupResult, Evicted, LiveSession
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 
+
 @router.get("/stats", response_model=Stats, summary="Session counts, limits and lifecycle totals")
 async def stats(host: CurrentHost, admin: AdminIdentity) -> dict[str, Any]:
     return await host.stats()
