@@ -177,3 +177,9 @@ def test_ids_round_trip_through_a_real_server(opened: httpx.Client) -> None:
         erased = opened.delete(f"/v1/users/{seg(user)}")
         assert erased.json() == {"deleted": 1}
         assert opened.get(f"/v1/sessions/{seg(ident)}", headers=percent(user)).status_code == 404
+
+
+async def test_id_routes_are_counted_by_their_template(client: httpx.AsyncClient) -> None:
+    await client.get(f"/v1/sessions/{seg('a/b')}", headers=utf8(uid()))
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/v1/sessions/{session_id}",status="404"' in metrics

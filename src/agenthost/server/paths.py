@@ -63,7 +63,9 @@ class IdPathMiddleware:
         if scope["type"] == "http":
             escaped = escaped_path(scope)
             if escaped is not None:
-                scope = {**scope, "path": escaped}
+                # in place, as the router's own changes are: the metrics middleware
+                # outside reads the matched route from this same scope afterwards
+                scope["path"] = escaped
         await self.app(scope, receive, send)
 
 
