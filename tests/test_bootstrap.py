@@ -65,12 +65,14 @@ def test_bad_model_options_are_config_errors() -> None:
         Settings.load({"model_retries": -1})
 
 
-async def test_a_silent_provider_with_a_configured_budget_over_http() -> None:
+async def test_a_silent_provider_with_a_configured_budget_over_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The settings' timeout reaches the provider; the turn fails with a 503 that names
     the provider's URL; the session takes the next turn at once (reject policy)."""
     with SilentServer() as silent:
-        os.environ["OPENAI_BASE_URL"] = silent.url + "/v1"
-        os.environ["OPENAI_API_KEY"] = "sk-never-shown"
+        monkeypatch.setenv("OPENAI_BASE_URL", silent.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown")
         settings = Settings.load(
             {
                 "store": "memory://",

@@ -17,7 +17,7 @@ import pytest
 from agenthost import __version__
 from agenthost.cli import main
 from support.agents import AGENT
-from support.serve import KEYS, Server, free_port, uid
+from support.serve import KEYS, Server, free_port, serve_environment, uid
 
 
 def store(tmp_path: Path) -> list[str]:
@@ -220,6 +220,11 @@ class Terminal:
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def close(self) -> int:
         """Read to the end (EIO once the child closed the terminal), then let it exit:
         a child's last close of a terminal waits while its output is unread."""
@@ -237,24 +242,30 @@ class Terminal:
 
 def test_interactive_chat_has_line_editing_and_history(tmp_path: Path) -> None:
     history = tmp_path / "history"
-    env = {**os.environ, "TERM": "xterm", "AGENTHOST_CHAT_HISTORY": str(history)}
-    command = [sys.executable, "-m", "agenthost.cli", "chat", "--user", "u", "--store"]
-    terminal = Terminal([*command, "memory://"], env)
-    terminal.wait_for("you> ")
-    terminal.type("helo\x1b[Dl\r")  # a typo mended with the left arrow
-    terminal.wait_for("You said: hello")
-    terminal.wait_for("you> ", count=2)
-    terminal.type("\x1b[A\r")  # up arrow: the previous line again
-    terminal.wait_for("You said: hello", count=2)
-    terminal.wait_for("you> ", count=3)
-    terminal.type("\x04")  # Ctrl-D
-    assert terminal.close() == 0
+    env = serve_environment({"TERM": "xterm", "AGENTHOST_CHAT_HISTORY": str(history)})
+    command = [sys.executable, "-m", "agenthost.cli", "chat", "--user", "u"]
+    terminal = Terminal([*command, "--store", "memory://"], env)
+    try:
+        terminal.wait_for("you> ")
+        terminal.type("helo\x1b[Dl\r")  # a typo mended with the left arrow
+        terminal.wait_for("You said: hello")
+        terminal.wait_for("you> ", count=2)
+        terminal.type("\x1b[A\r")  # up arrow: the previous line again
+        terminal.wait_for("You said: hello", count=2)
+        terminal.wait_for("you> ", count=3)
+        terminal.type("\x04")  # Ctrl-D
+        assert terminal.close() == 0
+    finally:
+        terminal.kill()
     assert b"^[[" not in terminal.screen  # arrow keys are keys, not printed escape codes
     assert history.read_text().splitlines()[-1] == "hello"
     # the next session starts with that history
-    terminal = Terminal([*command, "memory://"], env)
-    terminal.wait_for("you> ")
-    terminal.type("\x1b[A\r")
-    terminal.wait_for("You said: hello")
-    terminal.type("\x04")
-    assert terminal.close() == 0
+    terminal = Terminal([*command, "--store", "memory://"], env)
+    try:
+        terminal.wait_for("you> ")
+        terminal.type("\x1b[A\r")
+        terminal.wait_for("You said: hello")
+        terminal.type("\x04")
+        assert terminal.close() == 0
+    finally:
+        terminal.kill()
