@@ -11,8 +11,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from serverkit import make_app
 
 from agenthost.keys import id_to_header
+from agenthost.settings import Settings
 from support.serve import uid
 
 IDS = ["José", "用户", "a b", "team/alpha", "100%", "a+b", "x%2Fy", "名前/a b+%41"]
@@ -183,3 +185,22 @@ async def test_id_routes_are_counted_by_their_template(client: httpx.AsyncClient
     await client.get(f"/v1/sessions/{seg('a/b')}", headers=utf8(uid()))
     metrics = (await client.get("/metrics")).text
     assert 'route="/v1/sessions/{session_id}",status="404"' in metrics
+
+
+@pytest.mark.parametrize("prefix_in_path", [True, False])
+async def test_ids_with_slashes_under_a_root_path(prefix_in_path: bool) -> None:
+    """Behind a proxy (``--root-path /agents``), passed on or stripped: still one segment."""
+    app = make_app(
+        Settings.load({"store": "memory://", "model": "offline", "root_path": "/agents"})
+    )
+    base = "/agents" if prefix_in_path else ""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
+        body = {"message": "hi", "user_id": "u/1", "session_id": "s/1 %"}
+        assert (await api.post(f"{base}/v1/chat", json=body)).status_code == 200
+        read = await api.get(f"{base}/v1/sessions/{seg('s/1 %')}", headers=utf8("u/1"))
+        assert read.status_code == 200, read.text
+        assert (read.json()["user_id"], read.json()["session_id"]) == ("u/1", "s/1 %")
+        erased = await api.delete(f"{base}/v1/users/{seg('u/1')}")
+        assert erased.json() == {"deleted": 1}
+    await app.state.host.close()
