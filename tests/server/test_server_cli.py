@@ -254,7 +254,7 @@ def test_interactive_chat_has_line_editing_and_history(tmp_path: Path) -> None:
         terminal.wait_for("You said: hello", count=2)
         terminal.wait_for("you> ", count=3)
         terminal.type("\x04")  # Ctrl-D
-        assert terminal.close() == 0
+        assert terminal.close() == 0, terminal.screen
     finally:
         terminal.kill()
     assert b"^[[" not in terminal.screen  # arrow keys are keys, not printed escape codes
@@ -265,7 +265,8 @@ def test_interactive_chat_has_line_editing_and_history(tmp_path: Path) -> None:
         terminal.wait_for("you> ")
         terminal.type("\x1b[A\r")
         terminal.wait_for("You said: hello")
+        terminal.wait_for("you> ", count=2)
         terminal.type("\x04")
-        assert terminal.close() == 0
+        assert terminal.close() == 0, terminal.screen
     finally:
         terminal.kill()
