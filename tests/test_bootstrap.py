@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agenthost.bootstrap import build_host, load_agent, preflight, provider_options
+from agenthost.bootstrap import build_host, build_providers, load_agent, preflight
 from agenthost.errors import ConfigError, StoreUnavailable
-from agenthost.models import ProviderOptions
 from agenthost.server import create_app
 from agenthost.settings import Settings
 from support.fake_openai import SilentServer
@@ -30,39 +29,40 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     yield
 
 
-def test_provider_options_from_settings_toml_and_environment(
+def timeouts(settings: Settings) -> dict[str, float]:
+    return {p.name: p.timeout for p in build_providers(settings)}
+
+
+def test_provider_timeouts_from_settings_toml_and_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert provider_options(Settings.load(), "openai:x") == ProviderOptions(30.0, 1)
+    assert timeouts(Settings.load())["openai"] == 30.0
     Path("agenthost.toml").write_text(
         textwrap.dedent(
             """
             model_timeout = 12
-            [model_options.openai]
-            timeout = 20
-            [model_options."openai:big"]
-            retries = 0
+            [providers.deepseek]
+            base_url = "http://127.0.0.1:9/v1"
+            timeout = 90
+            [providers.local]
+            base_url = "http://127.0.0.1:9/v1"
             """
         )
     )
-    settings = Settings.load()
-    assert provider_options(settings, "offline") == ProviderOptions(12.0, 1)
-    assert provider_options(settings, "openai:small") == ProviderOptions(20.0, 1)
-    assert provider_options(settings, "openai:big") == ProviderOptions(20.0, 0)
-    monkeypatch.setenv("AGENTHOST_MODEL_RETRIES", "3")
-    monkeypatch.setenv("AGENTHOST_MODEL_OPTIONS", '{"openai": {"timeout": 5}}')
-    settings = Settings.load()  # the environment's table is merged over the file's
-    assert provider_options(settings, "openai:big") == ProviderOptions(5.0, 0)
-    assert provider_options(settings, "openai:small") == ProviderOptions(5.0, 3)
-    assert provider_options(Settings.load({"model_timeout": 2.5}), "x") == ProviderOptions(2.5, 3)
+    loaded = timeouts(Settings.load())
+    assert (loaded["openai"], loaded["anthropic"]) == (12.0, 12.0)
+    assert (loaded["deepseek"], loaded["local"]) == (90.0, 12.0)
+    monkeypatch.setenv("AGENTHOST_MODEL_TIMEOUT", "5")
+    assert timeouts(Settings.load())["local"] == 5.0
+    assert timeouts(Settings.load({"model_timeout": 2.5}))["openai"] == 2.5
 
 
-def test_bad_model_options_are_config_errors() -> None:
-    Path("agenthost.toml").write_text("[model_options.openai]\ntimout = 5\n")
-    with pytest.raises(ConfigError, match=r"model_options.openai.timout: unknown key"):
+def test_bad_timeouts_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"model_timeout: input should be greater than 0"):
+        Settings.load({"model_timeout": 0})
+    Path("agenthost.toml").write_text("[providers.x]\ntimeout = -1\n")
+    with pytest.raises(ConfigError, match=r"providers.x.timeout"):
         Settings.load()
-    with pytest.raises(ConfigError, match="model_retries"):
-        Settings.load({"model_retries": -1})
 
 
 async def test_a_silent_provider_with_a_configured_budget_over_http(
@@ -80,6 +80,7 @@ async def test_a_silent_provider_with_a_configured_budget_over_http(
                 "models": "offline",
                 "model_timeout": 0.3,
                 "model_retries": 1,
+                "model_retry_budget": 10,
                 "policy": "reject",
             }
         )
@@ -91,9 +92,8 @@ async def test_a_silent_provider_with_a_configured_budget_over_http(
             assert failed.status_code == 503
             error = failed.json()["error"]
             assert error["code"] == "model_error"
-            assert (
-                f"openai:slow at {silent.url}/v1: no answer within 0.3 s (2 attempts)"
-                in (error["message"])
+            assert error["message"].startswith(
+                f"openai:slow (2 attempts): openai:slow at {silent.url}/v1: no answer within 0.3 s"
             )
             assert "sk-never-shown" not in failed.text
             assert silent.accepted == 2

@@ -14,17 +14,16 @@ Nothing here imports the HTTP server: the CLI and embedders use it without FastA
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
+import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from agenthost.agent import Agent
+from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
 from agenthost.errors import AgentHostError, ConfigError, StoreUnavailable
 from agenthost.host import Host
 from agenthost.locks import Coordinator
-from agenthost.models import Model, ProviderOptions, resolve_model
+from agenthost.models.failover import RetryPolicy
+from agenthost.models.providers import Provider, builtin_providers
 from agenthost.settings import Settings
 from agenthost.turn import TurnObserver
 from agenthost.urls import redact
@@ -33,25 +32,10 @@ from agenthost.urls import redact
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute``; the attribute is an Agent or a function returning one.
 
-    Like uvicorn, the current directory is importable: ``--agent myagent:agent`` finds
-    ``./myagent.py`` without ``PYTHONPATH=.``.
+    Like uvicorn, the current directory is importable (see
+    :func:`agenthost.agents.import_path`): ``--agent myagent:agent`` finds ``./myagent.py``.
     """
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"agent {path!r} must look like 'package.module:attribute'")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import agent {path!r}: {exc}") from None
-    except AgentHostError:
-        raise
-    except Exception as exc:  # the module itself failed: a SyntaxError, a NameError, ...
-        raise ConfigError(f"importing agent {path!r} failed: {type(exc).__name__}: {exc}") from exc
+    target = import_path(path, "agent")
     if not isinstance(target, Agent) and callable(target):
         target = target()
     if not isinstance(target, Agent):
@@ -71,28 +55,43 @@ def build_agent(settings: Settings) -> Agent:
     )
 
 
-def provider_options(settings: Settings, model: str) -> ProviderOptions:
-    """Timeout and retries for a model name: ``model_options["openai:gpt-4o"]``, else
-    ``model_options["openai"]``, else ``model_timeout`` / ``model_retries``."""
-    timeout, retries = settings.model_timeout, settings.model_retries
-    provider = model.partition(":")[0]
-    for name in (provider, model):  # the more specific one wins
-        override = settings.model_options.get(name)
-        if override is not None:
-            timeout = override.timeout if override.timeout is not None else timeout
-            retries = override.retries if override.retries is not None else retries
-    return ProviderOptions(timeout=timeout, retries=retries)
+def build_agents(settings: Settings) -> AgentSet:
+    """The agents to serve: ``agents`` (an import path or tables), else the one agent."""
+    if isinstance(settings.agents, str):
+        agents = load_agents(settings.agents)
+    elif settings.agents:
+        agents = [
+            agent_from_table(
+                name,
+                table.model_dump(exclude_defaults=True),
+                default_model=settings.model,
+                history_window=settings.history_window,
+            )
+            for name, table in settings.agents.items()
+        ]
+    else:
+        agent = build_agent(settings)
+        if settings.fallback_models and not settings.agent:
+            agent = dataclasses.replace(agent, fallback_models=tuple(settings.fallback_models))
+        agents = [agent]
+    return AgentSet(agents, default=settings.default_agent)
 
 
-def model_resolver(settings: Settings) -> Callable[[Model | str], Model]:
-    """Model names resolved with the settings' timeouts (a model object is used as is)."""
-
-    def resolve(spec: Model | str) -> Model:
-        if not isinstance(spec, str):
-            return spec
-        return resolve_model(spec, provider_options(settings, spec))
-
-    return resolve
+def build_providers(settings: Settings) -> list[Provider]:
+    """The built-in providers and the ``[providers.<name>]`` tables, each with its timeout
+    (a table's own, else ``model_timeout``)."""
+    configured = [
+        Provider(
+            name,
+            table.kind,
+            table.base_url,
+            table.api_key_env,
+            timeout=table.timeout if table.timeout is not None else settings.model_timeout,
+        )
+        for name, table in settings.providers.items()
+    ]
+    builtin = [dataclasses.replace(p, timeout=settings.model_timeout) for p in builtin_providers()]
+    return [*builtin, *configured]  # a table replaces the built-in provider of its name
 
 
 def build_coordinator(settings: Settings) -> Coordinator | None:
@@ -107,8 +106,11 @@ def build_host(
     settings: Settings, *, observer: TurnObserver | None = None, sweeper: bool = True
 ) -> Host:
     """The Host ``settings`` describe. ``sweeper=False`` for short-lived processes (the CLI)."""
+    retry = RetryPolicy(retries=settings.model_retries, budget=settings.model_retry_budget)
     return Host(
-        build_agent(settings),
+        build_agents(settings),
+        providers=build_providers(settings),
+        retry=retry,
         store=settings.store,
         policy=settings.policy,
         max_live_sessions=settings.max_live_sessions,
@@ -119,7 +121,6 @@ def build_host(
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
-        resolve_model=model_resolver(settings),
     )
 
 
@@ -175,10 +176,10 @@ def _cause(exc: BaseException) -> str:
 
 __all__ = [
     "build_agent",
+    "build_agents",
     "build_coordinator",
     "build_host",
+    "build_providers",
     "load_agent",
-    "model_resolver",
     "preflight",
-    "provider_options",
 ]

@@ -14,6 +14,25 @@ strings or a table::
     "sk-alice" = "acme:alice"      # tenant:user
     "sk-support" = "acme:*"        # a service key for tenant acme
     "sk-ops" = "acme:!admin"       # an admin key
+
+Several agents (see :mod:`agenthost.agents`) and named providers (see
+:mod:`agenthost.models.providers`)::
+
+    default_agent = "triage"
+
+    [agents.triage]
+    model = "deepseek:deepseek-chat"
+    instructions = "Find out what the user needs and hand them to the right agent."
+    handoffs = ["billing"]
+
+    [agents.billing]
+    model = "openai:gpt-4o-mini"
+    fallback_models = ["deepseek:deepseek-chat"]
+    tools = ["myapp.tools:refund"]
+
+    [providers.deepseek]
+    base_url = "https://api.deepseek.com"
+    api_key_env = "DEEPSEEK_API_KEY"
 """
 
 from __future__ import annotations
@@ -62,8 +81,12 @@ CLI_FLAGS = (
     "model",
     "models",
     "model_timeout",
-    "model_retries",
     "agent",
+    "agents",
+    "default_agent",
+    "fallback_models",
+    "model_retries",
+    "model_retry_budget",
     "auth",
     "policy",
     "max_live_sessions",
@@ -155,14 +178,30 @@ def _mask_url(url: str | None) -> str | None:
     return redact(url) if url else url
 
 
-class ProviderSettings(BaseModel):
-    """Per-provider (``openai``) or per-model (``openai:gpt-4o``) overrides of the
-    model timeout and retries: the ``[model_options.NAME]`` tables of the TOML file."""
+class AgentTable(BaseModel):
+    """One ``[agents.<name>]`` table: an agent defined without Python (tools are import paths)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float | None = Field(None, gt=0)
-    retries: int | None = Field(None, ge=0, le=10)
+    model: str | None = Field(None, description="provider:model (default: the model setting)")
+    instructions: str | None = None
+    description: str = ""
+    tools: list[str] = Field(default_factory=list, description="'module:function' of each tool")
+    handoffs: list[str] = Field(default_factory=list, description="agents it may hand off to")
+    fallback_models: list[str] = Field(default_factory=list)
+    history_window: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+
+
+class ProviderTable(BaseModel):
+    """One ``[providers.<name>]`` table: an endpoint and the variable holding its key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = Field(None, gt=0, description="default: the model_timeout setting")
 
 
 class Settings(BaseSettings):
@@ -183,18 +222,25 @@ class Settings(BaseSettings):
     agent: str | None = Field(
         None, description="import path 'module:attribute' of an Agent (or a function making one)"
     )
+    agents: str | dict[str, AgentTable] | None = Field(
+        None,
+        description="several agents: 'module:attribute' (a list, dict or factory of Agents) "
+        "or [agents.<name>] tables",
+    )
+    default_agent: str | None = Field(None, description="the agent of routes that name none")
+    providers: dict[str, ProviderTable] = Field(default_factory=dict)
+    fallback_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models tried when the default agent's model fails"
+    )
     model_timeout: float = Field(
         30.0,
         gt=0,
-        description="seconds a model provider may take to connect or to send the next part "
-        "of a reply, per attempt",
+        description="seconds a provider may take to connect or to send the next part of a "
+        "reply, per attempt (a [providers.<name>] timeout overrides it)",
     )
-    model_retries: int = Field(
-        1, ge=0, le=10, description="more attempts after a provider timeout or error"
-    )
-    model_options: dict[str, ProviderSettings] = Field(
-        default_factory=dict,
-        description="timeout/retries per provider ('openai') or model ('openai:gpt-4o')",
+    model_retries: int = Field(2, ge=0, le=10, description="retries of a failing model call")
+    model_retry_budget: float = Field(
+        30.0, gt=0, description="seconds one model may take, retries included, before failover"
     )
     agent_name: str = "agent"
     instructions: str = "You are a helpful assistant."
@@ -279,7 +325,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "fallback_models", mode="before")
     @classmethod
     def _models(cls, value: object) -> object:
         return _split(value)
@@ -385,6 +431,11 @@ class Settings(BaseSettings):
         if self.auth == "jwt" and not (self.jwt_secret or self.jwt_public_key):
             raise ConfigError(
                 "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
+            )
+        if self.agent and self.agents:
+            raise ConfigError(
+                "both --agent and --agents are set: serve one Agent with --agent, or several "
+                "with --agents (or [agents.<name>] tables)"
             )
         if self.workers > 1 and self.store.startswith("memory:"):
             raise ConfigError(

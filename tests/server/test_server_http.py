@@ -229,7 +229,7 @@ def test_health_readiness_and_metrics(opened: httpx.Client) -> None:
     assert "agenthost_turn_duration_seconds_count" in text
     assert "agenthost_model_call_duration_seconds_count" in text
     assert "agenthost_live_sessions " in text
-    assert 'agenthost_tokens_total{kind="input"}' in text
+    assert 'agenthost_tokens_total{agent="test-agent",kind="input"}' in text
 
 
 def test_admin_routes_under_auth_none(opened: httpx.Client) -> None:

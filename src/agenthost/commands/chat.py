@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agenthost.commands._shared import add_target_arguments, ids, make_client, make_host
+from agenthost.commands._shared import (
+    add_target_arguments,
+    agent_name,
+    ids,
+    make_client,
+    make_host,
+)
 from agenthost.errors import AgentHostError
 from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID, SessionKey
@@ -98,6 +104,8 @@ def _show(event: dict[str, Any]) -> dict[str, Any] | None:
         print(f"[tool {event['name']}({event['arguments']})]", flush=True)
     elif kind == "tool_result":
         print(f"[{event['name']} -> {event['content']}]", flush=True)
+    elif kind == "handoff":
+        print(f"[handed off from {event['from']} to {event['to']}]", flush=True)
     elif kind == "approval_required":
         print(f"[{event['name']}({event['arguments']}) needs approval: call {event['id']}]")
     elif kind == "error":
@@ -125,7 +133,7 @@ def _remote(args: argparse.Namespace) -> int:
         failed = False
         for line in _lines(args):
             done = None
-            for event in client.stream(line, session_id=session):
+            for event in client.stream(line, session_id=session, agent=agent_name(args)):
                 done = _show(event) or done
                 failed = failed or _failed(event)
             if args.message is None:
@@ -145,7 +153,7 @@ def _local(args: argparse.Namespace) -> int:
         failed = False
         try:
             for line in _lines(args):
-                done, turn_failed = runner.run(_turn(host, key, line))
+                done, turn_failed = runner.run(_turn(host, key, line, agent_name(args)))
                 failed = failed or turn_failed
                 if args.message is None:
                     _ask_approvals(done, answer)
@@ -154,11 +162,17 @@ def _local(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-async def _turn(host: Host, key: SessionKey, text: str) -> tuple[dict[str, Any] | None, bool]:
+async def _turn(
+    host: Host, key: SessionKey, text: str, agent: str | None
+) -> tuple[dict[str, Any] | None, bool]:
     done = None
     failed = False
     events = host.stream(
-        text, tenant_id=key.tenant_id, user_id=key.user_id, session_id=key.session_id
+        text,
+        tenant_id=key.tenant_id,
+        user_id=key.user_id,
+        session_id=key.session_id,
+        agent=agent,
     )
     async for event in events:
         data = event.to_dict()

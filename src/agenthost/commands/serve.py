@@ -19,7 +19,8 @@ import sys
 import traceback
 from typing import Any
 
-from agenthost.errors import AgentHostError, ConfigError
+from agenthost.errors import AgentHostError, ConfigError, MissingExtra
+from agenthost.extras import require
 from agenthost.settings import CLI_FLAGS
 
 HELP = "Run the HTTP server (settings: flags > AGENTHOST_* env > agenthost.toml)."
@@ -33,11 +34,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port (default 8000)")
     add("--workers", type=int, help="worker processes (default 1)")
     add("--store", help="store URL: sqlite:///agenthost.db, memory://, postgresql://, redis://")
-    add("--model", help="default model: offline, offline:200ms, openai:<name>")
+    add("--model", help="default model: offline, offline:200ms, openai:<name>, <provider>:<name>")
     add("--models", help="comma-separated extra models sessions may choose")
-    add("--model-timeout", type=float, help="seconds a provider may take per attempt (default 30)")
-    add("--model-retries", type=int, help="retries after a provider timeout or error (default 1)")
     add("--agent", help="'module:attribute' of an Agent to serve (found in the current directory)")
+    add(
+        "--agents",
+        help="import path 'module:attribute' of several Agents (a list, a dict by name, or a "
+        "function returning one); or [agents.<name>] tables in the TOML file",
+    )
+    add("--default-agent", help="the agent of routes that name none (default: the first)")
+    add("--fallback-models", help="comma-separated models tried when the model fails")
+    add("--model-timeout", type=float, help="seconds a provider may take per attempt (default 30)")
+    add("--model-retries", type=int, help="retries of a failing model call (default 2)")
+    add(
+        "--model-retry-budget",
+        type=float,
+        help="seconds one model may take, retries included, before the next (default 30)",
+    )
     add("--config", metavar="FILE", help="TOML settings file (default ./agenthost.toml if present)")
     add("--auth", choices=("none", "api-keys", "jwt"), help="authentication mode (default none)")
     add("--policy", choices=("queue", "reject"), help="a second turn on a busy session waits/fails")
@@ -87,6 +100,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        require("server", "the HTTP server")
+    except MissingExtra as exc:
+        print(f"agenthost serve: {exc.message}", file=sys.stderr)
+        return 2
     from agenthost.server.logs import configure_logging
     from agenthost.settings import Settings
 

@@ -34,8 +34,16 @@ class TextChunk:
     text: str
 
 
-ModelChunk = TextChunk | ToolCall | Usage
-"""A model stream yields text pieces, fully assembled tool calls, and usage."""
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Which model produces the chunks that follow (a failover chain says so first)."""
+
+    model: str
+
+
+ModelChunk = TextChunk | ToolCall | Usage | Served
+"""A model stream yields text pieces, fully assembled tool calls, and usage (and, from a
+failover chain, which of its models answered)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +72,7 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
             parts.append(chunk.text)
         elif isinstance(chunk, ToolCall):
             reply.tool_calls.append(chunk)
-        else:
+        elif isinstance(chunk, Usage):
             reply.usage.add(chunk)
     reply.text = "".join(parts)
     return reply
@@ -73,3 +81,41 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for models without usage."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def retry_after(response: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 3600 else None
+
+
+def endpoint(base_url: object) -> str:
+    """A provider's base URL for messages: without a password or a trailing slash."""
+    from agenthost.urls import redact
+
+    return redact(str(base_url).rstrip("/"))
+
+
+def read_timeout(timeout: object) -> float:
+    """Seconds of an SDK client's timeout (a number, or an ``httpx.Timeout``'s read part)."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    read = getattr(timeout, "read", None)
+    return float(read) if isinstance(read, int | float) else 0.0
+
+
+def connection_cause(exc: BaseException) -> str:
+    """Why a connection failed, from the OS error under an SDK's wrapper ("Connection
+    refused"), else the first cause the SDK wrapped."""
+    import os
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    found = exc.__cause__ or exc
+    return f"{type(found).__name__}: {found}" if str(found) else type(found).__name__

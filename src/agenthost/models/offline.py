@@ -39,6 +39,8 @@ _INTERROGATIVES = frozenset({"what", "who", "何"})
 _INTERROGATIVE_PREFIXES = ("什么", "啥", "谁", "なに", "なん", "だれ", "誰", "뭐", "무엇", "누구")
 """Never a name, nor the start of one: "我叫什么名字?" asks, it does not tell."""
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+_HANDOFF_COMMAND = re.compile(r"^/handoff\s+([A-Za-z0-9_-]+)\s*$")
+_TRANSFER = "transfer_to_"
 # The patterns after the first of each group need CJK text: ASCII text skips them.
 _ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:2]
 _ASCII_NAME_QUESTIONS = tuple(q for q in _NAME_QUESTIONS if q[0].pattern.isascii())
@@ -81,6 +83,8 @@ class OfflineModel:
       the session's own history, so isolation between sessions is visible.
     - "/tool NAME {json}" calls tool NAME with those arguments when the agent
       offers it; after the result arrives it replies with the result.
+    - "/handoff NAME" calls the transfer tool to agent NAME when the agent may
+      hand off to it; the agent taking over then greets the user.
     - Anything else is echoed deterministically.
 
     ``delay`` (seconds) simulates provider latency for benchmarks.
@@ -102,7 +106,11 @@ class OfflineModel:
                 tokens += (len(message.content) + 3) // 4
         usage = Usage(input_tokens=tokens, requests=1)
         last = messages[-1] if messages else None
-        if last is not None and last.role == "tool":
+        if last is not None and last.role == "tool" and (last.name or "").startswith(_TRANSFER):
+            target = (last.name or "")[len(_TRANSFER) :]
+            failed = (last.meta or {}).get("error")
+            text = last.content if failed else f"You are now talking to {target}. How can I help?"
+        elif last is not None and last.role == "tool":
             text = f"{last.name} returned: {last.content}"
         elif last is not None and last.role == "user":
             text, call = self._answer(last, messages, request)
@@ -122,6 +130,12 @@ class OfflineModel:
             arguments = command.group(2) or "{}"
             call_id = f"call_{last.seq}_{command.group(1)}"
             return "", ToolCall(call_id, command.group(1), arguments)
+        handoff = _HANDOFF_COMMAND.match(content.strip()) if "/handoff" in content else None
+        if handoff:
+            tool = _TRANSFER + handoff.group(1)
+            if tool in {t["function"]["name"] for t in request.tools}:
+                return "", ToolCall(f"call_{last.seq}_{tool}", tool, '{"reason": "asked to"}')
+            return f"I cannot hand you over to {handoff.group(1)} from here.", None
         for pattern, known, unknown in (
             _ASCII_NAME_QUESTIONS if content.isascii() else _NAME_QUESTIONS
         ):

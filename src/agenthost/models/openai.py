@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ConfigError, ModelError
+from agenthost.errors import ConfigError, MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
-from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
-from agenthost.urls import redact
+from agenthost.models.base import (
+    ModelChunk,
+    ModelRequest,
+    TextChunk,
+    connection_cause,
+    endpoint,
+    read_timeout,
+    retry_after,
+)
 
 try:
     import openai
-except ImportError as exc:  # pragma: no cover - openai is a core dependency
-    raise ImportError('OpenAIModel needs the openai SDK: pip install "openai>=1.40"') from exc
+except ModuleNotFoundError as exc:
+    raise MissingExtra("openai", "the OpenAI model adapter (openai:<model>)") from exc
+
+if TYPE_CHECKING:
+    from agenthost.models.providers import Provider
+
+
+def openai_client(provider: Provider) -> openai.AsyncOpenAI:
+    """The one client of an OpenAI-compatible provider. Retries are the failover chain's
+    (:mod:`agenthost.models.failover`), not the SDK's."""
+    return openai.AsyncOpenAI(
+        api_key=provider.key() or "not-needed",
+        base_url=provider.base_url,
+        timeout=provider.timeout,
+        max_retries=0,
+    )
+
+
+def model_error(
+    name: str, exc: openai.APIError, client: openai.AsyncOpenAI | None = None
+) -> ModelError:
+    """The provider's failure as a ``ModelError`` naming the model, the provider's URL (never
+    its key) and the cause; timeouts, lost connections, 429 and 5xx are retryable."""
+    where = f"{name} at {endpoint(client.base_url)}" if client is not None else name
+    if isinstance(exc, openai.APITimeoutError) and client is not None:
+        return ModelError(
+            f"{where}: no answer within {read_timeout(client.timeout):g} s; the provider is "
+            "slow or down (its timeout: model_timeout, or timeout in [providers.<name>])",
+            retryable=True,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelError(f"{where}: cannot connect: {connection_cause(exc)}", retryable=True)
+    message = f"{where}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in (408, 409, 429) or status >= 500
+        return ModelError(message, retryable=retryable, retry_after=retry_after(exc.response))
+    return ModelError(message)
 
 
 def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -45,21 +87,13 @@ def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[d
     return out
 
 
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 10.0
-"""A ``Retry-After`` longer than this fails the turn at once instead of holding it."""
-
-
 class OpenAIModel:
     """Chat Completions with streaming and tool calls.
 
     ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``;
-    DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them.
-
-    ``timeout`` bounds connecting and each wait for the next part of the reply;
-    ``max_retries`` more attempts follow a connection error, a timeout, a 429 or a
-    5xx while nothing of the reply has arrived (the retries are ours, not the SDK's,
-    so that a turn's worst case is ``timeout * (max_retries + 1)`` plus a short backoff).
+    DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them. A ``client``
+    passed in is shared (its provider closes it); ``provider`` names the model
+    (``deepseek:deepseek-chat``).
     """
 
     def __init__(
@@ -68,13 +102,14 @@ class OpenAIModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 1,
+        timeout: float = 60.0,
+        max_retries: int = 2,
         client: openai.AsyncOpenAI | None = None,
+        provider: str = "openai",
     ) -> None:
         self.model = model
-        self.timeout = timeout
-        self.max_retries = max_retries
+        self.provider = provider
+        self.owns_client = client is None
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY")
             url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -87,17 +122,18 @@ class OpenAIModel:
                 api_key=key or "not-needed",
                 base_url=url,
                 timeout=timeout,
-                max_retries=0,
+                max_retries=max_retries,
             )
         self.client = client
 
     @property
     def name(self) -> str:
-        return f"openai:{self.model}"
+        return f"{self.provider}:{self.model}"
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP connections."""
-        await self.client.close()
+        """Close the SDK's HTTP connections, if this model made its client."""
+        if self.owns_client:
+            await self.client.close()
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         params: dict[str, Any] = {
@@ -109,8 +145,8 @@ class OpenAIModel:
         }
         if request.tools:
             params["tools"] = list(request.tools)
-        stream, attempts = await self._open(params)
         try:
+            stream = await self.client.chat.completions.create(**params)
             partial: dict[int, list[str]] = {}
             saw_usage = False
             async for chunk in stream:
@@ -138,59 +174,4 @@ class OpenAIModel:
             if not saw_usage:
                 yield Usage(requests=1)
         except openai.APIError as exc:
-            raise self._error(exc, attempts) from exc
-
-    async def _open(self, params: dict[str, Any]) -> tuple[Any, int]:
-        """Start the streamed call, retrying what may succeed on another attempt."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self.client.chat.completions.create(**params), attempt
-            except openai.APIError as exc:
-                delay = _retry_delay(exc, attempt)
-                if attempt > self.max_retries or delay is None:
-                    raise self._error(exc, attempt) from exc
-            await asyncio.sleep(delay)
-
-    def _error(self, exc: openai.APIError, attempts: int) -> ModelError:
-        """What failed, where (the provider's URL, never its key) and after how many tries."""
-        where = f"{self.name} at {redact(str(self.client.base_url).rstrip('/'))}"
-        tries = f" ({attempts} attempts)" if attempts > 1 else ""
-        if isinstance(exc, openai.APITimeoutError):
-            return ModelError(
-                f"{where}: no answer within {self.timeout:g} s{tries}; the provider is slow "
-                "or down (settings model_timeout, model_retries)"
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelError(f"{where}: cannot connect{tries}: {_cause(exc)}")
-        return ModelError(f"{where}: {type(exc).__name__}: {exc}{tries}")
-
-
-def _cause(exc: BaseException) -> str:
-    """The innermost OS error under an SDK connection error ("Connection refused"), else
-    the first cause the SDK wrapped."""
-    seen: BaseException | None = exc
-    found: BaseException = exc.__cause__ or exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno:
-            return os.strerror(seen.errno)
-        seen = seen.__cause__ or seen.__context__
-    return f"{type(found).__name__}: {found}"
-
-
-def _retry_delay(exc: openai.APIError, attempt: int) -> float | None:
-    """Seconds to wait before the next attempt, or None when retrying cannot help."""
-    backoff: float = min(2.0, 0.25 * 2.0 ** (attempt - 1))
-    if isinstance(exc, openai.APIConnectionError):  # timeouts included
-        return backoff
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in RETRY_STATUSES:
-        return None
-    after = exc.response.headers.get("retry-after")
-    if after is None:
-        return backoff
-    try:
-        seconds = float(after)
-    except ValueError:
-        return backoff
-    return seconds if 0 <= seconds <= MAX_RETRY_AFTER else None
+            raise model_error(self.name, exc, self.client) from exc

@@ -23,6 +23,13 @@ screened by :mod:`agenthost.server.a2a_input` before the dispatcher reads it.
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
 (clients read it to learn how to authenticate).
+
+Each agent of the server also has its own card and endpoint:
+``GET /a2a/<agent>/.well-known/agent-card.json`` and ``POST /a2a/<agent>``
+(so ``create_from_url(".../a2a/billing")`` finds it). A message sent there is
+addressed to that agent, as on ``/v1/agents/{agent}/chat``; ``/a2a`` follows
+the session's active agent. Tasks are the caller's runs whichever endpoint
+reads them.
 """
 
 from __future__ import annotations
@@ -115,18 +122,42 @@ async def agent_card(
     return JSONResponse(agent_card_to_dict(card))
 
 
-@router.post(
-    "/a2a",
-    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
-    responses={
-        **ERRORS,
-        200: {
-            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
-            "for streaming methods",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+        "for streaming methods",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+}
+
+
+@router.get("/a2a/{agent}/.well-known/agent-card.json", summary="One agent's A2A card (public)")
+async def named_agent_card(
+    agent: str, request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    served = host.agents.named(agent)
+    card = am.agent_card(
+        served,
+        base_url=str(request.base_url),
+        version=__version__,
+        auth=settings.auth,
+        path=f"{am.JSONRPC_PATH}/{served.name}",
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a/{agent}", summary="A2A JSON-RPC 2.0, addressed to one agent", responses=RPC_RESPONSES
 )
+async def named_rpc(
+    agent: str, request: Request, host: CurrentHost, identity: CurrentIdentity
+) -> Response:
+    request.state.a2a_agent = host.agents.named(agent).name
+    return await rpc(request, identity)
+
+
+@router.post("/a2a", summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)", responses=RPC_RESPONSES)
 async def rpc(request: Request, identity: CurrentIdentity) -> Response:
     request.state.a2a_principal = identity.principal()
     screened = screen(await request.body())
@@ -199,6 +230,7 @@ class _ContextBuilder(ServerCallContextBuilder):
             "headers": headers,
             "principal": request.state.a2a_principal,
             "data": request.state.a2a_data,
+            "agent": getattr(request.state, "a2a_agent", None),
         }
         return ServerCallContext(state=state)
 
@@ -276,6 +308,7 @@ class HostRequestHandler(RequestHandler):
                 run_id=run_id,
                 message_meta=am.message_meta(message),
                 request_id=current_request_id(),
+                agent=context.state.get("agent"),
             )
         key = SessionKey(who.tenant_id, who.user_id, session_id)
         return self.tasks.start(

@@ -1,5 +1,8 @@
 """``create_app(settings)``: the FastAPI app around one Host. No module-level app or Host.
 
+The Host serves one agent or several (``--agents``, ``[agents.<name>]`` tables):
+see :func:`build_agents`.
+
 The app's state holds ``settings``, ``host``, ``authenticator`` and ``metrics``;
 routers reach them through the dependencies in :mod:`agenthost.server.deps`.
 To add a router, list its module in :data:`ROUTE_MODULES`.
@@ -13,11 +16,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
 from agenthost import __version__
 from agenthost.bootstrap import build_host
+from agenthost.errors import MissingExtra
+from agenthost.extras import installed
 from agenthost.host import Host
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
@@ -33,6 +38,7 @@ log = logging.getLogger("agenthost.server")
 
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
+    "agenthost.server.routes.agents",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.admin",
@@ -42,6 +48,11 @@ ROUTE_MODULES = (
     "agenthost.server.openai_compat",
     "agenthost.server.a2a",
 )
+
+OPTIONAL_ROUTES = {
+    "agenthost.server.a2a": ("a2a", "A2A", ("/a2a", "/.well-known/agent-card.json")),
+}
+"""Route modules that need an extra: module -> (extra, feature, paths to answer without it)."""
 
 DESCRIPTION = """One agent, many users: every user's sessions are isolated and persistent.
 
@@ -76,7 +87,8 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await served.start()
-        log.info("serving", extra={"fields": {"agent": served.agent.name}})
+        fields = {"agent": served.agent.name, "agents": served.agents.names}
+        log.info("serving", extra={"fields": fields})
         try:
             yield
         finally:
@@ -96,11 +108,30 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     app.state.authenticator = build_authenticator(settings)
     errors.install(app)
     for name in ROUTE_MODULES:
-        app.include_router(importlib.import_module(name).router)
+        app.include_router(_router(name))
     app.add_middleware(IdPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _router(module: str) -> APIRouter:
+    """The module's router; for an optional one whose extra is not installed, routes that
+    answer 501 with the ``pip install`` hint instead."""
+    optional = OPTIONAL_ROUTES.get(module)
+    if optional is None or installed(optional[0]):
+        router: APIRouter = importlib.import_module(module).router
+        return router
+    extra, feature, paths = optional
+    log.warning("%s is off: %s", feature, MissingExtra(extra, feature).message)
+    stub = APIRouter(include_in_schema=False)
+
+    async def unavailable() -> None:
+        raise MissingExtra(extra, feature)
+
+    for path in paths:
+        stub.add_api_route(path, unavailable, methods=["GET", "POST"])
+    return stub
 
 
 def freeze_startup_heap() -> None:

@@ -23,6 +23,7 @@ from agenthost.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    MissingExtra,
     ModelError,
     NotFound,
     QuotaExceeded,
@@ -47,6 +48,7 @@ STATUS: dict[type[AgentHostError], int] = {
     TurnTimeout: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
+    MissingExtra: 501,
 }
 
 _HTTP_CODES = {

@@ -43,6 +43,11 @@ SessionId = Annotated[
     AfterValidator(_printable),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+AgentName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["billing"]),
+    AfterValidator(_printable),
+]
 
 
 class RequestBody(BaseModel):
@@ -118,6 +123,8 @@ class ChatResponse(BaseModel):
         default_factory=list,
         description="Tool calls waiting for approval",
     )
+    agent: str | None = Field(None, description="The agent that ended the turn (after hand-offs)")
+    model: str | None = Field(None, description="The model that produced the reply")
 
 
 class SeedChatRequest(RequestBody):
@@ -143,6 +150,7 @@ class SessionCreate(RequestBody):
     user_id: Id | None = Field(None, description="For service keys and --auth none")
     state: JsonObject | None = None
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    agent: AgentName | None = Field(None, description="Start the session with this agent")
 
 
 class SessionPatch(RequestBody):
@@ -152,6 +160,9 @@ class SessionPatch(RequestBody):
 
     state: JsonObject | None = Field(None, description="JSON merge patch of the state")
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    agent: AgentName | None = Field(
+        None, description="Move the session to this agent (its active agent from now on)"
+    )
 
 
 class PendingApproval(BaseModel):
@@ -173,6 +184,10 @@ class SessionOut(BaseModel):
     config: dict[str, Any]
     pending_approvals: list[PendingApproval]
     revision: int
+    agent: str = Field(description="The agent the session is talking to (after hand-offs)")
+    entry_agent: str | None = Field(
+        None, description="The agent the session started with (on a server with several)"
+    )
 
 
 class SessionList(BaseModel):
@@ -240,6 +255,7 @@ class LiveSessionOut(BaseModel):
     created_at: float
     last_used: float
     busy: bool
+    agent: str | None = None
     messages_in_window: int
 
 
@@ -254,6 +270,20 @@ class Evicted(BaseModel):
 class CleanupResult(BaseModel):
     expired: int
     deleted: int
+
+
+class AgentOut(BaseModel):
+    name: str = Field(examples=["billing"])
+    description: str
+    model: str = Field(examples=["openai:gpt-4o-mini"])
+    fallback_models: list[str]
+    tools: list[str]
+    handoffs: list[str] = Field(description="Agents it may transfer a session to")
+    default: bool = Field(description="Answers the routes that name no agent")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
 
 
 class Health(BaseModel):
