@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from agenthost import Agent, ConfigError, Host, InvalidInput
-from agenthost.models.providers import Provider, Providers
 from agenthost.bootstrap import build_host
+from agenthost.models.providers import Provider, Providers
 from agenthost.settings import Settings
 from support.fake_openai import FakeOpenAI, serve
 
