@@ -197,3 +197,16 @@ async def test_the_documented_route_stays_in_the_schema(
     operation = schema["paths"]["/v1/chat"]["post"]
     assert operation["summary"] == "Run one turn in the caller's session"
     assert "requestBody" in operation
+
+
+async def test_body_and_header_naming_different_users_is_refused(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    for client in pair:
+        response = await client.post(
+            "/v1/chat",
+            json={"message": "hi", "user_id": "ann"},
+            headers={"X-User-Id": "bob", "Authorization": f"Bearer {KEYS['service']}"},
+        )
+        assert response.status_code == 422, response.text
+        assert "different users" in response.json()["error"]["message"]
