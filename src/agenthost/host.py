@@ -33,7 +33,7 @@ from agenthost.models.pool import ModelPool
 from agenthost.models.providers import Provider, Providers
 from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
-from agenthost.stores.base import MemoryFence, RunRecord, SessionRecord
+from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
 from agenthost.upkeep import upkeep_for
 
@@ -125,7 +125,7 @@ class Host:
         # long-term memory (host.memories; the agents get the model's memory tools) and the
         # work after turns (compaction, memory extraction)
         self.memories = Memories(
-            self.store, host_memory_options(agents), clock, self.start, self._fence
+            self.store, host_memory_options(agents), clock, self.start, self.cache
         )
         agents = self.agents = self.memories.for_agents(agents)
         self.agent = agents.default
@@ -324,11 +324,6 @@ class Host:
                 self.upkeep.after_turn(live)  # compaction, extraction: after the reply
             finally:
                 sessions.release(live)
-
-    def _fence(self, key: SessionKey) -> MemoryFence:
-        """What a memory written from inside a turn of ``key`` is checked against."""
-        live = self.cache.get(key, self.clock())
-        return MemoryFence(key, live.revision if live is not None else 0)
 
     async def _reloaded(self, live: LiveSession) -> LiveSession:
         fresh = await self.runtime.reload(live, create=True)

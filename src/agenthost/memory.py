@@ -36,6 +36,7 @@ from agenthost.tools import Tool, ToolContext, tool
 if TYPE_CHECKING:
     from agenthost.agent import Agent
     from agenthost.agents import AgentSet
+    from agenthost.live import LiveSessionCache
     from agenthost.models.base import Model
 
 log = logging.getLogger("agenthost.memory")
@@ -136,15 +137,14 @@ class Memories:
     ``options`` are the host's: its embedder and per-user cap (the default agent's
     long-term memory, else the first agent's that has one); each agent's own decide
     its recall budget, tools and extraction. ``start`` opens the store on first use;
-    ``fence_of`` gives the fence for a write made from inside a turn of a session
-    (its current revision).
+    ``live`` is the host's live-session cache (what a turn's writes are fenced by).
     """
 
     store: SessionStore
     options: LongTermMemory | None
     clock: Callable[[], float]
     start: Callable[[], Awaitable[None]]
-    fence_of: Callable[[SessionKey], MemoryFence]
+    live: LiveSessionCache | None = None
     embedder: Embedder | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +157,12 @@ class Memories:
         aclose = getattr(self.embedder, "aclose", None)
         if isinstance(spec, str) and aclose is not None:
             await aclose()
+
+    def fence_of(self, key: SessionKey) -> MemoryFence:
+        """What a memory written from inside a turn of ``key`` is checked against: the
+        session's revision now (0, which no session has, outside a turn)."""
+        live = self.live.get(key, self.clock()) if self.live is not None else None
+        return MemoryFence(key, live.revision if live is not None else 0)
 
     @property
     def cap(self) -> int | None:
