@@ -15,6 +15,8 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
+    ├── ToolError               a tool failed (an MCP server down, slow or erring): reported
+    │                           to the model as the tool's result, never raised to a caller
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
 """
@@ -76,6 +78,10 @@ class ModelError(AgentHostError):
     code = "model_error"
 
 
+class ToolError(AgentHostError):
+    code = "tool_error"
+
+
 class StoreUnavailable(AgentHostError):
     code = "store_unavailable"
 
@@ -97,5 +103,6 @@ __all__ = [
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",
+    "ToolError",
     "Unauthorized",
 ]

@@ -140,6 +140,8 @@ class Host:
             aclose = getattr(self._models[name], "aclose", None)
             if aclose is not None:
                 await aclose()
+        for source in self.agent.mcp:  # MCP connections of this event loop
+            await source.aclose()
         if self._started:
             await self.coordinator.close()
             await self.store.close()
@@ -703,6 +705,7 @@ class Host:
             "locks_held": len(self.runtime.locks),
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
+            **({"mcp": {s.name: s.stats() for s in self.agent.mcp}} if self.agent.mcp else {}),
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ strings or a table::
     "sk-alice" = "acme:alice"      # tenant:user
     "sk-support" = "acme:*"        # a service key for tenant acme
     "sk-ops" = "acme:!admin"       # an admin key
+
+    [mcp.tickets]                  # an MCP server of the served agent (agenthost.mcp)
+    url = "https://tickets.example/mcp"
+    headers_from = "myapp.auth:ticket_headers"
+    tools = ["search", "create"]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -98,6 +103,39 @@ def _mask_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class MCPServerSettings(BaseModel):
+    """One ``[mcp.NAME]`` table: an MCP server whose tools the served agent offers.
+
+    The fields are :class:`agenthost.mcp.MCPSource`'s (unset ones keep its
+    defaults); ``headers_from`` is the import path of its credential provider.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    command: list[str] | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    headers_from: str | None = None
+    tools: list[str] | None = None
+    prefix: str | None = None
+    requires_approval: bool | list[str] | None = None
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    list_ttl: float | None = None
+    max_connections: int | None = None
+    max_concurrency: int | None = None
+    idle_timeout: float | None = None
+    protocol: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for ``MCPSource`` (only what was set)."""
+        out = self.model_dump(exclude_none=True, exclude={"headers_from"})
+        if self.headers_from is not None:
+            out["headers"] = self.headers_from
+        return out
+
+
 class Settings(BaseSettings):
     """Everything ``agenthost serve`` can be told. Field names are also the TOML keys."""
 
@@ -135,6 +173,9 @@ class Settings(BaseSettings):
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mcp: dict[str, MCPServerSettings] = Field(
+        default_factory=dict, description="MCP servers of the agent: [mcp.NAME] tables"
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -204,6 +245,9 @@ class Settings(BaseSettings):
         out["jwt_public_key"] = "set" if self.jwt_public_key else None
         out["store"] = _mask_url(self.store)
         out["coordination"] = _mask_url(self.coordination)
+        for server in out["mcp"].values():  # a stdio server's env may hold its secrets
+            if server.get("env"):
+                server["env"] = dict.fromkeys(server["env"], "***")
         return out
 
     def __repr__(self) -> str:

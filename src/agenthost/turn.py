@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from agenthost.messages import Message, ToolCall, closing_messages
 from agenthost.models.base import Model, ModelRequest, ModelSettings, TextChunk
 from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
-from agenthost.tools import ToolContext
+from agenthost.tools import Tool, ToolContext
 
 
 class TurnObserver(Protocol):
@@ -81,7 +81,17 @@ def model_window(window: Any) -> list[Message]:
 class Turn:
     """One run on one live session; the caller holds the session's lock."""
 
-    __slots__ = ("env", "live", "model", "open_calls", "run", "settings", "started", "usage")
+    __slots__ = (
+        "env",
+        "live",
+        "model",
+        "open_calls",
+        "run",
+        "settings",
+        "started",
+        "tools",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -99,6 +109,7 @@ class Turn:
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
+        self.tools: Mapping[str, Tool] | None = None
 
     async def commit(
         self,
@@ -212,10 +223,18 @@ class Turn:
             approvals,
         )
 
+    async def toolset(self) -> Mapping[str, Tool]:
+        """The tools of this turn: the agent's own and its sources' for this caller."""
+        if self.tools is None:
+            key = self.live.key
+            context = ToolContext(key.tenant_id, key.user_id, key.session_id, self.run.run_id)
+            self.tools = await self.env.agent.toolset(context)
+        return self.tools
+
     async def steps(self) -> AsyncIterator[Event]:
         env = self.env
         agent = env.agent
-        schemas = [t.schema() for t in agent.tools]
+        schemas = [t.schema() for t in (await self.toolset()).values()]
         observer = env.observer
         for _ in range(agent.max_steps):
             request = ModelRequest(
@@ -260,12 +279,12 @@ class Turn:
         yield Done(self.result(note))
 
     async def run_tools(self, calls: list[ToolCall]) -> AsyncIterator[Event]:
-        agent = self.env.agent
+        tools = await self.toolset()
         messages: list[Message] = []
         waiting: list[ToolCall] = []
         state = self.live.state
         for call in calls:
-            spec = agent.tool(call.name)
+            spec = tools.get(call.name)
             if spec is not None and spec.requires_approval:
                 waiting.append(call)
                 continue
@@ -301,7 +320,7 @@ class Turn:
         self, call: ToolCall, state: dict[str, Any]
     ) -> tuple[str, bool, dict[str, Any]]:
         """Run one tool; errors become text for the model. Returns (content, is_error, state)."""
-        spec = self.env.agent.tool(call.name)
+        spec = (await self.toolset()).get(call.name)
         if spec is None:
             return f"error: unknown tool {call.name!r}", True, state
         key = self.live.key

@@ -7,6 +7,7 @@ To add a router, list its module in :data:`ROUTE_MODULES`.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import logging
@@ -69,14 +70,24 @@ def load_agent(path: str) -> Agent:
 
 
 def build_agent(settings: Settings) -> Agent:
+    """The agent ``settings`` describe, with the MCP servers of its ``[mcp.NAME]`` tables."""
     if settings.agent:
-        return load_agent(settings.agent)
-    return Agent(
-        name=settings.agent_name,
-        model=settings.model,
-        instructions=settings.instructions,
-        history_window=settings.history_window,
-    )
+        agent = load_agent(settings.agent)
+    else:
+        agent = Agent(
+            name=settings.agent_name,
+            model=settings.model,
+            instructions=settings.instructions,
+            history_window=settings.history_window,
+        )
+    if not settings.mcp:
+        return agent
+    try:
+        from agenthost.mcp import MCPSource
+    except ImportError as exc:
+        raise ConfigError(f"[mcp] servers are configured, but {exc}") from None
+    sources = [MCPSource(name, **server.options()) for name, server in settings.mcp.items()]
+    return dataclasses.replace(agent, mcp=(*agent.mcp, *sources))
 
 
 def build_coordinator(settings: Settings) -> Coordinator | None:

@@ -27,6 +27,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    ToolError,
     Unauthorized,
 )
 
@@ -42,6 +43,7 @@ STATUS: dict[type[AgentHostError], int] = {
     Forbidden: 403,
     ModelError: 503,
     StoreUnavailable: 503,
+    ToolError: 502,
     ConfigError: 500,
 }
 
