@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mcp", reason='the MCP tests need the mcp package: pip install "agenthost[mcp]"')
-
-from support.mcp_servers import HttpMCPServer  # noqa: E402
+from support.mcp_servers import HttpMCPServer
 
 
 @pytest.fixture
