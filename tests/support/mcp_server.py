@@ -19,10 +19,12 @@ from collections import Counter
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-server = MCPServer("recorder")
+server = MCPServer("recorder", log_level="WARNING")
 LOG = ""
 in_flight: Counter[str] = Counter()
 
@@ -72,8 +74,8 @@ async def slow(seconds: float, ctx: Context) -> str:
 
 @server.tool()
 def fail(reason: str) -> str:
-    """Always fails."""
-    raise ValueError(reason)
+    """Always fails, saying why."""
+    raise ToolError(reason)
 
 
 @server.tool()
@@ -84,14 +86,17 @@ def garble() -> str:
 
 
 @server.tool()
-async def grow(ctx: Context) -> str:
-    """Add a tool named 'extra' and tell clients the tool list changed."""
+async def grow(ctx: Context, notify: bool = True) -> str:
+    """Add a tool named 'extra' (and tell clients the tool list changed, unless asked not to)."""
 
     def extra() -> str:
         return "extra tool"
 
     server.add_tool(extra, name="extra", description="Added at run time.")
-    await ctx.notify_tools_changed()
+    if notify:
+        await ctx.notify_tools_changed()  # to subscriptions/listen streams (2026-07-28)
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:  # older sessions: a notification
+            await ctx.request_context.session.send_tool_list_changed()
     return "grown"
 
 

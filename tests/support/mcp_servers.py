@@ -9,6 +9,7 @@ pool really holds open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,18 @@ def established(port: int) -> int:
             if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
                 count += 1
     return count
+
+
+def bearer_of(caller: Any) -> dict[str, str]:
+    """A credential provider (``headers_from``) for the HTTP server: a token per user."""
+    return {"Authorization": f"Bearer token-of-{caller.tenant_id}-{caller.user_id}"}
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (or fail): for what happens in the background."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -239,5 +239,6 @@ def describe(exc: BaseException) -> str:
     """One line for an error, looking inside exception groups (the SDK raises them)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    text = str(exc).strip()
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:200] if lines else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

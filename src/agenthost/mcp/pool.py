@@ -59,7 +59,8 @@ class Pool:
         self.listings: OrderedDict[str, Listing] = OrderedDict()
         self.generation = 0  # bumped when the server's tools changed
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.failing = False
+        self.down = False  # the last connect attempt failed
+        self.failing = False  # ... because the server is unreachable: retry after a pause
         self.last_error: str | None = None
         self.retry_at = 0.0
         self._backoff = 0.0
@@ -173,10 +174,11 @@ class Pool:
                 else describe(exc)
             )
             self.counts["connect_failures"] += 1
+            self.down = True
             self._note(reason, unreachable=self._unreachable(exc))
             raise ToolError(f"cannot connect to MCP server {name!r}: {reason}") from None
         self.counts["connects"] += 1
-        self.failing = False
+        self.down = self.failing = False
         self._backoff = 0.0
         self.connections[key] = connection
         if self._sweeper is None:
@@ -338,7 +340,7 @@ class Pool:
     def stats(self) -> dict[str, Any]:
         now = self.clock()
         connections = list(self.connections.values())
-        state = "down" if self.failing else ("up" if connections else "idle")
+        state = "down" if self.down else ("up" if connections else "idle")
         return {
             "transport": self.source.target.transport,
             "state": state,
