@@ -1,4 +1,4 @@
-"""The suite: workloads B1-B7, their targets, repetitions and medians."""
+"""The suite: workloads B1-B8, their targets, repetitions and medians."""
 
 from __future__ import annotations
 
@@ -101,6 +101,18 @@ def _postgres_skip(options: Options) -> str | None:
     return _http_skip(options)
 
 
+def _mcp(options: Options) -> Results:
+    from agenthost.benchmarks import mcp
+
+    return mcp.b8(calls=300, turns=100) if options.quick else mcp.b8()
+
+
+def _mcp_skip(options: Options) -> str | None:
+    from agenthost.benchmarks import mcp
+
+    return mcp.unavailable()
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "B1",
@@ -167,6 +179,16 @@ WORKLOADS: tuple[Workload, ...] = (
             Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
         ),
         skip=_postgres_skip,
+    ),
+    Workload(
+        "B8",
+        "MCP tool call on a warm pooled connection (stdio, streamable HTTP) vs a @tool function",
+        _mcp,
+        (
+            Target("mcp stdio", "connects", "==", 1, "stdio: every call on one pooled connection"),
+            Target("mcp http", "connects", "==", 1, "HTTP: every call on one pooled connection"),
+        ),
+        skip=_mcp_skip,
     ),
 )
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-HELP = "Run the benchmark suite (B1-B7) and write a JSON + Markdown report."
+HELP = "Run the benchmark suite (B1-B8) and write a JSON + Markdown report."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
