@@ -14,7 +14,8 @@ from agenthost import ConfigError
 from agenthost.mcp import MCPSource
 from agenthost.server.app import build_agent, create_app
 from agenthost.settings import Settings
-from support.mcp_servers import HttpMCPServer, stdio_command
+from support.mcp_servers import HttpMCPServer, established, stdio_command
+from support.serve import API_KEYS, Server, bearer
 
 PROVIDER = "support.mcp_servers:bearer_of"
 
@@ -148,3 +149,38 @@ tools = ["echo"]
         assert reply.json()["reply"].startswith("rec_echo returned: error: ToolError: ")
         metrics = (await client.get("/metrics")).text
         assert 'agenthost_mcp_call_errors_total{server="rec"} 1.0' in metrics
+
+
+def test_agenthost_serve_uses_each_callers_credentials(
+    tmp_path: Path, http_server: HttpMCPServer
+) -> None:
+    """The README's deployment: a real server process, API keys, an [mcp] table."""
+    config = toml(
+        tmp_path / "agenthost.toml",
+        f"""
+[mcp.rec]
+url = "{http_server.url}"
+headers_from = "{PROVIDER}"
+""",
+    )
+    flags = ["--store", f"sqlite:///{tmp_path / 'a.db'}", "--auth", "api-keys"]
+    server = Server(
+        [*flags, "--config", str(config)],
+        tmp_path / "server.log",
+        {"AGENTHOST_API_KEYS": API_KEYS},
+    )
+    with server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for user in ("alice", "bob"):
+            reply = client.post(
+                "/v1/chat", json={"message": '/tool rec_echo {"text": "hi"}'}, headers=bearer(user)
+            )
+            assert reply.status_code == 200, reply.text
+            expected = f"echo hi as Bearer token-of-acme-{user}"
+            assert reply.json()["reply"] == f"rec_echo returned: {expected}"
+        assert established(http_server.port) > 0
+    # SIGTERM: the host closed its MCP connections on the way out
+    assert established(http_server.port) == 0
+    assert [c["token"] for c in http_server.calls()] == [
+        "Bearer token-of-acme-alice",
+        "Bearer token-of-acme-bob",
+    ]
