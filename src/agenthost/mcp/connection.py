@@ -126,6 +126,8 @@ class Connection:
             await ready
         except BaseException:
             await self.close()
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # retrieved: the caller gets what it is raising now
             raise
 
     async def close(self) -> None:
@@ -181,7 +183,7 @@ class Connection:
                         await asyncio.gather(listener, return_exceptions=True)
         except asyncio.CancelledError:
             if not ready.done():
-                ready.cancel()
+                ready.set_exception(ConnectionError("closed while connecting"))
             raise
         except BaseException as exc:
             if not ready.done():

@@ -81,7 +81,12 @@ class Pool:
             async with asyncio.timeout(self.source.connect_timeout):
                 return await self._once(("list", key), lambda: self._list(key, credential))
         except Exception as exc:
-            reason = exc.message if isinstance(exc, ToolError) else describe(exc)
+            if isinstance(exc, ToolError):
+                reason = exc.message
+            elif isinstance(exc, TimeoutError):
+                reason = f"no tool listing in {self.source.connect_timeout:g}s"
+            else:
+                reason = describe(exc)
             self.counts["listing_failures"] += 1
             self._note(reason)
             log.warning(
@@ -212,10 +217,13 @@ class Pool:
         return len(idle)
 
     async def aclose(self) -> None:
+        pending = list(self._flights.values())  # connects and listings under way
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+            pending.append(self._sweeper)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._sweeper = None
         for connection in list(self.connections.values()):
             self._retire(connection, "closed")
         self.listings.clear()
@@ -242,6 +250,8 @@ class Pool:
         except (ConnectionError, httpx2.TransportError) as exc:
             self.lost(connection, describe(exc))
             raise
+        finally:
+            self._room.set()
 
         async def call(tool: str, arguments: dict[str, Any]) -> str:
             return await self.call(key, credential, tool, arguments)
