@@ -3,7 +3,8 @@
 Three variants of one ``echo`` tool: a local ``@tool``, the same tool on an MCP
 server over stdio, and over streamable HTTP on loopback (the server of
 :mod:`agenthost.benchmarks.mcp_server`, a child process). For each: the
-latency of one tool call through the tool the turn resolves (``call_us``), and
+latency of one tool call through the tool the turn resolves (``call_us``; the
+CPU it costs this process, ``call_cpu_us``, is steadier on a busy machine), and
 of a whole turn that calls it (offline model: model -> tool -> model, on a
 MemoryStore; ``turn_us``), sequentially after a warm-up, so the connection is
 open and pooled. ``added_*`` subtract the ``@tool`` figures; ``connects``
@@ -48,15 +49,17 @@ def echo(text: str) -> str:
     return text
 
 
-async def _timed(n: int, step: Callable[[int], Awaitable[Any]]) -> list[float]:
+async def _timed(n: int, step: Callable[[int], Awaitable[Any]]) -> tuple[list[float], float]:
+    """Latencies of ``n`` steps after a warm-up, and this process's CPU seconds per step."""
     for i in range(WARM_UP):
         await step(i)
     times = []
+    cpu = time.process_time()
     for i in range(n):
         began = time.perf_counter()
         await step(i)
         times.append(time.perf_counter() - began)
-    return times
+    return times, (time.process_time() - cpu) / n
 
 
 async def measure(agent: Agent, name: str, *, calls: int, turns: int) -> dict[str, float]:
@@ -70,13 +73,14 @@ async def measure(agent: Agent, name: str, *, calls: int, turns: int) -> dict[st
             result = await host.run(f'/tool {name} {{"text": "hi {i}"}}', user_id="bench")
             assert result.reply == f"{name} returned: hi {i}", result.reply
 
-        call_times = await _timed(calls, call)
-        turn_times = await _timed(turns, turn)
+        call_times, call_cpu = await _timed(calls, call)
+        turn_times, _ = await _timed(turns, turn)
         sources = agent.mcp
         connects = sources[0].stats()["connects"] if sources else 0
     return {
         "call_us": statistics.median(call_times) * 1e6,
         "call_p99_us": percentile(call_times, 99) * 1e6,
+        "call_cpu_us": call_cpu * 1e6,  # agenthost's side only: the server is another process
         "turn_us": statistics.median(turn_times) * 1e6,
         "connects": connects,
     }
