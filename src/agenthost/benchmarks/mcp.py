@@ -8,7 +8,9 @@ CPU it costs this process, ``call_cpu_us``, is steadier on a busy machine), and
 of a whole turn that calls it (offline model: model -> tool -> model, on a
 MemoryStore; ``turn_us``), sequentially after a warm-up, so the connection is
 open and pooled. ``added_*`` subtract the ``@tool`` figures; ``connects``
-checks that every call used the one pooled connection.
+checks that every call used the one pooled connection; ``connect_and_list_ms``
+is what the first turn paid to connect and list the tools (what every call
+would pay without a pool).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ async def _timed(n: int, step: Callable[[int], Awaitable[Any]]) -> tuple[list[fl
 
 async def measure(agent: Agent, name: str, *, calls: int, turns: int) -> dict[str, float]:
     async with Host(agent, store=MemoryStore(max_messages=None), cleanup_interval=None) as host:
-        resolved: Tool = (await agent.toolset(CONTEXT))[name]
+        began = time.perf_counter()
+        resolved: Tool = (await agent.toolset(CONTEXT))[name]  # connects and lists: cold
+        cold = time.perf_counter() - began
 
         async def call(i: int) -> None:
             assert await resolved.call(f'{{"text": "hello {i}"}}', CONTEXT) == f"hello {i}"
@@ -82,6 +86,7 @@ async def measure(agent: Agent, name: str, *, calls: int, turns: int) -> dict[st
         "call_p99_us": percentile(call_times, 99) * 1e6,
         "call_cpu_us": call_cpu * 1e6,  # agenthost's side only: the server is another process
         "turn_us": statistics.median(turn_times) * 1e6,
+        "connect_and_list_ms": cold * 1000,
         "connects": connects,
     }
 
