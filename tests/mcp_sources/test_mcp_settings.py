@@ -1,4 +1,5 @@
-"""MCP servers from settings (``[mcp.NAME]`` in agenthost.toml), served over HTTP."""
+"""MCP servers from settings (``[agents.<name>.mcp.<server>]``, or ``[mcp.<server>]`` for
+the one agent, in agenthost.toml), served over HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from agenthost import ConfigError
 from agenthost.mcp import MCPSource
-from agenthost.server.app import build_agent, create_app
+from agenthost.server.app import build_agent, build_agents, create_app
 from agenthost.settings import Settings
 from support.mcp_servers import HttpMCPServer, established, stdio_command
 from support.serve import API_KEYS, Server, bearer
@@ -25,29 +26,38 @@ def toml(path: Path, text: str) -> Path:
     return path
 
 
-def test_toml_tables_become_the_agents_mcp_servers(tmp_path: Path) -> None:
+def test_agent_tables_hold_their_mcp_servers(tmp_path: Path) -> None:
     command = json.dumps(stdio_command(tmp_path / "log.jsonl"))
     config = toml(
         tmp_path / "agenthost.toml",
         f"""
 store = "memory://"
 
-[mcp.files]
+[agents.sales]
+instructions = "Sell."
+
+[agents.sales.mcp.files]
 command = {command}
 env = {{ FILES_ROOT = "/srv/files", API_KEY = "secret-value" }}
 tools = ["echo"]
 requires_approval = ["echo"]
 timeout = 5
 
-[mcp.tickets]
+[agents.sales.mcp.tickets]
 url = "http://127.0.0.1:9/mcp"
 headers_from = "{PROVIDER}"
 prefix = "t_"
 idle_timeout = 30
+
+[agents.support]
+instructions = "Help."
 """,
     )
     settings = Settings.load(config_file=config)
-    files, tickets = build_agent(settings).mcp
+    agents = build_agents(settings)
+    sales, support = agents.named("sales"), agents.named("support")
+    assert support.mcp == ()
+    files, tickets = sales.mcp
     assert isinstance(files, MCPSource) and isinstance(tickets, MCPSource)
     assert (files.name, files.tools, files.requires_approval) == (
         "files",
@@ -61,9 +71,31 @@ idle_timeout = 30
         30,
     )
     assert callable(tickets.headers)
-    masked = settings.masked()["mcp"]
+    assert agents.tool_sources() == {"files": files, "tickets": tickets}
+    masked = settings.masked()["agents"]["sales"]["mcp"]
     assert masked["files"]["env"] == {"FILES_ROOT": "***", "API_KEY": "***"}
     assert "secret-value" not in repr(settings)
+
+
+def test_one_agent_takes_top_level_mcp_tables(tmp_path: Path) -> None:
+    config = toml(
+        tmp_path / "agenthost.toml",
+        """
+[mcp.tickets]
+url = "http://127.0.0.1:9/mcp"
+env = { TOKEN = "secret-value" }
+""",
+    )
+    settings = Settings.load(config_file=config)
+    (source,) = build_agent(settings).mcp
+    assert isinstance(source, MCPSource) and source.url == "http://127.0.0.1:9/mcp"
+    assert settings.masked()["mcp"]["tickets"]["env"] == {"TOKEN": "***"}
+
+    several = toml(
+        tmp_path / "several.toml", '[agents.a]\n[agents.b]\n[mcp.x]\nurl = "http://x/mcp"\n'
+    )
+    with pytest.raises(ConfigError, match=r"\[agents.<name>.mcp.<server>\]"):
+        Settings.load(config_file=several).check()
 
 
 def test_the_environment_can_name_mcp_servers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,17 +138,21 @@ async def test_served_over_http_with_each_users_headers(
 store = "memory://"
 cleanup_interval = 3600
 
-[mcp.rec]
+[agents.sales.mcp.rec]
 url = "{http_server.url}"
 headers_from = "{PROVIDER}"
 tools = ["echo"]
+
+[agents.support]
 """,
     )
     settings = Settings.load(config_file=config)
     async with served(settings) as client:
+        listed = (await client.get("/v1/agents")).json()["agents"]
+        assert {a["name"]: a["mcp"] for a in listed} == {"sales": ["rec"], "support": []}
         for user in ("alice", "bob"):
             reply = await client.post(
-                "/v1/chat",
+                "/v1/agents/sales/chat",
                 json={"message": '/tool rec_echo {"text": "hi"}'},
                 headers={"X-User-Id": user, "X-Tenant-Id": "acme"},
             )
@@ -141,7 +177,7 @@ tools = ["echo"]
         http_server.kill()
         assert (await client.get("/readyz")).status_code == 200
         reply = await client.post(
-            "/v1/chat",
+            "/v1/agents/sales/chat",
             json={"message": '/tool rec_echo {"text": "again"}'},
             headers={"X-User-Id": "alice", "X-Tenant-Id": "acme"},
         )

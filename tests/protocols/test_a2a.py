@@ -26,7 +26,6 @@ from a2a.types import (
     TaskState,
 )
 from a2a.utils.errors import (
-    InvalidParamsError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
@@ -223,7 +222,7 @@ async def test_task_from_another_context_is_rejected(keyed_server: Server) -> No
             await send(alice, "more", context_id=other_context, task_id=one.id)
         with pytest.raises(TaskNotFoundError):
             await send(bob, "more", task_id=one.id)
-        with pytest.raises(InvalidParamsError):  # finished: continue in the context instead
+        with pytest.raises(UnsupportedOperationError):  # finished: continue in the context
             await send(alice, "more", context_id=one.context_id, task_id=one.id)
 
 

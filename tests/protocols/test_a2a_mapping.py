@@ -3,6 +3,7 @@ version and params handling; and a shutdown that interrupts running tasks cleanl
 
 from __future__ import annotations
 
+import json
 from typing import Any, get_args
 
 import httpx
@@ -23,7 +24,8 @@ from agenthost.events import RunStatus
 from agenthost.messages import Message
 from agenthost.protocols import a2a_mapping as am
 from agenthost.server import create_app
-from agenthost.server.a2a import _v03_invalid_params, _version
+from agenthost.server.a2a import _version
+from agenthost.server.a2a_input import Screened, screen
 from agenthost.settings import Settings
 from support.agents import protocol_agent
 
@@ -39,8 +41,19 @@ def test_every_run_status_has_a_task_state() -> None:
 
 
 def test_message_text_from_text_and_data_parts() -> None:
-    text = am.message_text(user(Part(text="hi"), am.data_part({"n": [1, "x", None, True]})))
-    assert text == 'hi\n{"n": [1.0, "x", null, true]}'
+    message = user(Part(text="hi"), am.data_part({"n": [1, "x", None, True]}))
+    assert am.message_text(message) == 'hi\n{"n": [1.0, "x", null, true]}'  # as protobuf has it
+    # the data as the client sent it, where it is the same data: numbers keep their form
+    assert (
+        am.message_text(message, {1: {"n": [1, "x", None, True]}})
+        == 'hi\n{"n": [1, "x", null, true]}'
+    )
+    big = 2**60 + 1  # a double cannot hold it
+    exact = am.message_text(user(am.data_part({"big": big})), {0: {"big": big}})
+    assert exact == f'{{"big": {big}}}'
+    # what the client sent is used only where it is the data protobuf parsed
+    for other in ({"n": [2, "x", None, True]}, {"n": [1, "x", None, 1]}, {"m": 1}, [1]):
+        assert am.message_text(message, {1: other}) == 'hi\n{"n": [1.0, "x", null, true]}'
     with pytest.raises(ContentTypeNotSupportedError):
         am.message_text(user(Part(url="https://example.com/a.png")))
     with pytest.raises(InvalidParamsError):
@@ -149,20 +162,23 @@ def test_version_from_method_name(header: str | None, method: str | None, versio
 
 
 def test_v03_params_are_invalid_params_without_echo() -> None:
+    def screened(body: Any) -> Screened | dict[str, Any]:
+        return screen(json.dumps(body).encode())
+
     body: dict[str, Any] = {
         "jsonrpc": "2.0",
         "id": 3,
         "method": "tasks/get",
         "params": {"x": "s3cret"},
     }
-    error = _v03_invalid_params(body)
-    assert error is not None and error["id"] == 3 and error["error"]["code"] == -32602
+    error = screened(body)
+    assert isinstance(error, dict) and error["id"] == 3 and error["error"]["code"] == -32602
     assert "s3cret" not in str(error)
     good = {"jsonrpc": "2.0", "id": 3, "method": "tasks/get", "params": {"id": "t"}}
-    assert _v03_invalid_params(good) is None
-    assert _v03_invalid_params({**body, "method": "GetTask"}) is None  # v1.0: the SDK's job
-    assert _v03_invalid_params({**body, "jsonrpc": "1.0"}) is None  # envelope: the SDK's -32600
-    assert _v03_invalid_params([body]) is None
+    assert isinstance(screened(good), Screened)
+    assert isinstance(screened({**body, "method": "GetTask"}), Screened)  # v1.0: the SDK's job
+    assert isinstance(screened({**body, "jsonrpc": "1.0"}), Screened)  # envelope: SDK's -32600
+    assert isinstance(screened([body]), Screened)
 
 
 async def test_shutdown_interrupts_running_tasks_and_stores_why() -> None:

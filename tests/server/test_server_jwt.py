@@ -60,10 +60,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     await app.state.host.close()
 
 
-@pytest.mark.parametrize(
-    ("name", "key"),
-    [("HS256", SECRET), ("RS256", PRIVATE)],
-)
+@pytest.mark.parametrize(("name", "key"), [("HS256", SECRET), ("RS256", PRIVATE)])
 async def test_valid_tokens_reach_their_own_sessions(
     client: httpx.AsyncClient, name: str, key: Any
 ) -> None:

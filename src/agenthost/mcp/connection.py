@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,6 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from agenthost import __version__
 from agenthost.mcp.credentials import Credential
 
 log = logging.getLogger("agenthost.mcp")
@@ -60,7 +60,7 @@ class Target:
             "mode": self.protocol,
             "cache": None,  # the pool caches listings itself, per credential
             "message_handler": on_message,
-            "client_info": types.Implementation(name="agenthost", version=__version__),
+            "client_info": types.Implementation(name="agenthost", version=_version()),
         }
         if self.url is not None:
             http = httpx2.AsyncClient(
@@ -235,6 +235,13 @@ def _listens(client: Client) -> bool:
         and tools is not None
         and bool(tools.list_changed)
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("agenthost")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
 
 
 def describe(exc: BaseException) -> str:

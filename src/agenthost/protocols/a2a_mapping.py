@@ -17,7 +17,7 @@ The mapping:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from a2a.types import (
@@ -51,12 +51,15 @@ from agenthost.agent import Agent
 from agenthost.errors import AgentHostError, InvalidInput, NotFound, QuotaExceeded
 from agenthost.events import RunStatus
 from agenthost.messages import Message
+from agenthost.stores.base import RunRecord
 
 REPLY_ARTIFACT = "reply"
 JSONRPC_PATH = "/a2a"
 PROTOCOL_VERSIONS = ("1.0", "0.3")
 INPUT_MODES = ("text/plain", "application/json")
 OUTPUT_MODES = ("text/plain",)
+EXTENDED_CARD = False
+"""No extended card: GetExtendedAgentCard is then UnsupportedOperationError (spec 3.3.4)."""
 
 STATE_OF_RUN: dict[RunStatus, TaskState] = {
     "running": TaskState.TASK_STATE_WORKING,
@@ -81,17 +84,26 @@ _NO = frozenset({"no", "n", "deny", "denied", "reject", "rejected", "false"})
 # -- incoming -------------------------------------------------------------------------
 
 
-def message_text(message: A2AMessage) -> str:
-    """The user's input: text parts joined by newlines, data parts as JSON text."""
+def message_text(message: A2AMessage, sent: Mapping[int, Any] | None = None) -> str:
+    """The user's input: text parts joined by newlines, data parts as JSON text.
+
+    ``sent`` holds the data parts as the client wrote them in JSON, by part index:
+    protobuf's ``Value`` keeps every number as a double (``123`` would reach the
+    agent as ``123.0``, ``2**60 + 1`` rounded), so where the client's value is the
+    same data, it is the one the agent reads.
+    """
     if message.role not in (Role.ROLE_USER, Role.ROLE_UNSPECIFIED):
         raise InvalidParamsError(message="message.role must be ROLE_USER")
     texts: list[str] = []
-    for part in message.parts:
+    for index, part in enumerate(message.parts):
         kind = part.WhichOneof("content")
         if kind == "text":
             texts.append(part.text)
         elif kind == "data":
-            texts.append(json.dumps(_plain(part.data), ensure_ascii=False))
+            data = _plain(part.data)
+            if sent and index in sent and _same(sent[index], data):
+                data = sent[index]
+            texts.append(json.dumps(data, ensure_ascii=False))
         else:
             raise ContentTypeNotSupportedError(
                 message="this agent accepts text and data parts, not files"
@@ -118,6 +130,27 @@ def approval_answer(message: A2AMessage) -> bool:
     raise InvalidParamsError(
         message='the task waits for approval: answer "yes" or "no" (or data {"approved": bool})'
     )
+
+
+def message_meta(message: A2AMessage) -> dict[str, Any] | None:
+    """What the stored user message keeps of the A2A message: the creator's id."""
+    return {"message_id": message.message_id} if message.message_id else None
+
+
+def _same(sent: Any, parsed: Any) -> bool:
+    """Whether JSON ``sent`` is the data protobuf parsed into ``parsed`` (numbers as doubles)."""
+    if isinstance(sent, bool) or isinstance(parsed, bool):
+        return sent is parsed
+    if isinstance(sent, int | float) and isinstance(parsed, float):
+        try:
+            return float(sent) == parsed
+        except OverflowError:
+            return False
+    if isinstance(sent, dict) and isinstance(parsed, dict):
+        return sent.keys() == parsed.keys() and all(_same(v, parsed[k]) for k, v in sent.items())
+    if isinstance(sent, list) and isinstance(parsed, list):
+        return len(sent) == len(parsed) and all(map(_same, sent, parsed))
+    return type(sent) is type(parsed) and bool(sent == parsed)
 
 
 def _plain(value: Any) -> Any:
@@ -167,9 +200,25 @@ def user_message(text: str, *, message_id: str, context_id: str, task_id: str) -
     )
 
 
+def status_at(run: RunRecord) -> float:
+    """When a run's task took its current status: its end, or its start while unfinished."""
+    return run.finished_at or run.started_at
+
+
+def nanos(at: float) -> int:
+    """A time as the nanoseconds of a status timestamp (what ListTasks sorts by)."""
+    return int(at * 1e9)
+
+
+def state_name(state: TaskState, *, v03: bool = False) -> str:
+    """``TASK_STATE_INPUT_REQUIRED``, or in v0.3's words ``input-required``."""
+    name: str = TaskState.Name(state)
+    return name.removeprefix("TASK_STATE_").lower().replace("_", "-") if v03 else name
+
+
 def status(state: TaskState, at: float, message: A2AMessage | None = None) -> TaskStatus:
     out = TaskStatus(state=state)
-    out.timestamp.FromNanoseconds(int(at * 1e9))
+    out.timestamp.FromNanoseconds(nanos(at))
     if message is not None:
         out.message.CopyFrom(message)
     return out
@@ -180,17 +229,37 @@ def reply_artifact(text: str) -> Artifact:
 
 
 def history_of(run_id: str, messages: Sequence[Message], context_id: str) -> list[A2AMessage]:
-    """The run's user message(s) and the agent's text replies, as A2A messages."""
+    """The run's user message(s) and the agent's text replies, as A2A messages.
+
+    A message keeps the id its creator gave it: the client's ``messageId`` for the
+    user's message (stored with it), ``<run id>-<seq>`` for the agent's.
+    """
     out: list[A2AMessage] = []
     for m in messages:
         if m.run_id != run_id or not m.content:
             continue
-        ids = {"message_id": f"{run_id}-{m.seq}", "context_id": context_id, "task_id": run_id}
+        message_id = (m.meta or {}).get("message_id") or f"{run_id}-{m.seq}"
+        ids = {"message_id": message_id, "context_id": context_id, "task_id": run_id}
         if m.role == "user":
             out.append(user_message(m.content, **ids))
         elif m.role == "assistant":
-            out.append(agent_message([text_part(m.content)], **ids))
+            message = agent_message([text_part(m.content)], **ids)
+            if m.meta and isinstance(m.meta.get("agent"), str):
+                message.metadata.update({"agent": m.meta["agent"]})  # which agent spoke
+            out.append(message)
     return out
+
+
+def handoff_note(source: str, target: str, *, task_id: str, context_id: str) -> A2AMessage:
+    """The working-status message of a hand-off: the agent that speaks from now on."""
+    message = agent_message(
+        [text_part(f"Transferred from {source} to {target}.")],
+        message_id=f"{task_id}-handoff-{target}",
+        context_id=context_id,
+        task_id=task_id,
+    )
+    message.metadata.update({"agent": target, "handoff": {"from": source, "to": target}})
+    return message
 
 
 def reply_of(run_id: str, messages: Sequence[Message]) -> str:
@@ -273,9 +342,15 @@ def to_a2a_error(exc: AgentHostError) -> A2AError:
 # -- agent card -----------------------------------------------------------------------
 
 
-def agent_card(agent: Agent, *, base_url: str, version: str, auth: str) -> AgentCard:
-    """The card at ``/.well-known/agent-card.json``: one JSON-RPC endpoint, v1.0 and v0.3."""
-    url = base_url.rstrip("/") + JSONRPC_PATH
+def agent_card(
+    agent: Agent, *, base_url: str, version: str, auth: str, path: str = JSONRPC_PATH
+) -> AgentCard:
+    """The card at ``/.well-known/agent-card.json``: one JSON-RPC endpoint, v1.0 and v0.3.
+
+    Each agent of a server with several also has its own card and endpoint: ``path``
+    is ``/a2a/<agent>``.
+    """
+    url = base_url.rstrip("/") + path
     description = agent.description or f"{agent.name}: {agent.instructions}"
     skills = [
         AgentSkill(
@@ -298,7 +373,9 @@ def agent_card(agent: Agent, *, base_url: str, version: str, auth: str) -> Agent
             AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version=v)
             for v in PROTOCOL_VERSIONS
         ],
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        capabilities=AgentCapabilities(
+            streaming=True, push_notifications=False, extended_agent_card=EXTENDED_CARD
+        ),
         default_input_modes=list(INPUT_MODES),
         default_output_modes=list(OUTPUT_MODES),
         skills=skills,

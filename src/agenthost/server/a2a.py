@@ -17,21 +17,28 @@ and runs an AgentExecutor per task, while agenthost already stores every run
 A second store would have to be kept in sync for GetTask to work after a
 restart or from another process. So :class:`HostRequestHandler` implements
 the SDK's ``RequestHandler`` interface directly on the Host; the mapping of
-runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`.
+runs to tasks lives in :mod:`agenthost.protocols.a2a_mapping`. Every body is
+screened by :mod:`agenthost.server.a2a_input` before the dispatcher reads it.
 
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
 (clients read it to learn how to authenticate).
+
+Each agent of the server also has its own card and endpoint:
+``GET /a2a/<agent>/.well-known/agent-card.json`` and ``POST /a2a/<agent>``
+(so ``create_from_url(".../a2a/billing")`` finds it). A message sent there is
+addressed to that agent, as on ``/v1/agents/{agent}/chat``; ``/a2a`` follows
+the session's active agent. Tasks are the caller's runs whichever endpoint
+reads them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -58,32 +65,39 @@ from a2a.types import (
 )
 from a2a.types import Message as A2AMessage
 from a2a.utils.errors import (
-    ExtendedAgentCardNotConfiguredError,
+    A2AError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from a2a.utils.task import validate_history_length
+from a2a.utils.task import (
+    ListTasksCursor,
+    decode_list_tasks_cursor,
+    encode_list_tasks_cursor,
+    validate_history_length,
+)
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from agenthost import __version__
-from agenthost.errors import AgentHostError
+from agenthost.errors import AgentHostError, InvalidId
 from agenthost.events import Done, Event
 from agenthost.host import Host
-from agenthost.keys import SessionKey
+from agenthost.keys import SessionKey, validate_id
 from agenthost.messages import Message
 from agenthost.protocols import a2a_mapping as am
+from agenthost.server.a2a_input import Screened, screen
 from agenthost.server.a2a_runs import LiveTask, LiveTasks, StreamEvent
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.stores.base import RunRecord
 from agenthost.turn import new_run_id
 
+DEFAULT_PAGE = 50
 MAX_PAGE = 100
 
 
@@ -108,34 +122,51 @@ async def agent_card(
     return JSONResponse(agent_card_to_dict(card))
 
 
-@router.post(
-    "/a2a",
-    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
-    responses={
-        **ERRORS,
-        200: {
-            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
-            "for streaming methods",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+        "for streaming methods",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+}
+
+
+@router.get("/a2a/{agent}/.well-known/agent-card.json", summary="One agent's A2A card (public)")
+async def named_agent_card(
+    agent: str, request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    served = host.agents.named(agent)
+    card = am.agent_card(
+        served,
+        base_url=str(request.base_url),
+        version=__version__,
+        auth=settings.auth,
+        path=f"{am.JSONRPC_PATH}/{served.name}",
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a/{agent}", summary="A2A JSON-RPC 2.0, addressed to one agent", responses=RPC_RESPONSES
 )
+async def named_rpc(
+    agent: str, request: Request, host: CurrentHost, identity: CurrentIdentity
+) -> Response:
+    request.state.a2a_agent = host.agents.named(agent).name
+    return await rpc(request, identity)
+
+
+@router.post("/a2a", summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)", responses=RPC_RESPONSES)
 async def rpc(request: Request, identity: CurrentIdentity) -> Response:
     request.state.a2a_principal = identity.principal()
-    body = await _json(request)
-    request.state.a2a_version = _version(request.headers.get("a2a-version"), body)
-    invalid = _v03_invalid_params(body)
-    if invalid is not None:
-        return JSONResponse(invalid)
+    screened = screen(await request.body())
+    if not isinstance(screened, Screened):  # refused before the dispatcher reads it
+        return JSONResponse(screened)
+    request.state.a2a_version = _version(request.headers.get("a2a-version"), screened.body)
+    request.state.a2a_data = screened.data
     response: Response = await _dispatcher(request).handle_requests(request)
     return response
-
-
-async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        return None  # the dispatcher answers with a parse error
 
 
 def _version(header: str | None, body: Any) -> str:
@@ -154,38 +185,11 @@ def _version(header: str | None, body: Any) -> str:
     return family if major in ("0", "1") else header
 
 
-def _v03_invalid_params(body: Any) -> dict[str, Any] | None:
-    """A v0.3 request whose params do not validate, answered -32602 (the SDK says -32600).
-
-    Only field locations and messages go back, never the offending input.
-    """
-    if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
-        return None
-    request_id = body.get("id")
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        return None
-    from a2a.compat.v0_3.jsonrpc_adapter import JSONRPC03Adapter  # after the dispatcher: cycle
-
-    model: Any = JSONRPC03Adapter.METHOD_TO_MODEL.get(str(body.get("method")))
-    if model is None:
-        return None
-    try:
-        model.model_validate(body)
-    except ValidationError as exc:
-        errors = exc.errors()
-        if not all(e["loc"] and e["loc"][0] == "params" for e in errors):
-            return None  # an envelope problem: the dispatcher's -32600
-        where = "; ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in errors[:5])
-        error = {"code": -32602, "message": f"Invalid params: {where}"}
-        return {"jsonrpc": "2.0", "id": request_id, "error": error}
-    return None
-
-
 class _ClientErrorLogs(logging.Filter):
     """The SDK logs a traceback at ERROR when a client sends malformed JSON-RPC.
 
     That is the client's mistake, already answered with -32600/-32602: keep the
-    line for debug logging, without the traceback, and drop it otherwise.
+    line as a debug line, without the traceback.
     """
 
     PREFIXES = ("Failed to validate base JSON-RPC request", "Failed to parse request params")
@@ -193,6 +197,7 @@ class _ClientErrorLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.getMessage().startswith(self.PREFIXES):
             record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
@@ -216,12 +221,17 @@ def _dispatcher(request: Request) -> JsonRpcDispatcher:
 
 
 class _ContextBuilder(ServerCallContextBuilder):
-    """Carries the authenticated principal (and the effective version) to the handler."""
+    """Carries the principal, the effective version and the raw data parts to the handler."""
 
     def build(self, request: Request) -> ServerCallContext:
         headers = dict(request.headers)
         headers["a2a-version"] = request.state.a2a_version
-        state = {"headers": headers, "principal": request.state.a2a_principal}
+        state = {
+            "headers": headers,
+            "principal": request.state.a2a_principal,
+            "data": request.state.a2a_data,
+            "agent": getattr(request.state, "a2a_agent", None),
+        }
         return ServerCallContext(state=state)
 
 
@@ -243,6 +253,12 @@ def new_context_id() -> str:
     return "ctx_" + os.urandom(12).hex()
 
 
+async def _history(host: Host, key: SessionKey) -> list[Message]:
+    return await host.history(
+        tenant_id=key.tenant_id, user_id=key.user_id, session_id=key.session_id
+    )
+
+
 class HostRequestHandler(RequestHandler):
     """The A2A methods on the Host: tasks are runs, contexts are the caller's sessions."""
 
@@ -258,7 +274,7 @@ class HostRequestHandler(RequestHandler):
     ) -> Task | A2AMessage:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who)
+        live = await self._start(params.message, who, context)
         if params.configuration.return_immediately:
             return live.snapshot(history_length)
         await live.done.wait()
@@ -270,32 +286,38 @@ class HostRequestHandler(RequestHandler):
     ) -> AsyncGenerator[StreamEvent]:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who)
+        live = await self._start(params.message, who, context)
         async for event in _follow(live, history_length):
             yield event
 
-    async def _start(self, message: A2AMessage, who: Principal) -> LiveTask:
+    async def _start(
+        self, message: A2AMessage, who: Principal, context: ServerCallContext
+    ) -> LiveTask:
         if message.task_id:
-            return await self._continue(message, who)
-        text = am.message_text(message)
-        session_id = message.context_id or new_context_id()
+            with _as_a2a_errors():
+                return await self._continue(message, who, context)
+        text = am.message_text(message, context.state.get("data"))
+        session_id = _context_id(message.context_id) if message.context_id else new_context_id()
         run_id = new_run_id()
-        try:
+        with _as_a2a_errors():
             events = self.host.stream(
                 text,
                 tenant_id=who.tenant_id,
                 user_id=who.user_id,
                 session_id=session_id,
                 run_id=run_id,
+                message_meta=am.message_meta(message),
+                request_id=current_request_id(),
+                agent=context.state.get("agent"),
             )
-        except AgentHostError as exc:
-            raise am.to_a2a_error(exc) from None
         key = SessionKey(who.tenant_id, who.user_id, session_id)
         return self.tasks.start(
             LiveTask(run_id, key, _request(message, key, run_id), time.time()), events
         )
 
-    async def _continue(self, message: A2AMessage, who: Principal) -> LiveTask:
+    async def _continue(
+        self, message: A2AMessage, who: Principal, context: ServerCallContext
+    ) -> LiveTask:
         """A message naming a task: only an input-required task (awaiting approval) takes one."""
         task_id = message.task_id
         run = await self._run(task_id, who)
@@ -303,16 +325,10 @@ class HostRequestHandler(RequestHandler):
             raise TaskNotFoundError(
                 message=f"task {task_id} is not in context {message.context_id}"
             )
-        if run.status != "awaiting_approval" or self.tasks.is_running(task_id):
-            state = TaskState.Name(am.STATE_OF_RUN[run.status])
-            if run.status in ("running", "awaiting_approval"):
-                raise UnsupportedOperationError(
-                    message=f"task {task_id} is still working: subscribe to it or cancel it"
-                )
-            raise InvalidParamsError(
-                message=f"task {task_id} is in terminal state {state}: send a new message in "
-                "its context without a taskId"
-            )
+        if self.tasks.is_running(task_id):
+            raise _no_message(task_id, TaskState.TASK_STATE_WORKING, context)
+        if run.status != "awaiting_approval":
+            raise _no_message(task_id, am.STATE_OF_RUN[run.status], context)
         approved = am.approval_answer(message)
         record = await self.host.get_session(
             tenant_id=run.key.tenant_id, user_id=run.key.user_id, session_id=run.key.session_id
@@ -328,52 +344,62 @@ class HostRequestHandler(RequestHandler):
 
     @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
-        return await self._task(params.id, _principal(context), _history_length(params))
+        with _as_a2a_errors():
+            return await self._task(params.id, _principal(context), _history_length(params))
 
     @validate_request_params
     async def on_list_tasks(
         self, params: ListTasksRequest, context: ServerCallContext
     ) -> ListTasksResponse:
+        """The caller's tasks, newest status first, a page at a time (a cursor per page)."""
         who = _principal(context)
         history_length = _history_length(params)
-        size = min(params.page_size or 50, MAX_PAGE)
-        try:
-            offset = int(params.page_token or 0)
-        except ValueError:
-            raise InvalidParamsError(message="page_token is not one this server issued") from None
-        if params.context_id:
-            keys = [
-                SessionKey.of(
-                    tenant_id=who.tenant_id, user_id=who.user_id, session_id=params.context_id
-                )
-            ]
-        else:
-            records = await self.host.sessions(tenant_id=who.tenant_id, user_id=who.user_id)
-            keys = [r.key for r in records]
-        runs = [run for key in keys for run in await self.host.store.runs(key, limit=10_000)]
+        size = params.page_size if params.HasField("page_size") else DEFAULT_PAGE
+        if not 1 <= size <= MAX_PAGE:
+            raise InvalidParamsError(message=f"pageSize must be 1 to {MAX_PAGE}, not {size}")
+        cursor = _cursor(params.page_token) if params.page_token else None
+        with _as_a2a_errors():
+            runs = await self._runs(who, params.context_id)
         if params.status:
             runs = [r for r in runs if am.STATE_OF_RUN[r.status] == params.status]
         if params.HasField("status_timestamp_after"):
-            after = params.status_timestamp_after.ToNanoseconds() / 1e9
-            runs = [r for r in runs if (r.finished_at or r.started_at) > after]
-        runs.sort(key=lambda r: r.started_at, reverse=True)
-        page = runs[offset : offset + size]
+            after = params.status_timestamp_after.ToNanoseconds()
+            runs = [r for r in runs if am.nanos(am.status_at(r)) >= after]
+        runs.sort(key=_list_order, reverse=True)
+        rest = runs if cursor is None else [r for r in runs if _list_order(r) < cursor]
+        page = rest[:size]
+        next_page = encode_list_tasks_cursor(_cursor_of(page[-1])) if len(rest) > size else ""
         messages: dict[SessionKey, list[Message]] = {}
         tasks = []
-        for run in page:
-            if run.key not in messages:
-                messages[run.key] = await self.host.store.messages(run.key)
-            tasks.append(await self._build(run, messages[run.key], history_length))
-        more = offset + size < len(runs)
+        with _as_a2a_errors():
+            for run in page:
+                if run.key not in messages:
+                    messages[run.key] = await _history(self.host, run.key)
+                tasks.append(await self._build(run, messages[run.key], history_length))
         return ListTasksResponse(
-            tasks=tasks,
-            next_page_token=str(offset + size) if more else "",
-            page_size=size,
-            total_size=len(runs),
+            tasks=tasks, next_page_token=next_page, page_size=size, total_size=len(runs)
         )
 
+    async def _runs(self, who: Principal, context_id: str) -> list[RunRecord]:
+        """Every run of the caller, or of one of their contexts."""
+        if context_id:
+            keys = [SessionKey(who.tenant_id, who.user_id, _context_id(context_id))]
+        else:
+            records = await self.host.sessions(tenant_id=who.tenant_id, user_id=who.user_id)
+            keys = [r.key for r in records]
+        return [
+            run
+            for key in keys
+            for run in await self.host.runs(
+                tenant_id=key.tenant_id,
+                user_id=key.user_id,
+                session_id=key.session_id,
+                limit=10_000,
+            )
+        ]
+
     async def _run(self, task_id: str, who: Principal) -> RunRecord:
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is None or not _owned(run.key, who):
             raise TaskNotFoundError(message=f"task {task_id} not found")
         return run
@@ -384,9 +410,9 @@ class HostRequestHandler(RequestHandler):
             live = None
         if live is not None and self.tasks.is_running(task_id):
             return live.snapshot(history_length)
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is not None and _owned(run.key, who):
-            return await self._build(run, await self.host.store.messages(run.key), history_length)
+            return await self._build(run, await _history(self.host, run.key), history_length)
         if live is not None:  # finished without ever being stored (cancelled while queued)
             return live.snapshot(history_length)
         raise TaskNotFoundError(message=f"task {task_id} not found")
@@ -410,7 +436,7 @@ class HostRequestHandler(RequestHandler):
             task_id=task_id,
             context_id=context_id,
             state=am.STATE_OF_RUN[run.status],
-            at=run.finished_at or run.started_at,
+            at=am.status_at(run),
             history=am.history_of(task_id, messages, context_id),
             reply=am.reply_of(task_id, messages),
             note=note,
@@ -426,7 +452,8 @@ class HostRequestHandler(RequestHandler):
         who = _principal(context)
         live = self.tasks.get(params.id)
         if live is None or not _owned(live.key, who) or not self.tasks.is_running(params.id):
-            task = await self._task(params.id, who, 0)
+            with _as_a2a_errors():
+                task = await self._task(params.id, who, 0)
             state = TaskState.Name(task.status.state)
             raise UnsupportedOperationError(
                 message=f"task {params.id} is not running in this server process ({state}); "
@@ -441,10 +468,11 @@ class HostRequestHandler(RequestHandler):
     ) -> Task | None:
         who = _principal(context)
         live = self.tasks.get(params.id)
-        if live is not None and _owned(live.key, who) and self.tasks.is_running(params.id):
-            await self.tasks.cancel(live)
-            return await self._task(params.id, who, None)
-        task = await self._task(params.id, who, None)
+        with _as_a2a_errors():
+            if live is not None and _owned(live.key, who) and self.tasks.is_running(params.id):
+                await self.tasks.cancel(live)
+                return await self._task(params.id, who, None)
+            task = await self._task(params.id, who, None)
         state = task.status.state
         if state in am.TERMINAL:
             raise TaskNotCancelableError(
@@ -483,7 +511,65 @@ class HostRequestHandler(RequestHandler):
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> AgentCard:
-        raise ExtendedAgentCardNotConfiguredError
+        assert not am.EXTENDED_CARD, "an extended card is declared but not served"
+        raise UnsupportedOperationError(
+            message="this agent has no extended agent card "
+            "(its card does not declare capabilities.extendedAgentCard)"
+        )
+
+
+@contextmanager
+def _as_a2a_errors() -> Iterator[None]:
+    """agenthost's errors (a bad id, a store outage) as JSON-RPC errors, not tracebacks."""
+    try:
+        yield
+    except AgentHostError as exc:
+        raise am.to_a2a_error(exc) from None
+
+
+def _no_message(task_id: str, state: TaskState, context: ServerCallContext) -> A2AError:
+    """A task that takes no message now (spec 3.1.1): finished for good, or still working.
+
+    Both are UnsupportedOperationError (-32004); ``data`` names the task's state,
+    so a client tells "start a new task" from "wait for this one" without parsing text.
+    """
+    v03 = context.state["headers"].get("a2a-version") == "0.3"
+    name = am.state_name(state, v03=v03)
+    data = {"taskId": task_id, "taskState": name}
+    if state in am.TERMINAL:
+        text = (
+            f"task {task_id} is {name}, a terminal state: it takes no more messages; "
+            "send a new message in its context without a taskId"
+        )
+    else:
+        text = f"task {task_id} is still working ({name}): subscribe to it or cancel it"
+    return UnsupportedOperationError(message=text, data=data)
+
+
+def _context_id(value: str) -> str:
+    """A client's contextId, checked as the session id it becomes (errors name contextId)."""
+    try:
+        return validate_id(value, "contextId")
+    except InvalidId as exc:
+        raise InvalidParamsError(message=exc.message) from None
+
+
+def _cursor(token: str) -> tuple[int, str]:
+    """The position a ``pageToken`` of ours names; anything else is invalid params."""
+    cursor = decode_list_tasks_cursor(token)
+    if cursor is None or cursor.timestamp_ns is None:
+        raise InvalidParamsError(message="pageToken is not one this server issued")
+    return cursor.timestamp_ns, cursor.task_id
+
+
+def _list_order(run: RunRecord) -> tuple[int, str]:
+    """ListTasks order (descending): status timestamp as the task shows it, then task id."""
+    return am.nanos(am.status_at(run)), run.run_id
+
+
+def _cursor_of(run: RunRecord) -> ListTasksCursor:
+    timestamp_ns, task_id = _list_order(run)
+    return ListTasksCursor(timestamp_ns=timestamp_ns, task_id=task_id)
 
 
 def _request(message: A2AMessage, key: SessionKey, task_id: str) -> A2AMessage:

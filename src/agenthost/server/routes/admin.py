@@ -1,10 +1,14 @@
-"""Admin routes: stats, live sessions, eviction, cleanup. All need an admin credential."""
+"""Admin routes: stats, recent activity, live sessions, eviction, cleanup.
+
+All need an admin credential.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, Field
 
 from agenthost.server.deps import AdminIdentity, CurrentHost
 from agenthost.server.schemas import ERRORS, ID_PATTERN, CleanupResult, Evicted, LiveSessions, Stats
@@ -44,3 +48,36 @@ async def evict(
 )
 async def cleanup(host: CurrentHost, admin: AdminIdentity) -> dict[str, int]:
     return await host.cleanup()
+
+
+class SeriesPoint(BaseModel):
+    start: float = Field(description="Start of the bucket (Unix seconds)")
+    turns: int
+    turns_per_second: float
+    failed: int
+    interrupted: int
+    http_errors: int = Field(description="Responses with a 5xx status")
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    total_sessions: float | None = Field(description="Last value seen in the bucket, if any")
+    live_sessions: float | None
+    active_sessions: float | None
+    evictions: float | None
+    expirations: float | None
+
+
+class Series(BaseModel):
+    bucket_seconds: float
+    points: list[SeriesPoint]
+
+
+@router.get(
+    "/series",
+    response_model=Series,
+    summary="This process's recent activity in small time buckets (the dashboard's charts)",
+)
+async def series(request: Request, host: CurrentHost, admin: AdminIdentity) -> dict[str, Any]:
+    recorder = request.app.state.metrics.series
+    recorder.record_gauges(await host.stats())
+    return {"bucket_seconds": recorder.bucket_seconds, "points": recorder.points()}

@@ -2,7 +2,7 @@
 
 Three variants of one ``echo`` tool: a local ``@tool``, the same tool on an MCP
 server over stdio, and over streamable HTTP on loopback (the server of
-:mod:`agenthost.benchmarks.mcp_server`, a child process). For each: the
+:mod:`agenthost_bench.mcp_echo_server`, a child process). For each: the
 latency of one tool call through the tool the turn resolves (``call_us``; the
 CPU it costs this process, ``call_cpu_us``, is steadier on a busy machine), and
 of a whole turn that calls it (offline model: model -> tool -> model, on a
@@ -23,14 +23,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from agenthost.agent import Agent
-from agenthost.benchmarks.inprocess import Results, percentile
 from agenthost.host import Host
 from agenthost.stores.memory import MemoryStore
 from agenthost.tools import Tool, ToolContext, tool
+from agenthost_bench.inprocess import Results, percentile
 
+# Run as a script (nothing to install) with -P: its folder must not shadow the stdlib (http.py).
+SERVER = [sys.executable, "-P", str(Path(__file__).with_name("mcp_echo_server.py"))]
 CALLS = 1000
 TURNS = 300
 WARM_UP = 50
@@ -96,7 +99,7 @@ def http_server() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "agenthost.benchmarks.mcp_server", "http", str(port)]
+    command = [*SERVER, "http", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -117,9 +120,7 @@ def http_server() -> Iterator[str]:
 async def _b8(calls: int, turns: int, url: str) -> Results:
     from agenthost.mcp import MCPSource
 
-    stdio = MCPSource(
-        "stdio", command=[sys.executable, "-m", "agenthost.benchmarks.mcp_server", "stdio"]
-    )
+    stdio = MCPSource("stdio", command=[*SERVER, "stdio"])
     http = MCPSource("http", url=url)
     out: Results = {
         "@tool": await measure(Agent(name="b8", tools=(echo,)), "echo", calls=calls, turns=turns),

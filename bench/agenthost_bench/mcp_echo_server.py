@@ -1,7 +1,7 @@
 """The MCP server of benchmark B8: one ``echo`` tool, built with the mcp package's ``MCPServer``.
 
-``python -m agenthost.benchmarks.mcp_server stdio`` or ``... http PORT``
-(streamable HTTP on 127.0.0.1).
+``python mcp_echo_server.py stdio`` or ``python mcp_echo_server.py http PORT``
+(streamable HTTP on 127.0.0.1): a script that needs only the ``mcp`` package.
 """
 
 from __future__ import annotations
