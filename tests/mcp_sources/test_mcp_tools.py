@@ -11,13 +11,18 @@ from agenthost import (
     Agent,
     ApprovalRequired,
     ConfigError,
+    FunctionModel,
     Host,
     MemoryStore,
+    ModelReply,
+    ModelRequest,
     ToolContext,
     ToolError,
     tool,
+    tool_call,
 )
 from agenthost.events import Done, ToolCallEvent, ToolResultEvent
+from agenthost.handoffs import transfer_name
 from agenthost.mcp import MCPCaller, MCPSource
 from agenthost.mcp.convert import MAX_RESULT_CHARS, result_text, tool_name
 from support.clock import FakeClock
@@ -204,3 +209,32 @@ def test_results_become_text() -> None:
         )
     with pytest.raises(ToolError, match="reported an error"):
         result_text("s", "t", result(is_error=True))
+
+
+async def test_mcp_tools_follow_the_speaking_agent_after_a_handoff(stdio_log: Path) -> None:
+    """Triage (no MCP) hands the session to sales, whose MCP tool it then calls: the tools
+    the model sees are resolved for the agent speaking now."""
+    offered_to: dict[str, list[str]] = {}
+
+    def triage(request: ModelRequest) -> ModelReply | str:
+        offered_to["triage"] = [t["function"]["name"] for t in request.tools]
+        return ModelReply(tool_calls=[tool_call(transfer_name("sales"), {}, id="t1")])
+
+    def sales(request: ModelRequest) -> ModelReply | str:
+        offered_to["sales"] = [t["function"]["name"] for t in request.tools]
+        last = request.messages[-1]
+        if last.role == "tool" and last.name == "rec_echo":
+            return f"sales says {last.content}"
+        return ModelReply(tool_calls=[tool_call("rec_echo", {"text": "deal"}, id="s1")])
+
+    source = MCPSource("rec", command=stdio_command(stdio_log), tools=["echo"])
+    agents = [
+        Agent(name="triage", model=FunctionModel(triage, "triage-fn"), handoffs=("sales",)),
+        Agent(name="sales", model=FunctionModel(sales, "sales-fn"), mcp=(source,)),
+    ]
+    async with Host(agents, store=MemoryStore(max_messages=None), cleanup_interval=None) as host:
+        result = await host.run("I want to buy", user_id="alice")
+        assert result.reply == "sales says echo deal as nobody"
+        assert "mcp" in await host.stats()
+    assert offered_to == {"triage": [transfer_name("sales")], "sales": ["rec_echo"]}
+    assert [c["text"] for c in calls(stdio_log)] == ["deal"]
