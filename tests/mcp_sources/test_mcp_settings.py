@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from agenthost import ConfigError
+from agenthost.bootstrap import build_agent, build_agents
 from agenthost.mcp import MCPSource
-from agenthost.server.app import build_agent, build_agents, create_app
+from agenthost.server.app import create_app
 from agenthost.settings import Settings
 from support.mcp_servers import HttpMCPServer, established, stdio_command
 from support.serve import API_KEYS, Server, bearer

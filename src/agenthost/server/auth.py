@@ -14,6 +14,10 @@ Modes (``Settings.auth``):
   an admin. ``exp`` and ``sub`` are required; signature, expiry and (if set)
   audience are checked.
 
+Id headers (``X-User-Id``, ``X-Tenant-Id``, and ``X-Session-Id`` where a route reads
+it) follow :func:`agenthost.keys.id_from_header`: UTF-8 bytes, or ``UTF-8''`` and
+the percent-encoded UTF-8, so a header names the same user as the body does.
+
 A route turns the identity into the :class:`Principal` it acts for with
 ``identity.principal(body.user_id)``: a user credential may act only for its
 own user (naming another is 403); service and admin credentials must name the
@@ -33,7 +37,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthost.errors import ConfigError, Forbidden, InvalidId, InvalidInput, Unauthorized
-from agenthost.keys import DEFAULT_ID, validate_id
+from agenthost.keys import DEFAULT_ID, id_from_header, validate_id
 from agenthost.settings import ADMIN_USER, SERVICE_USER, ApiKey, Settings
 
 
@@ -225,6 +229,15 @@ def build_authenticator(settings: Settings) -> Authenticator:
     return NoAuth()
 
 
+def header_id(value: str | None, header: str) -> str | None:
+    """An id header's value as :func:`agenthost.keys.id_from_header` reads it (422 if bad).
+
+    Starlette hands header values over decoded as Latin-1, which maps every byte to one
+    character: encoding them back gives the bytes the client sent.
+    """
+    return None if value is None else id_from_header(value.encode("latin-1"), header)
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API key or a JWT, per the server's mode")
 
 
@@ -232,16 +245,25 @@ async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_user_id: Annotated[
-        str | None, Header(description="The user a service or admin credential acts for")
+        str | None,
+        Header(
+            description="The user a service or admin credential acts for: UTF-8, or UTF-8'' "
+            "and the percent-encoded UTF-8 (UTF-8''Jos%C3%A9)"
+        ),
     ] = None,
     x_tenant_id: Annotated[
-        str | None, Header(description="The tenant an admin (or --auth none) acts in")
+        str | None,
+        Header(description="The tenant an admin (or --auth none) acts in; encoded as X-User-Id"),
     ] = None,
 ) -> Identity:
     """FastAPI dependency: the caller's :class:`Identity` (401 if credentials are bad)."""
     authenticator: Authenticator = request.app.state.authenticator
     identity = authenticator.authenticate(credentials.credentials if credentials else None)
-    return replace(identity, named_user=x_user_id, named_tenant=x_tenant_id)
+    return replace(
+        identity,
+        named_user=header_id(x_user_id, "X-User-Id"),
+        named_tenant=header_id(x_tenant_id, "X-Tenant-Id"),
+    )
 
 
 async def require_admin(identity: Annotated[Identity, Depends(authenticate)]) -> Identity:
