@@ -24,7 +24,7 @@ from agenthost.bootstrap import build_host
 from agenthost.errors import MissingExtra
 from agenthost.extras import installed
 from agenthost.host import Host
-from agenthost.server import errors
+from agenthost.server import errors, lean
 from agenthost.server.auth import build_authenticator
 from agenthost.server.cors import cors_middleware
 from agenthost.server.limits import BodyLimitMiddleware
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     errors.install(app)
     for name in ROUTE_MODULES:
         app.include_router(_router(name))
+    lean.install(app)
     app.add_middleware(IdPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)

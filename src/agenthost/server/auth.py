@@ -68,6 +68,11 @@ class Identity:
 
     def principal(self, user_id: str | None = None) -> Principal:
         """The principal for a request that names ``user_id`` (body) or ``X-User-Id``."""
+        if user_id is not None and self.named_user is not None and user_id != self.named_user:
+            raise InvalidInput(
+                "user_id in the body and the X-User-Id header name different users",
+                field="user_id",
+            )
         wanted = user_id if user_id is not None else self.named_user
         tenant = self._tenant()
         if wanted is None:
@@ -241,6 +246,30 @@ def header_id(value: str | None, header: str) -> str | None:
 _bearer = HTTPBearer(auto_error=False, description="An API key or a JWT, per the server's mode")
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None for any other form)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def identify(
+    authenticator: Authenticator, token: str | None, user: str | None, tenant: str | None
+) -> Identity:
+    """The caller: its credential checked, the user and tenant it named in headers read."""
+    identity = authenticator.authenticate(token)
+    if user is None and tenant is None:
+        return identity
+    return replace(
+        identity,
+        named_user=header_id(user, "X-User-Id"),
+        named_tenant=header_id(tenant, "X-Tenant-Id"),
+    )
+
+
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -257,13 +286,8 @@ async def authenticate(
     ] = None,
 ) -> Identity:
     """FastAPI dependency: the caller's :class:`Identity` (401 if credentials are bad)."""
-    authenticator: Authenticator = request.app.state.authenticator
-    identity = authenticator.authenticate(credentials.credentials if credentials else None)
-    return replace(
-        identity,
-        named_user=header_id(x_user_id, "X-User-Id"),
-        named_tenant=header_id(x_tenant_id, "X-Tenant-Id"),
-    )
+    token = credentials.credentials if credentials else None
+    return identify(request.app.state.authenticator, token, x_user_id, x_tenant_id)
 
 
 async def require_admin(identity: Annotated[Identity, Depends(authenticate)]) -> Identity:
