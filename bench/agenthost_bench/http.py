@@ -182,7 +182,27 @@ def run(backend: str, options: Options) -> Results:
     """One repetition of B5 (``backend="sqlite"``) or B7 (``"postgres"``): 1 worker, then 2;
     B5 also measures the bare ASGI floor (:mod:`agenthost_bench.floor`) beside them."""
     results = _run(backend, options)
-    return _with_floor(results, options) if backend == "sqlite" else results
+    if backend == "sqlite":
+        return _with_floor(results, options)
+    return _with_postgres_floor(results, options)
+
+
+def _with_postgres_floor(results: Results, options: Options) -> Results:
+    """pgbench committing a turn's two statements, with as many connections as the
+    served processes' pools hold (10 each), beside each variant; add the ratios."""
+    from agenthost_bench import pgfloor
+
+    if pgfloor.unavailable() or not options.postgres:
+        return results
+    for label, workers in WORKERS.items():
+        floor = pgfloor.measure(
+            options.postgres, clients=10 * workers, seconds=options.http_seconds
+        )
+        results[f"pgbench floor, {label}"] = floor
+        results[f"ratio, {label}"] = {
+            "turns_per_s_ratio": results[label]["turns_per_s"] / floor["turns_per_s"]
+        }
+    return results
 
 
 def _run(backend: str, options: Options) -> Results:
