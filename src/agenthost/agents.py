@@ -334,6 +334,7 @@ def mcp_sources(tables: Mapping[str, Mapping[str, Any]]) -> tuple[ToolSource, ..
     for server, table in tables.items():
         options = {k: v for k, v in table.items() if v is not None}
         if "headers_from" in options:
-            options["headers"] = options.pop("headers_from")
+            path = options.pop("headers_from")
+            options["headers"] = import_path(path, f"credential provider of MCP server {server!r}")
         out.append(MCPSource(server, **options))
     return tuple(out)

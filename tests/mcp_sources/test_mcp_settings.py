@@ -110,6 +110,7 @@ def test_the_environment_can_name_mcp_servers(monkeypatch: pytest.MonkeyPatch) -
     [
         ('url = "http://x/mcp"\ncommand = ["x"]', "exactly one of url"),
         ('url = "http://x/mcp"\nheaders_from = "nowhere:thing"', "cannot import"),
+        ('url = "http://x/mcp"\nheaders_from = "os:sep"', "credential provider"),
         ('url = "http://x/mcp"\nheader_from = "typo"', "header_from"),
     ],
 )

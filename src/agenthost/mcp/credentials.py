@@ -10,15 +10,12 @@ callers share a connection only when they present exactly the same credential.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-from agenthost.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +57,3 @@ def fingerprint(credential: Credential) -> str:
     if not credential:
         return "anonymous"
     return hashlib.sha256(orjson.dumps(sorted(credential.items()))).hexdigest()
-
-
-def import_object(path: str, what: str) -> Any:
-    """Import ``package.module:attribute`` (for ``headers_from`` in settings)."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"{what} {path!r} must look like 'package.module:attribute'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import {what} {path!r}: {exc}") from None
-    return target
-
-
-def load_provider(path: str) -> CredentialProvider:
-    provider = import_object(path, "credential provider")
-    if not callable(provider):
-        raise ConfigError(
-            f"credential provider {path!r} is a {type(provider).__name__}, not callable"
-        )
-    return provider  # type: ignore[no-any-return]

@@ -20,7 +20,6 @@ from agenthost.mcp.credentials import (
     MCPCaller,
     credential_for,
     fingerprint,
-    load_provider,
 )
 from agenthost.mcp.pool import Pool
 from agenthost.tools import Tool, ToolContext
@@ -38,9 +37,8 @@ class MCPSource:
     child process). ``headers`` is the credential provider: a function of an
     :class:`~agenthost.mcp.MCPCaller` (tenant, user, server) returning the HTTP
     headers to send for that user, or for stdio the environment variables to start
-    that user's server process with (one process per distinct credential); a
-    ``"module:attribute"`` import path works too. Without one, all users share one
-    anonymous connection.
+    that user's server process with (one process per distinct credential). Without
+    one, all users share one anonymous connection.
 
     Tools are offered as ``prefix`` + the server's name (default prefix
     ``"<name>_"``), only those named in ``tools`` when given. ``requires_approval``
@@ -59,7 +57,7 @@ class MCPSource:
     command: Sequence[str] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
-    headers: CredentialProvider | str | None = None
+    headers: CredentialProvider | None = None
     tools: Collection[str] | None = None
     prefix: str | None = None
     requires_approval: bool | Collection[str] = False
@@ -106,9 +104,7 @@ class MCPSource:
                 f"{list(MODERN_PROTOCOL_VERSIONS)}"
             )
         set_ = object.__setattr__
-        if isinstance(self.headers, str):
-            set_(self, "headers", load_provider(self.headers))
-        elif self.headers is not None and not callable(self.headers):
+        if self.headers is not None and not callable(self.headers):
             raise ConfigError(f"{where}: headers must be a credential provider (a function)")
         set_(self, "prefix", f"{name}_" if self.prefix is None else self.prefix)
         if self.tools is not None:
@@ -142,7 +138,7 @@ class MCPSource:
         pool = self.pool()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                credential = await credential_for(self.headers, caller)  # type: ignore[arg-type]
+                credential = await credential_for(self.headers, caller)
         except Exception as exc:
             pool.counts["listing_failures"] += 1
             log.warning(
