@@ -74,8 +74,8 @@ async def test_b6_slow_model_reaches_full_concurrency() -> None:
     assert {"added_p50_ms", "added_p99_ms", "added_max_ms"} <= results["memory spread"].keys()
 
 
-async def test_b8_recall_reports_retrieval_and_turn_times() -> None:
-    results = await recall.b8(TINY, None)
+async def test_b9_recall_reports_retrieval_and_turn_times() -> None:
+    results = await recall.b9(TINY, None)
     assert set(results) == {"memory 1k", "memory 10k", "sqlite 1k", "sqlite 10k"}
     metrics = results["sqlite 1k"]
     assert metrics["memories"] == TINY.recall_memories
@@ -83,8 +83,8 @@ async def test_b8_recall_reports_retrieval_and_turn_times() -> None:
     assert {"retrieval_p99_ms", "added_ms", "turn_ms_with_recall"} <= metrics.keys()
 
 
-async def test_b9_compaction_keeps_the_name_and_reports_a_ratio() -> None:
-    results = await recall.b9(TINY)
+async def test_b10_compaction_keeps_the_name_and_reports_a_ratio() -> None:
+    results = await recall.b10(TINY)
     for metrics in results.values():
         assert metrics["name_recalled"] == 1
         assert metrics["compactions"] >= 1 and metrics["ratio_mean"] > 0

@@ -1,6 +1,6 @@
-"""B8 memory recall and B9 compaction: what long-term memory and long sessions cost a turn.
+"""B9 memory recall and B10 compaction: what long-term memory and long sessions cost a turn.
 
-B8: one user with 1,000 memories (and 10,000: what happens at scale) asks one
+B9: one user with 1,000 memories (and 10,000: what happens at scale) asks one
 question per turn; the agent puts the relevant memories before the model. The
 figure is the time the turn spends assembling that context (the store's search
 and the message: its median, mean and p99 per turn), and the turn time with
@@ -8,7 +8,7 @@ recall on against the same turns with it off. Memories and questions are made
 of one 600-word vocabulary, so each question matches some tens (1,000) to
 hundreds (10,000) of memories, as real questions do.
 
-B9: one session, 5,000 turns, compaction on (window 20): turns 4,951-5,000
+B10: one session, 5,000 turns, compaction on (window 20): turns 4,951-5,000
 against turns 1-50. A turn's cost runs from its start to the next one's, so the
 compaction after it (off the user's wait, but real work of that session) counts;
 model time, the turns' and the summaries', is excluded.
@@ -144,7 +144,7 @@ async def recall_turns(kind: str, memories: int, turns: int, postgres: str | Non
     return out
 
 
-async def b8(scale: Scale, postgres: str | None) -> Results:
+async def b9(scale: Scale, postgres: str | None) -> Results:
     results: Results = {}
     for kind in ("memory", "sqlite", "postgres"):
         if kind == "postgres" and not postgres:
@@ -158,7 +158,7 @@ async def b8(scale: Scale, postgres: str | None) -> Results:
     return results
 
 
-# -- B9 ------------------------------------------------------------------------------
+# -- B10 -----------------------------------------------------------------------------
 
 
 async def compaction_growth(kind: str, scale: Scale) -> Metrics:
@@ -213,5 +213,5 @@ async def compaction_growth(kind: str, scale: Scale) -> Metrics:
     }
 
 
-async def b9(scale: Scale) -> Results:
+async def b10(scale: Scale) -> Results:
     return {kind: await compaction_growth(kind, scale) for kind in ("sqlite", "memory")}

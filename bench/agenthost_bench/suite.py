@@ -1,4 +1,4 @@
-"""The suite: workloads B1-B7, their targets, repetitions and medians."""
+"""The suite: workloads B1-B8, their targets, repetitions and medians."""
 
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ def _postgres_skip(options: Options) -> str | None:
     if not options.postgres:
         return "no PostgreSQL: pass --postgres URL (make bench passes $AGENTHOST_TEST_POSTGRES)"
     return _http_skip(options)
+
+
+def _mcp(options: Options) -> Results:
+    from agenthost_bench import mcpcall
+
+    return mcpcall.b8(calls=300, turns=100) if options.quick else mcpcall.b8()
+
+
+def _mcp_skip(options: Options) -> str | None:
+    from agenthost_bench import mcpcall
+
+    return mcpcall.unavailable()
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -140,8 +152,18 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         "B8",
+        "MCP tool call on a warm pooled connection (stdio, streamable HTTP) vs a @tool function",
+        _mcp,
+        (
+            Target("mcp stdio", "connects", "==", 1, "stdio: every call on one pooled connection"),
+            Target("mcp http", "connects", "==", 1, "HTTP: every call on one pooled connection"),
+        ),
+        skip=_mcp_skip,
+    ),
+    Workload(
+        "B9",
         "memory recall: one user with 1,000 (and 10,000) memories, one question per turn",
-        lambda o: asyncio.run(recall.b8(o.scale, o.postgres)),
+        lambda o: asyncio.run(recall.b9(o.scale, o.postgres)),
         (
             Target("sqlite 1k", "retrieval_p50_ms", "<=", 1.0, "SQLite: retrieval <= 1 ms/turn"),
             Target(
@@ -150,9 +172,9 @@ WORKLOADS: tuple[Workload, ...] = (
         ),
     ),
     Workload(
-        "B9",
+        "B10",
         "compaction: one session, 5,000 turns, window 20 (model time excluded)",
-        lambda o: asyncio.run(recall.b9(o.scale)),
+        lambda o: asyncio.run(recall.b10(o.scale)),
         (
             Target("sqlite", "ratio_mean", "<=", 1.3, "turns 4,951-5,000 / 1-50 <= 1.3"),
             Target("sqlite", "name_recalled", "==", 1, "the name survives 5,000 turns"),

@@ -14,6 +14,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    ToolError,
     Unauthorized,
 )
 from agenthost.events import (
@@ -33,7 +34,7 @@ from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
 from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
 from agenthost.stores.base import MemoryRecord, SessionSummary
-from agenthost.tools import Tool, ToolContext, tool
+from agenthost.tools import Tool, ToolContext, ToolSource, tool
 
 __version__ = "0.1.0"
 
@@ -75,7 +76,9 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "ToolContext",
+    "ToolError",
     "ToolResultEvent",
+    "ToolSource",
     "Unauthorized",
     "Usage",
     "__version__",
