@@ -11,6 +11,7 @@ from agenthost.errors import Conflict
 from agenthost.keys import SessionKey
 from agenthost.messages import Message
 from agenthost.stores.base import RunRecord, SessionRecord, Snapshot, WriteBatch, check_scope
+from agenthost.stores.runlog_memory import MemoryRunLog
 
 
 def _copy_run(run: RunRecord) -> RunRecord:
@@ -34,7 +35,7 @@ class _Entry:
     runs: dict[str, RunRecord] = field(default_factory=dict)
 
 
-class MemoryStore:
+class MemoryStore(MemoryRunLog):
     """Keeps at most ``max_messages`` messages per session (oldest dropped); ``None`` keeps all.
 
     State and config are copied on the way in and out so callers never share
@@ -48,6 +49,7 @@ class MemoryStore:
         self._sessions: dict[SessionKey, _Entry] = {}
         self._memory: dict[tuple[str, str], dict[str, Any]] = {}
         self._runs: dict[str, RunRecord] = {}
+        MemoryRunLog.__init__(self)
 
     async def open(self) -> None:
         return None
@@ -177,6 +179,7 @@ class MemoryStore:
                 if (tenant_id is None or o[0] == tenant_id) and (user_id is None or o[1] == user_id)
             ]:
                 del self._memory[owner]
+        self._erase_runs(tenant_id, user_id, session_id)
         return len(doomed)
 
     async def runs(self, key: SessionKey, *, limit: int = 50) -> list[RunRecord]:

@@ -38,7 +38,7 @@ import orjson
 from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores import sql
+from agenthost.stores import runlog_postgres, sql
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -126,6 +126,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         # session revision check instead (see docs/deployment.md).
         "ALTER TABLE session_leases SET UNLOGGED;",
     ),
+    Migration(5, "run logs, idempotency keys and cancel requests", runlog_postgres.MIGRATION_SQL),
 )
 
 # Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
@@ -410,7 +411,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore:
+class PostgresStore(runlog_postgres.PostgresRunLog):
     """``PostgresStore("postgresql://user@host/db", max_size=20)``; see the module docstring."""
 
     def __init__(
@@ -653,6 +654,7 @@ class PostgresStore:
                 await conn.execute(
                     f"DELETE FROM user_memory{sql.to_postgres(memory_where)}", *memory_params
                 )
+            await runlog_postgres.erase_runs(conn, where, params)
             return deleted
 
         return await self._call(work, transaction=True)

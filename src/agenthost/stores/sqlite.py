@@ -35,7 +35,7 @@ from agenthost.messages import (
     encode_json,
     encode_message,
 )
-from agenthost.stores import sql
+from agenthost.stores import runlog_sqlite, sql
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -78,13 +78,15 @@ CREATE TABLE IF NOT EXISTS user_memory (
     PRIMARY KEY (tenant_id, user_id)
 );
 """
-SCHEMA_VERSION = 2
-# What a database made by an older version lacks (``PRAGMA user_version`` says which).
-UPGRADES = {
+SCHEMA_VERSION = 3
+# What a database made by an older version lacks (``PRAGMA user_version`` says which);
+# new tables need no entry: the schema creates whatever is missing on every open.
+UPGRADES: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE runs ADD COLUMN request_id TEXT",
     ),
+    3: (),  # run logs, idempotency keys, cancel requests (runlog_sqlite.SCHEMA)
 }
 
 
@@ -104,6 +106,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        for statement in runlog_sqlite.SCHEMA:
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -463,7 +467,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord.from_dict(data)
 
 
-class SQLiteStore:
+class SQLiteStore(runlog_sqlite.SQLiteRunLog):
     def __init__(
         self, path: str | Path = "agenthost.db", *, durability: Durability = "normal"
     ) -> None:
@@ -599,6 +603,7 @@ class SQLiteStore:
             if session_id is None:
                 memory_where, memory_params = sql.scope_filter(tenant_id, user_id, None)
                 conn.execute(f"DELETE FROM user_memory{memory_where}", memory_params)
+            runlog_sqlite.erase_runs(conn, where, params)
             return cursor.rowcount  # the last table deleted from is sessions
 
         return await self._write(work)
