@@ -6,11 +6,13 @@ codes in exactly one place (``agenthost.server.errors``)::
 
     AgentHostError
     ├── InvalidInput            bad argument: an id, a message, a config value
-    │   └── InvalidId           an id that is empty, too long or has control characters
+    │   ├── InvalidId           an id that is empty, too long or has control characters
+    │   └── IdempotencyKeyReused  an idempotency key sent again with a different request
     ├── NotFound                unknown session, run, approval (or not the caller's)
     ├── SessionBusy             a turn is running on this key and the policy is "reject"
     ├── Conflict                the session changed under us (another process wrote to it)
-    │   └── SessionErased       the session was erased while a turn or write was using it
+    │   ├── SessionErased       the session was erased while a turn or write was using it
+    │   └── RunNotFollowable    a run that publishes no events, still running
     ├── QuotaExceeded           a limit was hit (request size, rate)
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
@@ -44,6 +46,10 @@ class InvalidId(InvalidInput):
     code = "invalid_id"
 
 
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+
+
 class NotFound(AgentHostError, LookupError):
     code = "not_found"
 
@@ -58,6 +64,10 @@ class Conflict(AgentHostError):
 
 class SessionErased(Conflict):
     code = "session_erased"
+
+
+class RunNotFollowable(Conflict):
+    code = "run_not_followable"
 
 
 class QuotaExceeded(AgentHostError):
@@ -89,11 +99,13 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidId",
     "InvalidInput",
     "ModelError",
     "NotFound",
     "QuotaExceeded",
+    "RunNotFollowable",
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",

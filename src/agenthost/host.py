@@ -24,6 +24,7 @@ from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
 from agenthost.models import Model, resolve_model
+from agenthost.runs import RunOptions, Runner
 from agenthost.session import Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
@@ -77,6 +78,7 @@ class Host:
         observer: TurnObserver | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        runs: RunOptions | None = None,
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
@@ -115,6 +117,7 @@ class Host:
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
         self.retention_deleted = 0
+        self.runner = Runner(self, runs or RunOptions())  # background, followed, idempotent runs
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class Host:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
 
     async def close(self) -> None:
+        await self.runner.close()  # runs still going store their interruption first
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,13 +194,15 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
         ``run_id`` names the run up front (protocol adapters hand it out before the
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
-        on the stored user message, e.g. a protocol's own message id.
+        on the stored user message, e.g. a protocol's own message id. ``on_begin``
+        is called once the user's message and the running run are stored.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -211,7 +217,7 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id, request_id, message_meta)
+        return self._stream(key, text, clean, run_id, request_id, message_meta, on_begin)
 
     async def _stream(
         self,
@@ -221,6 +227,7 @@ class Host:
         run_id: str | None,
         request_id: str | None,
         meta: dict[str, Any] | None,
+        on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
             await self.start()
@@ -250,6 +257,8 @@ class Host:
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
+                if on_begin is not None:
+                    on_begin()
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
                 async with contextlib.aclosing(turn.run_steps()) as events:
@@ -674,8 +683,9 @@ class Host:
                     break
                 await asyncio.sleep(0)  # let turns run between batches
             self.retention_deleted += deleted
+        runs_purged = await self.runner.purge()
         self.sweeps += 1
-        return {"expired": expired, "deleted": deleted}
+        return {"expired": expired, "deleted": deleted, "runs_purged": runs_purged}
 
     async def _sweep_forever(self) -> None:
         assert self.cleanup_interval

@@ -214,11 +214,13 @@ class RedisRunLog:
         async def work(r: aioredis.Redis) -> list[Any]:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.hgetall(log)
-                pipe.lrange(events, start, stop)
+                if limit != 0:
+                    pipe.lrange(events, start, stop)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        fields, rows = await self._call(work)
+        fields, *found = await self._call(work)
+        rows = found[0] if found else []
         if not fields:
             return None
         f = {_text(k): _text(v) for k, v in fields.items()}
