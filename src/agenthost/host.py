@@ -24,7 +24,7 @@ from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
 from agenthost.models import Model, resolve_model
-from agenthost.runs import RunOptions, Runner
+from agenthost.runs import Runner, RunOptions
 from agenthost.session import Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord

@@ -105,7 +105,9 @@ def decode(data: dict[str, Any], *, tenant_id: str = "") -> Event | None:
     if kind == "tool_call":
         return ToolCallEvent(_call(data))
     if kind == "tool_result":
-        return ToolResultEvent(data["id"], data["name"], data["content"], data.get("is_error", False))
+        return ToolResultEvent(
+            data["id"], data["name"], data["content"], data.get("is_error", False)
+        )
     if kind == "approval_required":
         return ApprovalRequired(_call(data), data["run_id"])
     if kind == "done":

@@ -43,7 +43,7 @@ from agenthost.errors import (
     NotFound,
     RunNotFollowable,
 )
-from agenthost.events import Delta, Done, ErrorEvent, Event, RunResult
+from agenthost.events import Done, ErrorEvent, Event, RunResult
 from agenthost.idempotency import Claim
 from agenthost.keys import SessionKey, validate_id
 from agenthost.messages import Usage

@@ -21,6 +21,7 @@ from agenthost.agent import Agent
 from agenthost.errors import ConfigError
 from agenthost.host import Host
 from agenthost.locks import Coordinator
+from agenthost.runs import RunOptions
 from agenthost.server import errors
 from agenthost.server.auth import build_authenticator
 from agenthost.server.limits import BodyLimitMiddleware
@@ -32,6 +33,7 @@ log = logging.getLogger("agenthost.server")
 
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
+    "agenthost.server.routes.runs",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.admin",
@@ -101,6 +103,11 @@ def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> H
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
+        runs=RunOptions(
+            idempotency_ttl=settings.idempotency_ttl,
+            events_retention=settings.run_events_retention,
+            poll_interval=settings.run_poll_interval,
+        ),
     )
 
 

@@ -86,6 +86,11 @@ class ChatRequest(BaseModel):
     session_id: SessionId | None = Field(None, description='Defaults to "default"')
     stream: bool = Field(False, description="Reply with Server-Sent Events")
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    background: bool = Field(
+        False,
+        description="Run on after the request: 202 with the run id (follow it at "
+        "/v1/runs/{run_id}/events), or with stream, a stream the client may leave and resume",
+    )
 
 
 class ChatResponse(BaseModel):
@@ -101,6 +106,15 @@ class ChatResponse(BaseModel):
         default_factory=list,
         description="Tool calls waiting for approval",
     )
+
+
+class RunAccepted(BaseModel):
+    """A background run: follow it at ``/v1/runs/{run_id}`` and ``.../events``."""
+
+    run_id: str
+    user_id: str
+    session_id: str
+    status: str = Field(examples=["running"])
 
 
 class SeedChatRequest(BaseModel):

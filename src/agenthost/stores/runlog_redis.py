@@ -86,7 +86,8 @@ return 1
 # KEYS: idem;  ARGV: run_id, result ('' = release: delete the record)
 SETTLE = """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('HSET', KEYS[1], 'result', ARGV[2]) end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('HSET', KEYS[1], 'result', ARGV[2]) end
 return 1
 """
 

@@ -1,4 +1,13 @@
-"""``POST /v1/chat`` (JSON or Server-Sent Events) and the seeds' ``POST /chat``."""
+"""``POST /v1/chat`` (JSON, Server-Sent Events, or 202 for a background run) and the
+seeds' ``POST /chat``.
+
+Every turn of ``/v1/chat`` runs in a task of its own (``host.runner``), so it can
+outlive its request: ``"background": true``, or a streaming client that leaves
+when the server runs with ``--on-disconnect continue``. Such runs are published:
+their events carry ids and can be followed and resumed from any process at
+``/v1/runs/{run_id}/events``. With an ``Idempotency-Key`` a retry gets the first
+run's result (or follows it) instead of running the turn again.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +15,27 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
+from agenthost.errors import NotFound
+from agenthost.host import Host
+from agenthost.idempotency import Claim
 from agenthost.keys import DEFAULT_ID
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.runstream import (
+    chat_result,
+    run_headers,
+    started_by_request,
+    stream_response,
+)
 from agenthost.server.schemas import (
     ERRORS,
     ChatRequest,
     ChatResponse,
+    RunAccepted,
     SeedChatRequest,
     SeedChatResponse,
 )
-from agenthost.server.sse import event_stream
 
 router = APIRouter(tags=["chat"])
 log = logging.getLogger("agenthost.content")
@@ -40,10 +58,19 @@ def wants_stream(flag: bool, accept: str | None) -> bool:
     return flag or "text/event-stream" in (accept or "")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        description="Retries with the same key (and body) run the turn once: they get its "
+        "result, or follow it while it runs. Scoped to the caller; remembered a day."
+    ),
+]
+
+
 @router.post(
     "/v1/chat",
     response_model=ChatResponse,
-    responses={**ERRORS, **SSE_DOC},
+    responses={**ERRORS, **SSE_DOC, 202: {"model": RunAccepted, "description": "background"}},
     summary="Run one turn in the caller's session",
 )
 async def chat(
@@ -52,30 +79,65 @@ async def chat(
     identity: CurrentIdentity,
     settings: CurrentSettings,
     accept: Annotated[str | None, Header()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response | dict[str, Any]:
     who = identity.principal(body.user_id)
-    session_id = body.session_id or DEFAULT_ID
+    ids: dict[str, Any] = {
+        "tenant_id": who.tenant_id,
+        "user_id": who.user_id,
+        "session_id": body.session_id or DEFAULT_ID,
+    }
     if settings.log_content:
         log.debug("message", extra={"fields": {"user_id": who.user_id, "text": body.message}})
-    if wants_stream(body.stream, accept):
-        events = host.stream(
-            body.message,
-            tenant_id=who.tenant_id,
-            user_id=who.user_id,
-            session_id=session_id,
-            config=body.config,
-        )
-        return await event_stream(events)
-    result = await host.run(
-        body.message,
-        tenant_id=who.tenant_id,
-        user_id=who.user_id,
-        session_id=session_id,
-        config=body.config,
+    stream = wants_stream(body.stream, accept)
+    claim = None
+    if idempotency_key is not None:
+        request = {
+            "route": "chat",
+            "message": body.message,
+            "session_id": ids["session_id"],
+            "config": body.config,
+        }
+        claim = await host.runner.claim(idempotency_key, request, **ids)
+        if not claim.owned:
+            return await _retried(host, claim, stream=stream, background=body.background)
+    detached = body.background or settings.on_disconnect == "continue"
+    run = await host.runner.start(
+        body.message, config=body.config, publish=detached, claim=claim, **ids
     )
+    headers = run_headers(run.run_id)
+    if stream:
+        events = started_by_request(run, detached=detached)
+        return stream_response(events, with_ids=run.published, headers=headers)
+    if body.background:
+        return _accepted(run.run_id, who.user_id, ids["session_id"], headers)
+    result = chat_result((await run.result()).data)
     if settings.log_content:
-        log.debug("reply", extra={"fields": {"run_id": result.run_id, "text": result.reply}})
-    return result.to_dict()
+        log.debug("reply", extra={"fields": {"run_id": run.run_id, "text": result["reply"]}})
+    return result
+
+
+def _accepted(run_id: str, user_id: str, session_id: str, headers: dict[str, str]) -> Response:
+    body = RunAccepted(run_id=run_id, user_id=user_id, session_id=session_id, status="running")
+    headers = {**headers, "Location": f"/v1/runs/{run_id}"}
+    return JSONResponse(body.model_dump(), status_code=202, headers=headers)
+
+
+async def _retried(host: Host, claim: Claim, *, stream: bool, background: bool) -> Response:
+    """A request whose key was claimed before: the first run's result, never a second run."""
+    headers = run_headers(claim.run_id, replayed=True)
+    key = claim.key
+    if stream:
+        return stream_response(host.runner.follow(claim.run_id), with_ids=True, headers=headers)
+    if background:
+        return _accepted(claim.run_id, key.user_id, key.session_id, headers)
+    result = claim.result
+    if result is None:
+        async for event in host.runner.follow(claim.run_id):
+            result = event.data
+    if result is None:
+        raise NotFound(f"run {claim.run_id} of this idempotency key is gone")
+    return JSONResponse(chat_result(result), headers=headers)
 
 
 @router.post(
