@@ -285,6 +285,7 @@ class Runner:
         tenant_id: str,
         user_id: str,
         session_id: str,
+        run_id: str | None = None,
     ) -> Claim:
         """Claim ``idempotency_key`` for ``request`` (what identifies it), or find its run.
 
@@ -299,7 +300,7 @@ class Runner:
             key,
             idempotency_key,
             request,
-            run_id=new_run_id(),
+            run_id=run_id or new_run_id(),
             now=now,
             ttl=self.options.idempotency_ttl,
         )
@@ -326,12 +327,15 @@ class Runner:
         message_meta: dict[str, Any] | None = None,
         publish: bool = False,
         claim: Claim | None = None,
+        keep_refusal: bool = False,
     ) -> LiveRun:
         """Start a turn in the background; return once it began (its message is stored).
 
-        Errors that stop it from beginning (bad input, a busy session, a pending
-        approval) raise here. With ``claim`` (owned) the run is published under the
-        claim's run id and settles the key when it ends.
+        Errors that stop it from beginning raise here: bad input at once, and a
+        busy session or a pending approval too, unless ``keep_refusal`` (then the
+        run ends with that error as its last event, and ``run.refusal`` says so).
+        With ``claim`` (owned) the run is published under the claim's run id and
+        settles the key when it ends.
         """
         if claim is not None:
             if not claim.owned:
@@ -365,7 +369,7 @@ class Runner:
         holder.append(live)
         self._launch(live, events)
         await asyncio.shield(live.started)
-        if live.refusal is not None:
+        if live.refusal is not None and not keep_refusal:
             raise live.refusal
         return live
 
@@ -500,6 +504,14 @@ class Runner:
             live = self._local.get(run_id)
             if live is None or after < live.first_seq - 1:
                 return  # read to the end of what there is
+
+    async def so_far(self, run_id: str, *, after: int = 0) -> list[RunEvent]:
+        """The run's events with ``seq > after`` that exist now (none if it publishes none)."""
+        live = self._local.get(run_id)
+        if live is not None and after >= live.first_seq - 1:
+            return [event for event in live.history if event.seq > after]
+        found = await self.log_store.read_run_log(run_id, after_seq=after)
+        return [] if found is None else [RunEvent(seq, data) for seq, data in found.events]
 
     async def _from_log(self, run_id: str, after: int) -> AsyncIterator[RunEvent]:
         """Events from the store until the end (or until the run shows up here)."""
