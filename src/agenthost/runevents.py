@@ -136,4 +136,7 @@ def closing(
     result = RunResult(
         reply, key.tenant_id, key.user_id, key.session_id, run.run_id, run.usage, status, approvals
     )
-    return Done(result).to_dict()
+    data = Done(result).to_dict()
+    if status == "interrupted":
+        data["error"] = run.error or "the process running it stopped"
+    return data

@@ -65,6 +65,9 @@ def _show(event: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "error":
         print(f"\n[error {event['code']}: {event['message']}]", flush=True)
     elif kind == "done":
+        status = event.get("status", "completed")
+        if status not in ("completed", "awaiting_approval"):
+            print(f"\n[{status}: {event.get('error') or 'the turn did not finish'}]", end="")
         print()
         return event
     return None
@@ -86,11 +89,15 @@ def _remote(args: argparse.Namespace) -> int:
 
         for line in _lines(args):
             done = None
-            for event in client.stream(line, session_id=session):
+            for event in client.stream(line, session_id=session, on_reconnect=_reconnecting):
                 done = _show(event) or done
             if args.message is None:
                 _ask_approvals(done, answer)
     return 0
+
+
+def _reconnecting(run_id: str) -> None:
+    print(f"\n[connection lost: following run {run_id} again]", file=sys.stderr, flush=True)
 
 
 def _local(args: argparse.Namespace) -> int:
