@@ -137,7 +137,8 @@ async def _retried(host: Host, claim: Claim, *, stream: bool, background: bool) 
             result = event.data
     if result is None:
         raise NotFound(f"run {claim.run_id} of this idempotency key is gone")
-    return JSONResponse(chat_result(result), headers=headers)
+    body = ChatResponse.model_validate(chat_result(result)).model_dump(mode="json")
+    return JSONResponse(body, headers=headers)
 
 
 @router.post(
