@@ -17,32 +17,9 @@ import pytest
 from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.coordination.files import FileLockCoordinator
 from agenthost.errors import IdempotencyKeyReused, NotFound, RunNotFollowable, SessionBusy
-from agenthost.models import ModelChunk, ModelRequest, TextChunk
 from agenthost.runevents import RunEvent
 from agenthost.runs import RunOptions
-
-
-class GatedModel:
-    """Replies "w1 w2 ... wN" (N from a message "count N"), one word per opened gate."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        self.gate: asyncio.Queue[None] = asyncio.Queue()
-        self.calls = 0
-
-    def release(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.gate.put_nowait(None)
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        self.calls += 1
-        last = request.messages[-1].content
-        count = int(last.split()[1]) if last.startswith("count ") else 1
-        for i in range(1, count + 1):
-            await self.gate.get()
-            yield TextChunk(f"w{i} " if i < count else f"w{i}")
-
+from support.gated import GatedModel
 
 FAST = RunOptions(poll_interval=0.01, flush_interval=0.001)
 
