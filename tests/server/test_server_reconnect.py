@@ -9,7 +9,6 @@ does); every later connection goes through. The CLI then follows the run at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,60 +16,8 @@ import pytest
 
 from agenthost.cli import main
 from support.processes import ServeProcess
-from support.serve import free_port
+from support.proxy import CuttingProxy
 from support.ticking import ticks
-
-
-class CuttingProxy:
-    """Forwards to ``target_port``; the first response is cut once ``cut_after`` SSE frames
-    (blank-line ends) went through."""
-
-    def __init__(self, target_port: int, *, cut_after: int) -> None:
-        self.target_port = target_port
-        self.cut_after = cut_after
-        self.port = free_port()
-        self.cuts = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> CuttingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self.target_port
-        )
-        cut = self.cuts == 0
-
-        async def pipe(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, watch: bool
-        ) -> None:
-            seen = 0
-            with contextlib.suppress(ConnectionError):
-                while data := await source.read(65536):
-                    if watch and cut:
-                        seen += data.count(b"\n\n")
-                        if seen >= self.cut_after:
-                            self.cuts += 1
-                            sink.write(data)
-                            await sink.drain()
-                            sink.transport.abort()  # the network fails: no orderly close
-                            upstream_writer.transport.abort()
-                            return
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(
-            pipe(reader, upstream_writer, False),
-            pipe(upstream_reader, writer, True),
-            return_exceptions=True,
-        )
 
 
 @pytest.fixture
