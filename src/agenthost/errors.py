@@ -11,8 +11,7 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── NotFound                unknown session, run, approval (or not the caller's)
     ├── SessionBusy             a turn is running on this key and the policy is "reject"
     ├── Conflict                the session changed under us (another process wrote to it)
-    │   ├── SessionErased       the session was erased while a turn or write was using it
-    │   └── RunNotFollowable    a run that publishes no events, still running
+    │   └── SessionErased       the session was erased while a turn or write was using it
     ├── QuotaExceeded           a limit was hit (request size, rate)
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
@@ -66,10 +65,6 @@ class SessionErased(Conflict):
     code = "session_erased"
 
 
-class RunNotFollowable(Conflict):
-    code = "run_not_followable"
-
-
 class QuotaExceeded(AgentHostError):
     code = "quota_exceeded"
 
@@ -105,7 +100,6 @@ __all__ = [
     "ModelError",
     "NotFound",
     "QuotaExceeded",
-    "RunNotFollowable",
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",

@@ -41,7 +41,6 @@ from agenthost.errors import (
     ConfigError,
     ModelError,
     NotFound,
-    RunNotFollowable,
 )
 from agenthost.events import Done, ErrorEvent, Event, RunResult
 from agenthost.idempotency import Claim
@@ -143,6 +142,7 @@ class LiveRun:
         self._timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
+        self._cancelled = False
 
     @property
     def last(self) -> RunEvent | None:
@@ -193,8 +193,11 @@ class LiveRun:
         raise AssertionError("a run ends with done or error")
 
     def cancel(self, reason: str = CANCEL_REASON) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel(CancelReason(reason))
+        """Cancel the turn once (later calls, and calls after its end, do nothing)."""
+        if self.task is None or self.task.done() or self.ended or self._cancelled:
+            return
+        self._cancelled = True
+        self.task.cancel(CancelReason(reason))
 
     async def wait(self) -> None:
         if self.task is not None:
@@ -386,6 +389,9 @@ class Runner:
         A published run's log goes on after its last seq (followers resume across
         the pause); the run began long ago, so nothing waits for a beginning.
         """
+        previous = self._local.get(run_id)
+        if previous is not None:  # its last phase is still storing its end: let it finish
+            await previous.wait()
         first = 1
         if publish:
             store = self.log_store
@@ -471,7 +477,8 @@ class Runner:
                 except AgentHostError as exc:
                     log.warning("could not settle the idempotency key of %s: %s", live.run_id, exc)
         finally:
-            self._local.pop(live.run_id, None)
+            if self._local.get(live.run_id) is live:
+                del self._local[live.run_id]
 
     async def _release(self, claim: Claim) -> None:
         record = claim.record
@@ -485,9 +492,9 @@ class Runner:
     async def follow(self, run_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
         """The run's events with ``seq > after``, until its terminal event, from anywhere.
 
-        From memory while this process runs it, else from the run log in the store.
-        Raises ``NotFound`` for an unknown run and ``RunNotFollowable`` for one
-        still running that publishes nothing.
+        From memory while this process runs it, else from the run log in the store;
+        of a run that publishes nothing, only its end (once it ended). Raises
+        ``NotFound`` for an unknown run.
         """
         validate_id(run_id, "run_id")
         while True:
@@ -564,17 +571,17 @@ class Runner:
         return None
 
     async def _unpublished(self, run_id: str, after: int) -> AsyncIterator[RunEvent]:
-        record = await self.host.get_run(run_id)
-        if record is None:
-            raise NotFound(f"run {run_id} not found")
-        if record.status not in FINISHED:
-            raise RunNotFollowable(
-                f"run {run_id} is running and publishes no events: it can be read when it "
-                "ends (GET /v1/runs/{run_id}); start runs with background, an Idempotency-Key, "
-                "or on a server with --on-disconnect continue to follow them"
-            )
-        if after < 1:
-            yield RunEvent(1, await self._closing(record))
+        """A run without a log: only its end is known, once it ended (wait for it). The
+        closing event follows whatever id the reader has (the runner's own stream had ids
+        only it knew), so a reader always gets it."""
+        while True:
+            record = await self.host.get_run(run_id)
+            if record is None:
+                raise NotFound(f"run {run_id} not found")
+            if record.status in FINISHED:
+                yield RunEvent(after + 1, await self._closing(record))
+                return
+            await asyncio.sleep(self.options.poll_interval)
 
     async def _closing(self, record: RunRecord) -> dict[str, Any]:
         key = record.key

@@ -302,7 +302,8 @@ class HostRequestHandler(RequestHandler):
             raise TaskNotFoundError(
                 message=f"task {task_id} is not in context {message.context_id}"
             )
-        if self.host.runner.local(task_id) is not None or run.status == "running":
+        live = self.host.runner.local(task_id)
+        if (live is not None and not live.ended) or run.status == "running":
             raise _no_message(task_id, TaskState.TASK_STATE_WORKING, context)
         if run.status != "awaiting_approval":
             raise _no_message(task_id, am.STATE_OF_RUN[run.status], context)

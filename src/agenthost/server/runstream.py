@@ -3,9 +3,10 @@ its client leaves.
 
 A run started by a request streams to that request from memory; the same events,
 with the same ids, are what ``GET /v1/runs/{run_id}/events`` serves from any
-process (see :mod:`agenthost.runs`). Each frame of a published run carries
-``id: <seq>``, so a client that lost its connection resumes with
-``Last-Event-ID``. A comment line goes out every ``KEEPALIVE`` seconds while a
+process (see :mod:`agenthost.runs`). Each frame carries ``id: <seq>``, so a
+client that lost its connection resumes with ``Last-Event-ID`` (a run that
+publishes nothing resumes only in its own process; elsewhere its end is all
+there is). A comment line goes out every ``KEEPALIVE`` seconds while a
 run is quiet, so proxies keep the connection.
 """
 
@@ -27,10 +28,9 @@ KEEPALIVE = 15.0
 LEFT = "the caller went away"
 
 
-def frame(event: RunEvent, *, with_id: bool) -> bytes:
+def frame(event: RunEvent) -> bytes:
     payload = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
-    head = f"id: {event.seq}\n" if with_id else ""
-    return f"{head}event: {event.type}\ndata: {payload}\n\n".encode()
+    return f"event: {event.type}\nid: {event.seq}\ndata: {payload}\n\n".encode()
 
 
 class _Failed:
@@ -79,14 +79,14 @@ async def with_keepalive(
 
 
 def stream_response(
-    events: AsyncIterator[RunEvent], *, with_ids: bool, headers: dict[str, str]
+    events: AsyncIterator[RunEvent], *, headers: dict[str, str]
 ) -> EventStreamResponse:
     """The response for a run's events; headers (the run id) go out at once."""
 
     def encode(item: Any) -> bytes:
         if item is None:
             return b": keep-alive\n\n"
-        return frame(item, with_id=with_ids)
+        return frame(item)
 
     return EventStreamResponse(None, with_keepalive(events), encode=encode, headers=headers)
 

@@ -108,7 +108,7 @@ async def chat(
     headers = run_headers(run.run_id)
     if stream:
         events = started_by_request(run, detached=detached)
-        return stream_response(events, with_ids=run.published, headers=headers)
+        return stream_response(events, headers=headers)
     if body.background:
         return _accepted(run.run_id, who.user_id, ids["session_id"], headers)
     result = chat_result((await run.result()).data)
@@ -128,7 +128,7 @@ async def _retried(host: Host, claim: Claim, *, stream: bool, background: bool) 
     headers = run_headers(claim.run_id, replayed=True)
     key = claim.key
     if stream:
-        return stream_response(host.runner.follow(claim.run_id), with_ids=True, headers=headers)
+        return stream_response(host.runner.follow(claim.run_id), headers=headers)
     if background:
         return _accepted(claim.run_id, key.user_id, key.session_id, headers)
     result = claim.result

@@ -4,7 +4,7 @@ A caller sees its own runs (admins any); another user's run is 404, as if it did
 not exist. Events are Server-Sent Events with ids: send ``Last-Event-ID`` (or
 ``?after=``) to resume after the last one received. Published runs (background,
 idempotent, or streamed with ``--on-disconnect continue``) can be followed while
-they run; any run can be read once it ended.
+they run; of any other run, its events give its end once it ended.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
-from agenthost.errors import Conflict, InvalidInput, NotFound, RunNotFollowable
+from agenthost.errors import Conflict, InvalidInput, NotFound
 from agenthost.host import Host
 from agenthost.runs import FINISHED, RunView
 from agenthost.server.auth import Identity
@@ -108,14 +108,10 @@ async def run_events(
         int | None, Query(ge=0, description="Resume after this event id (if no header)")
     ] = None,
 ) -> Response:
-    view = await _visible(host, identity, run_id)
+    await _visible(host, identity, run_id)
     start = _after(last_event_id, after)
-    if not view.published and view.status not in FINISHED and host.runner.local(run_id) is None:
-        raise RunNotFollowable(
-            f"run {run_id} publishes no events; read it when it ends with GET /v1/runs/{run_id}"
-        )
     events = host.runner.follow(run_id, after=start)
-    return stream_response(events, with_ids=True, headers=run_headers(run_id))
+    return stream_response(events, headers=run_headers(run_id))
 
 
 @router.post(
