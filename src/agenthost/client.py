@@ -6,10 +6,14 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
-import httpx
+from agenthost.errors import AgentHostError, MissingExtra
 
-from agenthost.errors import AgentHostError
+try:
+    import httpx
+except ModuleNotFoundError as exc:
+    raise MissingExtra("client", "the HTTP client (agenthost.client, --url)") from exc
 
 RUN_HEADER = "X-Agenthost-Run-Id"
 TERMINAL = frozenset({"done", "error"})
@@ -66,10 +70,16 @@ class Client:
         return response.json()
 
     def chat(
-        self, message: str, *, session_id: str | None = None, config: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any]:
+        """One turn; ``agent`` addresses it to that agent (``/v1/agents/{agent}/chat``)."""
         body = _body(message=message, session_id=session_id, config=config)
-        result: dict[str, Any] = self._call("POST", "/v1/chat", json=body)
+        result: dict[str, Any] = self._call("POST", _chat_path(agent), json=body)
         return result
 
     def stream(
@@ -77,6 +87,7 @@ class Client:
         message: str,
         *,
         session_id: str | None = None,
+        agent: str | None = None,
         on_reconnect: Callable[[str], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``).
@@ -89,7 +100,7 @@ class Client:
         run_id: str | None = None
         after = 0
         try:
-            with self.http.stream("POST", "/v1/chat", json=body) as response:
+            with self.http.stream("POST", _chat_path(agent), json=body) as response:
                 if response.is_error:
                     response.read()
                     raise _error(response)
@@ -142,6 +153,10 @@ class Client:
         result: dict[str, Any] = self._call("POST", path, json={"approve": approve})
         return result
 
+    def agents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/agents")["agents"]
+        return result
+
     def sessions(self, *, limit: int = 100) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/sessions", params={"limit": limit})[
             "sessions"
@@ -181,6 +196,10 @@ def _events(response: httpx.Response) -> Iterator[tuple[int | None, dict[str, An
             data.append(line[5:].removeprefix(" "))
     if data:
         yield event_id, json.loads("\n".join(data))
+
+
+def _chat_path(agent: str | None) -> str:
+    return "/v1/chat" if agent is None else f"/v1/agents/{quote(agent, safe='')}/chat"
 
 
 def _body(**fields: Any) -> dict[str, Any]:

@@ -16,8 +16,10 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
+    ├── TurnTimeout             the turn ran past its deadline (model and tools together)
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
+        └── MissingExtra        an optional feature used without its extra (also an ImportError)
 """
 
 from __future__ import annotations
@@ -78,7 +80,21 @@ class Forbidden(AgentHostError):
 
 
 class ModelError(AgentHostError):
+    """A provider call failed. ``retryable``: a timeout, a lost connection, 429 or 5xx,
+    which may succeed when tried again (``retry_after``: seconds the provider asked for)."""
+
     code = "model_error"
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class TurnTimeout(AgentHostError):
+    code = "turn_timeout"
 
 
 class StoreUnavailable(AgentHostError):
@@ -89,6 +105,17 @@ class ConfigError(AgentHostError):
     code = "config_error"
 
 
+class MissingExtra(ConfigError, ImportError):
+    """An optional feature was used without the extra that installs it; the message says
+    what to install (``pip install "agenthost[postgres]"``). See :mod:`agenthost.extras`."""
+
+    code = "missing_extra"
+
+    def __init__(self, extra: str, feature: str) -> None:
+        super().__init__(f'{feature} needs the "{extra}" extra: pip install "agenthost[{extra}]"')
+        self.extra = extra
+
+
 __all__ = [
     "AgentHostError",
     "ConfigError",
@@ -97,11 +124,13 @@ __all__ = [
     "IdempotencyKeyReused",
     "InvalidId",
     "InvalidInput",
+    "MissingExtra",
     "ModelError",
     "NotFound",
     "QuotaExceeded",
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",
+    "TurnTimeout",
     "Unauthorized",
 ]

@@ -1,15 +1,17 @@
-"""The Host: runs turns of one agent for any number of tenants, users and sessions."""
+"""The Host: runs turns of its agents for any number of tenants, users and sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from agenthost.agent import Agent
+from agenthost.agents import AgentSet, AgentsLike
 from agenthost.config import (
     check_storable,
     merge_config,
@@ -23,9 +25,12 @@ from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
 from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
-from agenthost.models import Model, resolve_model
+from agenthost.models import Model
+from agenthost.models.failover import RetryPolicy
+from agenthost.models.pool import ModelPool
+from agenthost.models.providers import Provider, Providers
 from agenthost.runs import Runner, RunOptions
-from agenthost.session import Sessions
+from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
@@ -57,16 +62,22 @@ def _check_message(text: object) -> str:
 class Host:
     """Runs turns; owns the per-key locks, the live-session cache and the sweeper.
 
+    ``agent`` is one Agent, or several (a list, or a dict by name): the first, or
+    ``default_agent``, answers sessions that name none; see :mod:`agenthost.agents`
+    for which agent answers a session and :mod:`agenthost.handoffs` for transfers.
     ``policy`` decides what a second concurrent turn on one session does: wait its
     turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
-    ``models`` is the allow-list a session may choose from: names such as
-    ``"openai:gpt-4o-mini"`` (created on first use) or model objects.
+    ``models`` is the allow-list a session may choose from besides the agents' own:
+    names such as ``"deepseek:deepseek-chat"`` on ``providers`` (created on first
+    use, one client per provider) or model objects; ``retry`` is how failing
+    providers are retried before the next fallback model.
     """
 
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentsLike | AgentSet,
         *,
+        default_agent: str | None = None,
         store: SessionStore | str | None = None,
         policy: Policy = "queue",
         max_live_sessions: int = 10_000,
@@ -76,13 +87,21 @@ class Host:
         models: Iterable[str | Model] = (),
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
+        providers: Providers | Iterable[Provider] | None = None,
+        retry: RetryPolicy | None = None,
+        turn_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         runs: RunOptions | None = None,
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
-        self.agent = agent
+        if turn_timeout is not None and not turn_timeout > 0:
+            raise ValueError("turn_timeout must be a positive number of seconds")
+        self.turn_timeout = turn_timeout
+        agents = agent if isinstance(agent, AgentSet) else AgentSet(agent, default=default_agent)
+        self.agents = agents
+        self.agent = agents.default
         if store is None:
             from agenthost.stores.memory import MemoryStore
 
@@ -97,21 +116,19 @@ class Host:
         self._sleep = sleep
         self.runtime = Sessions(
             self.store,
-            window=agent.history_window,
+            window=agents.window,
             cache=self.cache,
             coordinator=self.coordinator,
             clock=clock,
         )
-        self._env = TurnEnv(agent, self.runtime, clock, observer)
-        default = resolve_model(agent.model)
-        self.default_model = default.name
-        self._models: dict[str, Model] = {default.name: default}
-        for extra in models:  # names resolve lazily; instances (custom adapters) register now
-            if not isinstance(extra, str):
-                self._models.setdefault(extra.name, extra)
-        names = (m if isinstance(m, str) else m.name for m in models)
-        self.allowed_models = frozenset({default.name, *names})
-        self._owned_models = {default.name} if isinstance(agent.model, str) else set()
+        self.models = ModelPool(
+            agents, default=agents.default, extra=models, providers=providers, retry=retry
+        )
+        self.default_model = self.models.default
+        self.allowed_models = self.models.allowed
+        self._env = TurnEnv(
+            self.agent, self.runtime, clock, observer, agents=agents, models=self.models.for_agent
+        )
         self._started = False
         self._starting = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
@@ -140,10 +157,7 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        for name in self._owned_models:  # only models this host created from a name
-            aclose = getattr(self._models[name], "aclose", None)
-            if aclose is not None:
-                await aclose()
+        await self.models.aclose()  # the provider clients this host created
         if self._started:
             await self.coordinator.close()
             await self.store.close()
@@ -169,6 +183,8 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        agent: str | None = None,
+        time_limit: float | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
@@ -180,6 +196,8 @@ class Host:
             run_id=run_id,
             request_id=request_id,
             message_meta=message_meta,
+            agent=agent,
+            time_limit=time_limit,
         )
         return await self._collect(events)
 
@@ -194,14 +212,21 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
+        ``agent`` names the agent the turn is addressed to (None: the session's active
+        agent); see :meth:`AgentSet.choose` for a session that is with another agent.
+
         ``run_id`` names the run up front (protocol adapters hand it out before the
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
-        on the stored user message, e.g. a protocol's own message id. ``on_begin``
+        on the stored user message, e.g. a protocol's own message id. ``time_limit``
+        (seconds) bounds this turn, within the agent's or Host's ``turn_timeout``: past
+        it the turn stops, is stored as failed and ends with ``TurnTimeout``. ``on_begin``
         is called once the user's message and the running run are stored.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
@@ -217,7 +242,25 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id, request_id, message_meta, on_begin)
+        if agent is not None:
+            self.agents.named(agent)
+        if time_limit is not None and (
+            isinstance(time_limit, bool)
+            or not isinstance(time_limit, int | float)
+            or not time_limit > 0
+        ):
+            raise InvalidInput("time_limit must be a positive number of seconds", field="timeout")
+        return self._stream(
+            key, text, clean, run_id, request_id, message_meta, agent, time_limit, on_begin
+        )
+
+    def _turn_seconds(self, agent: Agent, limit: float | None = None) -> float | None:
+        """A turn's deadline: the caller's ``limit``, capped by the agent's or Host's
+        ``turn_timeout``."""
+        cap = agent.turn_timeout or self.turn_timeout
+        if limit is None:
+            return cap
+        return float(limit) if cap is None else min(float(limit), cap)
 
     async def _stream(
         self,
@@ -227,6 +270,8 @@ class Host:
         run_id: str | None,
         request_id: str | None,
         meta: dict[str, Any] | None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
@@ -249,11 +294,13 @@ class Host:
                     run = RunRecord(
                         run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
                     )
-                    turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
                     try:
-                        await turn.begin(text, config=None if config is None else merged, meta=meta)
+                        turn, recorded = Turn.addressed(self._env, live, merged, agent, run)
+                        turn.limit(self._turn_seconds(turn.agent, time_limit))
+                        new_config = recorded or (None if config is None else merged)
+                        await turn.begin(text, config=new_config, meta=meta)
                         break
-                    except Conflict:
+                    except Conflict:  # also: the copy says another agent has the session
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
@@ -280,10 +327,16 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> RunResult:
         """:meth:`stream_stateless`, collected."""
         events = self.stream_stateless(
-            messages, user_id=user_id, session_id=session_id, tenant_id=tenant_id, config=config
+            messages,
+            user_id=user_id,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            config=config,
+            agent=agent,
         )
         return await self._collect(events)
 
@@ -295,21 +348,24 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn on exactly ``messages`` (the last is the user's input); store nothing.
 
-        The agent's model, instructions and tools as usual, on a throwaway session:
-        no session lock, no live-session cache, nothing written to the store.
+        The agent's (``agent``, else the default's) model, instructions and tools as
+        usual, on a throwaway session: no session lock, no live-session cache, nothing
+        written to the store; a hand-off moves the rest of this one turn to its target.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         if not messages or messages[-1].role != "user":
             raise InvalidInput("the last message must be the user's", field="messages")
         _check_message(messages[-1].content)
         clean = validate_config(config or {}, allowed_models=self.allowed_models)
-        return self._stream_stateless(key, list(messages), clean)
+        chosen = self.agent if agent is None else self.agents.named(agent)
+        return self._stream_stateless(key, list(messages), clean, chosen.name)
 
     async def _stream_stateless(
-        self, key: SessionKey, messages: list[Message], config: dict[str, Any]
+        self, key: SessionKey, messages: list[Message], config: dict[str, Any], agent: str
     ) -> AsyncIterator[Event]:
         from agenthost.stores.memory import MemoryStore
 
@@ -323,8 +379,10 @@ class Host:
             coordinator=LocalCoordinator(),
             clock=self.clock,
         )
-        env = TurnEnv(self.agent, scratch, self.clock, self._env.observer)
-        turn = Turn(env, live, self._model(config), model_settings(config))
+        chosen = self.agents.named(agent)
+        model = self.models.for_agent(chosen, config)
+        env = dataclasses.replace(self._env, sessions=scratch)
+        turn = Turn(env, live, model, model_settings(config), agent=chosen)
         await turn.begin(messages[-1].content)
         async with contextlib.aclosing(turn.run_steps()) as events:
             async for event in events:
@@ -378,7 +436,10 @@ class Host:
                 if run is None:
                     run = RunRecord(item.run_id, key, "awaiting_approval", self.clock())
                 config = live.config
-                turn = Turn(self._env, live, self._model(config), model_settings(config), run)
+                agent = self.agents.active(config)
+                model = self.models.for_agent(agent, config)
+                turn = Turn(self._env, live, model, model_settings(config), run, agent)
+                turn.limit(self._turn_seconds(agent))
                 async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
                     async for event in events:
                         yield event
@@ -398,16 +459,6 @@ class Host:
             raise error.error
         assert result is not None, "a turn ends with done or error"
         return result
-
-    def _model(self, config: dict[str, Any]) -> Model:
-        name = config.get("model") if config else None
-        if name is None:
-            return self._models[self.default_model]
-        model = self._models.get(name)
-        if model is None:
-            model = self._models[name] = resolve_model(name)
-            self._owned_models.add(name)
-        return model
 
     # -- sessions ----------------------------------------------------------------
 
@@ -491,6 +542,7 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> SessionRecord:
         """Create a session (or update its state/config if it exists) and return it."""
         return await self.update_session(
@@ -499,6 +551,7 @@ class Host:
             tenant_id=tenant_id,
             state=state or {},
             config=config or {},
+            agent=agent,
             create=True,
         )
 
@@ -510,9 +563,13 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
         create: bool = False,
     ) -> SessionRecord:
-        """Merge-patch the session's state and/or config (``None`` values delete keys)."""
+        """Merge-patch the session's state and/or config (``None`` values delete keys).
+
+        ``agent`` moves the session to that agent (its active agent from now on).
+        """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         if state is not None:
             if not isinstance(state, dict):
@@ -521,7 +578,7 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        new = await self._patch(key, state, clean, create=create)
+        new = await self._patch(key, state, clean, create=create, agent=agent)
         return new
 
     async def _patch(
@@ -531,42 +588,20 @@ class Host:
         config: dict[str, Any] | None,
         *,
         create: bool,
+        agent: str | None = None,
     ) -> SessionRecord:
         """Merge-patch state/config onto what the store holds (re-applied if it moved)."""
+        moved = None if agent is None else self.agents.named(agent).name
+
+        def change(live: LiveSession) -> Change:
+            new_state = None if state is None else merge_patch(live.state, state)
+            new_config = None if config is None else merge_config(live.config, config)
+            if moved is not None:
+                new_config = self.agents.moved(new_config or live.config, moved)
+            return new_state, new_config
+
         await self.start()
-        sessions = self.runtime
-        async with sessions.locked(key, wait=True):
-            live = await sessions.live(key, create=create)
-            if live is not None and sessions.shared:
-                live = await sessions.reload(live, create=create)
-            try:
-                for attempt in range(1, 6):
-                    if live is None:
-                        raise NotFound(f"session {key.session_id!r} not found")
-                    new_state = None if state is None else merge_patch(live.state, state)
-                    new_config = None if config is None else merge_config(live.config, config)
-                    try:
-                        await sessions.commit(live, state=new_state, config=new_config)
-                        break
-                    except Conflict:
-                        if attempt == 5:
-                            raise
-                        live = await sessions.reload(live, create=create)
-                assert live is not None
-                return SessionRecord(
-                    key,
-                    live.created_at,
-                    self.clock(),
-                    live.last_seq,
-                    live.message_count,
-                    live.state,
-                    live.config,
-                    live.pending,
-                    live.revision,
-                )
-            finally:
-                if live is not None:
-                    sessions.release(live)
+        return await self.runtime.update(key, change, create=create)
 
     async def get_state(
         self,
@@ -714,6 +749,7 @@ class Host:
             "locks_held": len(self.runtime.locks),
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
+            "agents": self.agents.live_counts(self.cache),
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:
@@ -725,6 +761,7 @@ class Host:
                 "created_at": s.created_at,
                 "last_used": s.last_used,
                 "busy": s.busy,
+                "agent": self.agents.active(s.config).name,
                 "messages_in_window": len(s.window),
             }
             for s in self.cache

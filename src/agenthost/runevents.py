@@ -20,6 +20,7 @@ from agenthost.events import (
     Done,
     ErrorEvent,
     Event,
+    Handoff,
     RunResult,
     ToolCallEvent,
     ToolResultEvent,
@@ -95,13 +96,15 @@ def result_of(data: dict[str, Any], *, tenant_id: str) -> RunResult:
         _usage(data.get("usage")),
         data.get("status", "completed"),
         [_call(c) for c in data.get("approvals", ())],
+        data.get("agent"),
+        data.get("model"),
     )
 
 
 def decode(data: dict[str, Any], *, tenant_id: str = "") -> Event | None:
     kind = data.get("type")
     if kind == "delta":
-        return Delta(data.get("text", ""))
+        return Delta(data.get("text", ""), data.get("agent"))
     if kind == "tool_call":
         return ToolCallEvent(_call(data))
     if kind == "tool_result":
@@ -110,6 +113,8 @@ def decode(data: dict[str, Any], *, tenant_id: str = "") -> Event | None:
         )
     if kind == "approval_required":
         return ApprovalRequired(_call(data), data["run_id"])
+    if kind == "handoff":
+        return Handoff(data["from"], data["to"], data["run_id"])
     if kind == "done":
         return Done(result_of(data, tenant_id=tenant_id))
     if kind == "error":

@@ -328,6 +328,8 @@ class Runner:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         publish: bool = False,
         claim: Claim | None = None,
         keep_refusal: bool = False,
@@ -356,6 +358,8 @@ class Runner:
                 run_id=run_id,
                 request_id=request_id,
                 message_meta=message_meta,
+                agent=agent,
+                time_limit=time_limit,
                 on_begin=lambda: holder[0].mark_began(),
             )
             key = SessionKey(tenant_id, user_id, session_id)

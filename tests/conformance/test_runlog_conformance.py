@@ -1,8 +1,9 @@
 """The run-log protocol (run logs, idempotency keys, cancel requests) on every backend.
 
-Same ``backend``/``store`` fixtures as the session-store suite: each test runs on
-memory, SQLite (both durability levels), PostgreSQL and Redis. Where it matters,
-several store objects over the same data stand in for several processes.
+Same ``store_factory`` fixture (this directory's conftest) and ``store`` fixture
+(:mod:`agenthost.testing`) as the session-store suite: each test runs on memory,
+SQLite (both durability levels), PostgreSQL and Redis. Where it matters, several
+store objects over the same data stand in for several processes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any, cast
 from agenthost.keys import SessionKey
 from agenthost.stores import SessionStore
 from agenthost.stores.runlog import IdempotencyRecord, RunLogStore
+from agenthost.testing import StoreFactory, store
+
+__all__ = ["store"]  # the fixture, for these tests
 
 ALICE = SessionKey("acme", "alice", "s1")
 HOUR = 3600.0
@@ -84,9 +88,9 @@ async def test_unicode_and_nested_payloads_round_trip(store: SessionStore) -> No
 
 
 async def test_one_claim_of_a_key_wins_and_the_others_see_its_record(
-    backend: Any, store: SessionStore
+    store_factory: StoreFactory, store: SessionStore
 ) -> None:
-    others = [backend.make() for _ in range(3)]  # other processes, over the same data
+    others = [store_factory() for _ in range(3)]  # other processes, over the same data
     for other in others:
         await other.open()
     try:
@@ -214,9 +218,9 @@ async def test_finishing_a_released_or_erased_key_does_not_bring_it_back(
 
 
 async def test_cancel_requests_are_seen_by_every_store_over_the_data(
-    backend: Any, store: SessionStore
+    store_factory: StoreFactory, store: SessionStore
 ) -> None:
-    other = backend.make()
+    other = store_factory()
     await other.open()
     try:
         assert await runlog(store).cancel_requests(["run_1", "run_2"]) == set()
@@ -270,7 +274,7 @@ async def test_erasing_a_user_or_session_erases_their_logs_and_keys_and_fences_a
     assert await log.read_run_log("run_b") is None
 
 
-async def test_logs_and_keys_expire(backend: Any, store: SessionStore) -> None:
+async def test_logs_and_keys_expire(store_factory: StoreFactory, store: SessionStore) -> None:
     log = runlog(store)
     now = time.time()
     await log.open_run_log(
@@ -280,7 +284,7 @@ async def test_logs_and_keys_expire(backend: Any, store: SessionStore) -> None:
     await log.append_run_events("run_new", [(1, delta("kept"))], now=now, retention=HOUR)
     later = now + 5.0
     purged = await log.purge_runs(now=later)
-    if backend.name != "redis":
+    if type(store).__name__ != "RedisStore":  # Redis expires keys by itself
         assert purged == 1
     deadline = time.monotonic() + 10.0
     while await log.read_run_log("run_old") is not None:  # Redis expires keys by itself

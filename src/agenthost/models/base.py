@@ -34,8 +34,16 @@ class TextChunk:
     text: str
 
 
-ModelChunk = TextChunk | ToolCall | Usage
-"""A model stream yields text pieces, fully assembled tool calls, and usage."""
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Which model produces the chunks that follow (a failover chain says so first)."""
+
+    model: str
+
+
+ModelChunk = TextChunk | ToolCall | Usage | Served
+"""A model stream yields text pieces, fully assembled tool calls, and usage (and, from a
+failover chain, which of its models answered)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +72,7 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
             parts.append(chunk.text)
         elif isinstance(chunk, ToolCall):
             reply.tool_calls.append(chunk)
-        else:
+        elif isinstance(chunk, Usage):
             reply.usage.add(chunk)
     reply.text = "".join(parts)
     return reply
@@ -73,3 +81,12 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for models without usage."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def retry_after(response: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 3600 else None

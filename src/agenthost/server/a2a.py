@@ -23,6 +23,13 @@ screened by :mod:`agenthost.server.a2a_input` before the dispatcher reads it.
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
 (clients read it to learn how to authenticate).
+
+Each agent of the server also has its own card and endpoint:
+``GET /a2a/<agent>/.well-known/agent-card.json`` and ``POST /a2a/<agent>``
+(so ``create_from_url(".../a2a/billing")`` finds it). A message sent there is
+addressed to that agent, as on ``/v1/agents/{agent}/chat``; ``/a2a`` follows
+the session's active agent. Tasks are the caller's runs whichever endpoint
+reads them.
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ from agenthost.server.a2a_input import Screened, screen
 from agenthost.server.a2a_runs import CANCEL_REASON, StreamEvent, TaskFold
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.stores.base import RunRecord
 from agenthost.turn import new_run_id
@@ -108,18 +116,42 @@ async def agent_card(
     return JSONResponse(agent_card_to_dict(card))
 
 
-@router.post(
-    "/a2a",
-    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
-    responses={
-        **ERRORS,
-        200: {
-            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
-            "for streaming methods",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+        "for streaming methods",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+}
+
+
+@router.get("/a2a/{agent}/.well-known/agent-card.json", summary="One agent's A2A card (public)")
+async def named_agent_card(
+    agent: str, request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    served = host.agents.named(agent)
+    card = am.agent_card(
+        served,
+        base_url=str(request.base_url),
+        version=__version__,
+        auth=settings.auth,
+        path=f"{am.JSONRPC_PATH}/{served.name}",
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a/{agent}", summary="A2A JSON-RPC 2.0, addressed to one agent", responses=RPC_RESPONSES
 )
+async def named_rpc(
+    agent: str, request: Request, host: CurrentHost, identity: CurrentIdentity
+) -> Response:
+    request.state.a2a_agent = host.agents.named(agent).name
+    return await rpc(request, identity)
+
+
+@router.post("/a2a", summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)", responses=RPC_RESPONSES)
 async def rpc(request: Request, identity: CurrentIdentity) -> Response:
     request.state.a2a_principal = identity.principal()
     screened = screen(await request.body())
@@ -191,6 +223,7 @@ class _ContextBuilder(ServerCallContextBuilder):
             "headers": headers,
             "principal": request.state.a2a_principal,
             "data": request.state.a2a_data,
+            "agent": getattr(request.state, "a2a_agent", None),
         }
         return ServerCallContext(state=state)
 
@@ -276,7 +309,12 @@ class HostRequestHandler(RequestHandler):
         with _as_a2a_errors():
             claim = None
             if message.message_id:  # the client's id for this message: a resend is a retry
-                request = {"route": "a2a", "text": text, "context_id": message.context_id}
+                request = {
+                    "route": "a2a",
+                    "agent": context.state.get("agent"),
+                    "text": text,
+                    "context_id": message.context_id,
+                }
                 claim = await runner.claim(_key_of(message.message_id), request, **ids)
                 if not claim.owned:
                     return claim.run_id, claim.key, 0
@@ -284,6 +322,8 @@ class HostRequestHandler(RequestHandler):
                 text,
                 run_id=None if claim else new_run_id(),
                 message_meta=am.message_meta(message),
+                request_id=current_request_id(),
+                agent=context.state.get("agent"),
                 publish=True,
                 claim=claim,
                 keep_refusal=True,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from a2a.types import Message as A2AMessage
 from a2a.types import Task, TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent
 
-from agenthost.events import Delta, Done, ErrorEvent
+from agenthost.events import Delta, Done, ErrorEvent, Handoff
 from agenthost.protocols import a2a_mapping as am
 from agenthost.runevents import RunEvent
 
@@ -68,6 +68,11 @@ class TaskFold:
             return [
                 am.artifact_event(task_id, context_id, typed.text, append=not first, last=False)
             ]
+        if isinstance(typed, Handoff):  # another agent speaks from here on
+            note = am.handoff_note(
+                typed.source, typed.target, task_id=task_id, context_id=context_id
+            )
+            return [am.status_event(task_id, context_id, TaskState.TASK_STATE_WORKING, at, note)]
         if isinstance(typed, Done):
             result = typed.result
             self.state = STATE_OF_DONE.get(result.status, TaskState.TASK_STATE_COMPLETED)

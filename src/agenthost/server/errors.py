@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``.
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``,
+plus the ``request_id`` of the request (see :mod:`agenthost.server.requestid`).
 
 Every :class:`agenthost.errors.AgentHostError` maps to a status by class;
 request validation failures are 422 (400 for a body that is not JSON);
@@ -22,13 +23,16 @@ from agenthost.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    MissingExtra,
     ModelError,
     NotFound,
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    TurnTimeout,
     Unauthorized,
 )
+from agenthost.server.requestid import current_request_id
 
 log = logging.getLogger("agenthost.server")
 
@@ -41,8 +45,10 @@ STATUS: dict[type[AgentHostError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     ModelError: 503,
+    TurnTimeout: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
+    MissingExtra: 501,
 }
 
 _HTTP_CODES = {
@@ -69,7 +75,12 @@ def status_for(exc: AgentHostError) -> int:
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    """``{"error": {"code", "message", "request_id"}}``; the request id (when serving one)
+    is what a user quotes to an operator, who finds it in every log line of the request."""
+    request_id = current_request_id()
+    if request_id is None:
+        return {"error": {"code": code, "message": message}}
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
 
 
 def error_response(

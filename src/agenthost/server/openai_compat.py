@@ -1,6 +1,9 @@
 """OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``.
 
-The served agent is the one model (its name is the model id). Identity comes
+Each served agent is a model (its name is the model id; ``GET /v1/models`` lists
+them). A stateful request is addressed to that agent like
+``/v1/agents/{agent}/chat``: after a hand-off the session's new agent answers
+(the completion's and each chunk's ``model`` say which agent speaks). Identity comes
 from the server's auth like every route; the request's ``user`` field names the
 user under ``--auth none`` or with a service key (a user key may name only its
 own user). The session is ``X-Session-Id`` or ``metadata.session_id``, else the
@@ -31,6 +34,7 @@ from agenthost.keys import DEFAULT_ID
 from agenthost.protocols import openai_chat as oc
 from agenthost.runevents import RunEvent, decode, error_of, result_of
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.runstream import REPLAYED_HEADER, started_by_request
 from agenthost.server.schemas import ERRORS
 from agenthost.server.sse import aclose, event_stream
@@ -47,17 +51,17 @@ class _Where(TypedDict):
 
 
 def _check_model(host: Host, model: str) -> None:
-    if model != host.agent.name:
-        raise NotFound(f"model {model!r} is not served here; GET /v1/models lists the agent")
+    if model not in host.agents:
+        raise NotFound(f"model {model!r} is not served here; GET /v1/models lists the agents")
 
 
 def _raw(chunk: bytes) -> bytes:
     return chunk
 
 
-@router.get("/v1/models", summary="The served agent, as an OpenAI model")
+@router.get("/v1/models", summary="The served agents, as OpenAI models")
 async def list_models(host: CurrentHost, identity: CurrentIdentity) -> dict[str, Any]:
-    return oc.models_list([host.agent.name])
+    return oc.models_list(host.agents.names)
 
 
 @router.get("/v1/models/{model}", summary="One served agent, as an OpenAI model")
@@ -105,11 +109,12 @@ async def chat_completions(
             )
         headers = {oc.STATELESS_HEADER: "1"}
         config = oc.sampling_config(body)
+        agent = body.model
         if body.stream:
             return await _stream(
-                body, host.stream_stateless(messages, config=config, **where), headers
+                body, host.stream_stateless(messages, config=config, agent=agent, **where), headers
             )
-        result = await host.run_stateless(messages, config=config, **where)
+        result = await host.run_stateless(messages, config=config, agent=agent, **where)
         return JSONResponse(_completion(body, result, _completion_id(), True), headers=headers)
     claim = None
     if idempotency_key is not None:
@@ -120,7 +125,14 @@ async def chat_completions(
             return await _retried(host, body, claim)
     plan = oc.reconcile(messages, await host.history(**where))
     detached = settings.on_disconnect == "continue"
-    run = await host.runner.start(plan.text, claim=claim, publish=detached, **where)
+    run = await host.runner.start(
+        plan.text,
+        request_id=current_request_id(),
+        agent=body.model,
+        claim=claim,
+        publish=detached,
+        **where,
+    )
     headers = {
         oc.SESSION_HEADER: session_id,
         oc.RUN_HEADER: run.run_id,
@@ -162,7 +174,7 @@ def _completion(
         result,
         completion_id=completion_id,
         created=int(time.time()),
-        model=body.model,
+        model=result.agent or body.model,
         stateless=stateless,
     )
 

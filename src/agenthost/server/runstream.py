@@ -20,6 +20,7 @@ from typing import Any
 
 from agenthost.runevents import RunEvent, error_of
 from agenthost.runs import LiveRun
+from agenthost.server.requestid import current_request_id
 from agenthost.server.sse import EventStreamResponse, aclose
 
 RUN_HEADER = "X-Agenthost-Run-Id"
@@ -29,7 +30,12 @@ LEFT = "the caller went away"
 
 
 def frame(event: RunEvent) -> bytes:
-    payload = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    data = event.data
+    if event.type == "error":  # as every error the server sends: the request's id
+        request_id = current_request_id()
+        if request_id is not None:
+            data = {**data, "request_id": request_id}
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"event: {event.type}\nid: {event.seq}\ndata: {payload}\n\n".encode()
 
 

@@ -1,10 +1,13 @@
 """``POST /v1/chat`` (JSON, Server-Sent Events, or 202 for a background run) and the
 seeds' ``POST /chat``.
 
+Both name no agent: a session continues with its active agent, a new one starts
+with the default agent (``/v1/agents/{agent}/chat`` names one).
+
 Every turn of ``/v1/chat`` runs in a task of its own (``host.runner``), so it can
 outlive its request: ``"background": true``, or a streaming client that leaves
 when the server runs with ``--on-disconnect continue``. Such runs are published:
-their events carry ids and can be followed and resumed from any process at
+their events can be followed and resumed from any process at
 ``/v1/runs/{run_id}/events``. With an ``Idempotency-Key`` a retry gets the first
 run's result (or follows it) instead of running the turn again.
 """
@@ -21,7 +24,9 @@ from agenthost.errors import NotFound
 from agenthost.host import Host
 from agenthost.idempotency import Claim
 from agenthost.keys import DEFAULT_ID
+from agenthost.server.auth import Identity
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.runstream import (
     chat_result,
     run_headers,
@@ -36,6 +41,7 @@ from agenthost.server.schemas import (
     SeedChatRequest,
     SeedChatResponse,
 )
+from agenthost.settings import Settings
 
 router = APIRouter(tags=["chat"])
 log = logging.getLogger("agenthost.content")
@@ -45,18 +51,16 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
         "content": {
             "text/event-stream": {
                 "schema": {"type": "string"},
-                "example": 'event: delta\ndata: {"type":"delta","text":"Hi"}\n\n',
+                "example": 'event: delta\nid: 1\ndata: {"type":"delta","text":"Hi"}\n\n',
             }
         },
         "description": "JSON, or Server-Sent Events (delta, tool_call, tool_result, "
-        "approval_required, done, error) when streaming",
+        "approval_required, handoff, done, error; each with an id) when streaming",
     },
 }
-
-
-def wants_stream(flag: bool, accept: str | None) -> bool:
-    return flag or "text/event-stream" in (accept or "")
-
+BACKGROUND_DOC: dict[int | str, dict[str, Any]] = {
+    202: {"model": RunAccepted, "description": 'with "background": true: the run started'},
+}
 
 IdempotencyKey = Annotated[
     str | None,
@@ -67,10 +71,14 @@ IdempotencyKey = Annotated[
 ]
 
 
+def wants_stream(flag: bool, accept: str | None) -> bool:
+    return flag or "text/event-stream" in (accept or "")
+
+
 @router.post(
     "/v1/chat",
     response_model=ChatResponse,
-    responses={**ERRORS, **SSE_DOC, 202: {"model": RunAccepted, "description": "background"}},
+    responses={**ERRORS, **SSE_DOC, **BACKGROUND_DOC},
     summary="Run one turn in the caller's session",
 )
 async def chat(
@@ -81,6 +89,22 @@ async def chat(
     accept: Annotated[str | None, Header()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response | dict[str, Any]:
+    return await converse(
+        body, host, identity, settings, accept, agent=None, idempotency_key=idempotency_key
+    )
+
+
+async def converse(
+    body: ChatRequest,
+    host: Host,
+    identity: Identity,
+    settings: Settings,
+    accept: str | None,
+    *,
+    agent: str | None,
+    idempotency_key: str | None = None,
+) -> Response | dict[str, Any]:
+    """One turn for ``/v1/chat`` and ``/v1/agents/{agent}/chat``."""
     who = identity.principal(body.user_id)
     ids: dict[str, Any] = {
         "tenant_id": who.tenant_id,
@@ -94,6 +118,7 @@ async def chat(
     if idempotency_key is not None:
         request = {
             "route": "chat",
+            "agent": agent,
             "message": body.message,
             "session_id": ids["session_id"],
             "config": body.config,
@@ -103,7 +128,14 @@ async def chat(
             return await _retried(host, claim, stream=stream, background=body.background)
     detached = body.background or settings.on_disconnect == "continue"
     run = await host.runner.start(
-        body.message, config=body.config, publish=detached, claim=claim, **ids
+        body.message,
+        config=body.config,
+        time_limit=body.timeout,
+        request_id=current_request_id(),
+        agent=agent,
+        publish=detached,
+        claim=claim,
+        **ids,
     )
     headers = run_headers(run.run_id)
     if stream:
@@ -151,5 +183,10 @@ async def seed_chat(
     body: SeedChatRequest, host: CurrentHost, identity: CurrentIdentity
 ) -> SeedChatResponse:
     who = identity.principal(body.user_id)
-    result = await host.run(body.message, tenant_id=who.tenant_id, user_id=who.user_id)
+    result = await host.run(
+        body.message,
+        tenant_id=who.tenant_id,
+        user_id=who.user_id,
+        request_id=current_request_id(),
+    )
     return SeedChatResponse(user_id=who.user_id, reply=result.reply)
