@@ -130,16 +130,25 @@ def closing(
     if run.status == "failed":
         why = run.error or "the run failed"
         return ErrorEvent(error_of("model_error", why), run.run_id).to_dict()
-    reply = ""
+    reply, meta = "", {}
     for message in reversed(messages):
         if message.run_id == run.run_id and message.role == "assistant":
-            reply = message.content
+            reply, meta = message.content, message.meta or {}
             break
     key = run.key
     approvals = [p.call for p in pending if p.run_id == run.run_id]
     status = "interrupted" if run.status == "running" else run.status
     result = RunResult(
-        reply, key.tenant_id, key.user_id, key.session_id, run.run_id, run.usage, status, approvals
+        reply,
+        key.tenant_id,
+        key.user_id,
+        key.session_id,
+        run.run_id,
+        run.usage,
+        status,
+        approvals,
+        meta.get("agent"),
+        meta.get("model"),
     )
     data = Done(result).to_dict()
     if status == "interrupted":
