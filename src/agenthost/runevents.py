@@ -71,9 +71,12 @@ def error_of(code: str, message: str) -> AgentHostError:
         error = AgentHostError(message)
         error.code = code
         return error
-    error = cls.__new__(cls)
-    AgentHostError.__init__(error, message)
-    return error
+    try:
+        return cls(message)
+    except TypeError:  # a class whose constructor wants more than a message
+        error = cls.__new__(cls)
+        AgentHostError.__init__(error, message)
+        return error
 
 
 def _usage(data: dict[str, Any] | None) -> Usage:

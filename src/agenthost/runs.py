@@ -113,7 +113,33 @@ FINISHED = frozenset({"completed", "failed", "interrupted", "awaiting_approval"}
 
 
 class LiveRun:
-    """A run driven by this process. Read it with :meth:`Runner.follow` or :meth:`result`."""
+    """A run driven by this process. Read it with :meth:`Runner.follow` or :meth:`result`.
+
+    On the path of every request-response turn: what only some runs need (a
+    waiter for its beginning, a wake-up for readers, a flush lock) is made on demand.
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_changed",
+        "_flush_lock",
+        "_flushes",
+        "_pending",
+        "_timer",
+        "began",
+        "claim",
+        "first_seq",
+        "history",
+        "key",
+        "partial",
+        "published",
+        "refusal",
+        "run_id",
+        "runs",
+        "settled",
+        "started",
+        "task",
+    )
 
     def __init__(
         self,
@@ -134,15 +160,16 @@ class LiveRun:
         self.history: list[RunEvent] = []
         self.began = False
         self.refusal: AgentHostError | None = None
-        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.started: asyncio.Future[None] | None = None  # made by Runner.start
         self.task: asyncio.Task[None] | None = None
         self.partial: list[str] = []
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None  # made by a reader that waits
         self._pending: list[EventRow] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._flush_lock = asyncio.Lock()
+        self._flush_lock: asyncio.Lock | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._cancelled = False
+        self.settled = asyncio.Event()
 
     @property
     def last(self) -> RunEvent | None:
@@ -155,7 +182,7 @@ class LiveRun:
 
     def mark_began(self) -> None:
         self.began = True
-        if not self.started.done():
+        if self.started is not None and not self.started.done():
             self.started.set_result(None)
 
     def emit(self, data: dict[str, Any]) -> RunEvent:
@@ -163,8 +190,10 @@ class LiveRun:
         self.history.append(event)
         if data.get("type") == "delta":
             self.partial.append(data.get("text", ""))
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed = self._changed
+        if changed is not None:  # readers wait: wake them (later ones make a new event)
+            self._changed = None
+            changed.set()
         if self.published:
             self._pending.append((event.seq, data))
             if self._timer is None:
@@ -182,8 +211,9 @@ class LiveRun:
                 yield event
                 if event.terminal:
                     return
-            changed = self._changed
-            await changed.wait()
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     async def result(self) -> RunEvent:
         """The terminal event (``done`` or ``error``), once the run ends."""
@@ -196,12 +226,14 @@ class LiveRun:
         """Cancel the turn once (later calls, and calls after its end, do nothing)."""
         if self.task is None or self.task.done() or self.ended or self._cancelled:
             return
+        if self.settled.is_set():
+            return
         self._cancelled = True
         self.task.cancel(CancelReason(reason))
 
     async def wait(self) -> None:
-        if self.task is not None:
-            await asyncio.wait({self.task})
+        """Until the run ended and stored what it publishes."""
+        await self.settled.wait()
 
     # -- publishing --------------------------------------------------------------------
 
@@ -216,6 +248,10 @@ class LiveRun:
 
     async def flush(self) -> bool:
         """Store what is pending; False if the store refused or failed (kept for later)."""
+        if not self._pending:
+            return True
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
         async with self._flush_lock:
             store = self.runs.log_store
             options = self.runs.options
@@ -244,6 +280,8 @@ class LiveRun:
 
     async def close(self) -> None:
         """After the terminal event: store everything that is pending, once more if need be."""
+        if not self._pending and not self._flushes and self._timer is None:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -263,15 +301,20 @@ class Runner:
         self._local: dict[str, LiveRun] = {}
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._checked: RunLogStore | None = None
 
     @property
     def log_store(self) -> RunLogStore:
-        store = self.host.store
+        store: object = self.host.store
+        checked = self._checked
+        if checked is not None and checked is store:  # a runtime protocol check is slow
+            return checked
         if not isinstance(store, RunLogStore):
             raise ConfigError(
                 f"{type(store).__name__} keeps no run logs: background runs, idempotency keys "
                 "and followed runs need a store that implements RunLogStore"
             )
+        self._checked = store
         return store
 
     def local(self, run_id: str) -> LiveRun | None:
@@ -324,6 +367,50 @@ class Runner:
         tenant_id: str,
         user_id: str,
         session_id: str,
+        keep_refusal: bool = False,
+        **options: Any,
+    ) -> LiveRun:
+        """Start a turn in a task of its own; return once it began (its message is stored).
+
+        ``options``: ``config``, ``run_id``, ``request_id``, ``message_meta``,
+        ``agent``, ``time_limit`` (as :meth:`Host.stream`), ``publish`` (store its
+        events for followers elsewhere) and ``claim`` (an owned idempotency claim: the
+        run is published under its run id and settles the key when it ends).
+        Errors that stop it from beginning raise here: bad input at once, and a busy
+        session or a pending approval too, unless ``keep_refusal`` (then the run ends
+        with that error as its last event, and ``run.refusal`` says so).
+        """
+        live, events = await self._prepare(text, tenant_id, user_id, session_id, **options)
+        live.started = started = asyncio.get_running_loop().create_future()
+        self._register(live)
+        live.task = asyncio.create_task(self._drive(live, events), name=f"run-{live.run_id}")
+        await asyncio.shield(started)
+        if live.refusal is not None and not keep_refusal:
+            raise live.refusal
+        return live
+
+    async def run(
+        self, text: str, *, tenant_id: str, user_id: str, session_id: str, **options: Any
+    ) -> LiveRun:
+        """:meth:`start` for a request that waits for the answer: the turn runs in the
+        caller's own task (no task of its own to start and join) and this returns once
+        it ended (``run.last`` is its last event). It can still be followed and
+        cancelled from anywhere; a cancel ends it ``interrupted``, not the caller."""
+        live, events = await self._prepare(text, tenant_id, user_id, session_id, **options)
+        self._register(live)
+        live.task = asyncio.current_task()
+        await self._drive(live, events)
+        if live.refusal is not None:
+            raise live.refusal
+        return live
+
+    async def _prepare(
+        self,
+        text: str,
+        tenant_id: str,
+        user_id: str,
+        session_id: str,
+        *,
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
         request_id: str | None = None,
@@ -332,19 +419,11 @@ class Runner:
         time_limit: float | None = None,
         publish: bool = False,
         claim: Claim | None = None,
-        keep_refusal: bool = False,
-    ) -> LiveRun:
-        """Start a turn in the background; return once it began (its message is stored).
-
-        Errors that stop it from beginning raise here: bad input at once, and a
-        busy session or a pending approval too, unless ``keep_refusal`` (then the
-        run ends with that error as its last event, and ``run.refusal`` says so).
-        With ``claim`` (owned) the run is published under the claim's run id and
-        settles the key when it ends.
-        """
+    ) -> tuple[LiveRun, AsyncIterator[Event]]:
+        """Validate the turn (errors raise before anything is stored) and open its log."""
         if claim is not None:
             if not claim.owned:
-                raise ValueError("start() runs only an owned claim; follow the others")
+                raise ValueError("only an owned claim runs; follow the others")
             run_id, publish = claim.run_id, True
         run_id = run_id or new_run_id()
         holder: list[LiveRun] = []
@@ -374,11 +453,7 @@ class Runner:
             raise
         live = LiveRun(self, run_id, key, published=publish, claim=claim)
         holder.append(live)
-        self._launch(live, events)
-        await asyncio.shield(live.started)
-        if live.refusal is not None and not keep_refusal:
-            raise live.refusal
-        return live
+        return live, events
 
     async def adopt(
         self,
@@ -405,14 +480,14 @@ class Runner:
             first = 1 + (opened.header.last_seq if opened is not None else 0)
         live = LiveRun(self, run_id, key, published=publish, first_seq=first)
         live.mark_began()
-        self._launch(live, events)
+        self._register(live)
+        live.task = asyncio.create_task(self._drive(live, events), name=f"run-{live.run_id}")
         return live
 
-    def _launch(self, live: LiveRun, events: AsyncIterator[Event]) -> None:
+    def _register(self, live: LiveRun) -> None:
         if self._closed:
             raise ConfigError("the host is shutting down")
         self._local[live.run_id] = live
-        live.task = asyncio.create_task(self._drive(live, events), name=f"run-{live.run_id}")
         if self._poller is None and self.host.runtime.shared:
             self._poller = asyncio.create_task(self._poll_cancels(), name="agenthost-cancels")
 
@@ -443,7 +518,7 @@ class Runner:
             if not live.ended:
                 error = ModelError("the run ended without a result")
                 live.emit(ErrorEvent(error, live.run_id).to_dict())
-            if not live.started.done():
+            if live.started is not None and not live.started.done():
                 live.started.set_result(None)
             await self._settle(live)
 
@@ -483,6 +558,7 @@ class Runner:
         finally:
             if self._local.get(live.run_id) is live:
                 del self._local[live.run_id]
+            live.settled.set()
 
     async def _release(self, claim: Claim) -> None:
         record = claim.record
@@ -678,10 +754,9 @@ class Runner:
 
     async def purge(self) -> int:
         """Delete expired run logs, idempotency records and cancel requests."""
-        store = self.host.store
-        if not isinstance(store, RunLogStore):
+        if not isinstance(self.host.store, RunLogStore):
             return 0
-        return await store.purge_runs(now=self.clock())
+        return await self.log_store.purge_runs(now=self.clock())
 
     async def close(self) -> None:
         """Cancel what still runs here (each stores its interruption) and wait for it."""

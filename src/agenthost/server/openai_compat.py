@@ -125,14 +125,17 @@ async def chat_completions(
             return await _retried(host, body, claim)
     plan = oc.reconcile(messages, await host.history(**where))
     detached = settings.on_disconnect == "continue"
-    run = await host.runner.start(
-        plan.text,
-        request_id=current_request_id(),
-        agent=body.model,
-        claim=claim,
-        publish=detached,
+    options: dict[str, Any] = {
+        "request_id": current_request_id(),
+        "agent": body.model,
+        "claim": claim,
+        "publish": detached,
         **where,
-    )
+    }
+    if body.stream:
+        run = await host.runner.start(plan.text, **options)
+    else:
+        run = await host.runner.run(plan.text, **options)  # in this request's task
     headers = {
         oc.SESSION_HEADER: session_id,
         oc.RUN_HEADER: run.run_id,
@@ -141,7 +144,8 @@ async def chat_completions(
     if body.stream:
         events = _typed(started_by_request(run, detached=detached), who.tenant_id)
         return await _stream(body, events, headers, completion_id=_completion_id(run.run_id))
-    result = _result((await run.result()).data, who.tenant_id)
+    assert run.last is not None
+    result = _result(run.last.data, who.tenant_id)
     return JSONResponse(_completion(body, result, _completion_id(run.run_id)), headers=headers)
 
 

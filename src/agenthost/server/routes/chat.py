@@ -127,23 +127,25 @@ async def converse(
         if not claim.owned:
             return await _retried(host, claim, stream=stream, background=body.background)
     detached = body.background or settings.on_disconnect == "continue"
-    run = await host.runner.start(
-        body.message,
-        config=body.config,
-        time_limit=body.timeout,
-        request_id=current_request_id(),
-        agent=agent,
-        publish=detached,
-        claim=claim,
+    options: dict[str, Any] = {
+        "config": body.config,
+        "time_limit": body.timeout,
+        "request_id": current_request_id(),
+        "agent": agent,
+        "publish": detached,
+        "claim": claim,
         **ids,
-    )
-    headers = run_headers(run.run_id)
-    if stream:
+    }
+    if stream or body.background:
+        run = await host.runner.start(body.message, **options)
+        headers = run_headers(run.run_id)
+        if body.background and not stream:
+            return _accepted(run.run_id, who.user_id, ids["session_id"], headers)
         events = started_by_request(run, detached=detached)
         return stream_response(events, headers=headers)
-    if body.background:
-        return _accepted(run.run_id, who.user_id, ids["session_id"], headers)
-    result = chat_result((await run.result()).data)
+    run = await host.runner.run(body.message, **options)  # in this request's task
+    assert run.last is not None
+    result = chat_result(run.last.data)
     if settings.log_content:
         log.debug("reply", extra={"fields": {"run_id": run.run_id, "text": result["reply"]}})
     return result
