@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from agenthost.errors import AgentHostError, MissingExtra
+from agenthost.keys import id_to_header
 
 try:
     import httpx
@@ -44,9 +45,9 @@ class Client:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if user_id:
-            headers["X-User-Id"] = user_id
+            headers["X-User-Id"] = id_to_header(user_id)
         if tenant_id:
-            headers["X-Tenant-Id"] = tenant_id
+            headers["X-Tenant-Id"] = id_to_header(tenant_id)
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def __enter__(self) -> Client:
@@ -62,12 +63,14 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise RemoteError(
-                0, "unreachable", f"cannot reach {self.http.base_url}: {exc}"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.is_error:
             raise _error(response)
         return response.json()
+
+    def _unreachable(self, exc: httpx.TransportError) -> RemoteError:
+        reason = str(exc) or type(exc).__name__
+        return RemoteError(0, "unreachable", f"cannot reach {self.http.base_url}: {reason}")
 
     def chat(
         self,
@@ -112,9 +115,7 @@ class Client:
                         return
         except httpx.TransportError as exc:
             if run_id is None:
-                raise RemoteError(
-                    0, "unreachable", f"cannot reach {self.http.base_url}: {exc}"
-                ) from None
+                raise self._unreachable(exc) from None
         if run_id is None:
             raise RemoteError(0, "connection_lost", "the stream ended before the turn finished")
         if on_reconnect is not None:
@@ -149,7 +150,7 @@ class Client:
             time.sleep(min(0.2 * 2**failures, 5.0))
 
     def approve(self, session_id: str, call_id: str, approve: bool) -> dict[str, Any]:
-        path = f"/v1/sessions/{session_id}/approvals/{call_id}"
+        path = f"/v1/sessions/{_segment(session_id)}/approvals/{_segment(call_id)}"
         result: dict[str, Any] = self._call("POST", path, json={"approve": approve})
         return result
 
@@ -164,19 +165,19 @@ class Client:
         return result
 
     def session(self, session_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/v1/sessions/{session_id}")
+        result: dict[str, Any] = self._call("GET", f"/v1/sessions/{_segment(session_id)}")
         return result
 
     def messages(self, session_id: str, *, page: int = 500) -> Iterator[dict[str, Any]]:
         after: int | None = 0
         while after is not None:
             params = {"after_seq": after, "limit": page}
-            data = self._call("GET", f"/v1/sessions/{session_id}/messages", params=params)
+            data = self._call("GET", f"/v1/sessions/{_segment(session_id)}/messages", params=params)
             yield from data["messages"]
             after = data["next_after_seq"]
 
     def delete_session(self, session_id: str) -> int:
-        deleted: int = self._call("DELETE", f"/v1/sessions/{session_id}")["deleted"]
+        deleted: int = self._call("DELETE", f"/v1/sessions/{_segment(session_id)}")["deleted"]
         return deleted
 
 
@@ -196,6 +197,11 @@ def _events(response: httpx.Response) -> Iterator[tuple[int | None, dict[str, An
             data.append(line[5:].removeprefix(" "))
     if data:
         yield event_id, json.loads("\n".join(data))
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: every id is reachable, '/' and '%' included."""
+    return quote(value, safe="")
 
 
 def _chat_path(agent: str | None) -> str:

@@ -30,9 +30,10 @@ from agenthost.errors import InvalidInput, NotFound
 from agenthost.events import Event, RunResult
 from agenthost.host import Host
 from agenthost.idempotency import Claim
-from agenthost.keys import DEFAULT_ID
+from agenthost.keys import DEFAULT_ID, id_to_header
 from agenthost.protocols import openai_chat as oc
 from agenthost.runevents import RunEvent, decode, error_of, result_of
+from agenthost.server.auth import header_id
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
 from agenthost.server.requestid import current_request_id
 from agenthost.server.runstream import REPLAYED_HEADER, started_by_request
@@ -98,7 +99,8 @@ async def chat_completions(
     _check_model(host, body.model)
     oc.check_request(body)
     messages = oc.to_messages(body.messages)
-    session_id = oc.session_from(x_session_id, body.metadata) or DEFAULT_ID
+    session_header = header_id(x_session_id, oc.SESSION_HEADER)
+    session_id = oc.session_from(session_header, body.metadata) or DEFAULT_ID
     stateless = (x_agenthost_stateless or "").strip().lower() in TRUE
     where = _Where(tenant_id=who.tenant_id, user_id=who.user_id, session_id=session_id)
     if stateless:
@@ -137,7 +139,7 @@ async def chat_completions(
     else:
         run = await host.runner.run(plan.text, **options)  # in this request's task
     headers = {
-        oc.SESSION_HEADER: session_id,
+        oc.SESSION_HEADER: id_to_header(session_id),
         oc.RUN_HEADER: run.run_id,
         oc.HISTORY_HEADER: plan.header,
     }
@@ -152,7 +154,7 @@ async def chat_completions(
 async def _retried(host: Host, body: oc.ChatCompletionRequest, claim: Claim) -> Response:
     """A request whose key was claimed before: the first run's completion, not a second run."""
     headers = {
-        oc.SESSION_HEADER: claim.key.session_id,
+        oc.SESSION_HEADER: id_to_header(claim.key.session_id),
         oc.RUN_HEADER: claim.run_id,
         REPLAYED_HEADER: "true",
     }
