@@ -57,7 +57,7 @@ async def test_without_continue_the_cli_reports_the_interrupted_turn(
     async with CuttingProxy(server.port, cut_after=4) as proxy:
         url = f"http://127.0.0.1:{proxy.port}"
         args = ["chat", "--user", "cli", "--url", url, "tick 50 40"]
-        assert await asyncio.to_thread(main, args) == 0
+        assert await asyncio.to_thread(main, args) == 1  # the turn did not complete
     out, _err = capsys.readouterr()
     words, _, note = out.rpartition("\n[")
     assert "".join(ticks(50)).startswith(words)  # what arrived before the break
