@@ -10,8 +10,7 @@ whether it is running in this process or read from the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agenthost.errors import AgentHostError
 from agenthost.events import (
@@ -31,8 +30,7 @@ from agenthost.stores.base import PendingApproval, RunRecord
 TERMINAL = frozenset({"done", "error"})
 
 
-@dataclass(frozen=True, slots=True)
-class RunEvent:
+class RunEvent(NamedTuple):
     """One event of a run: its seq in the run's log and its payload (``{"type": ...}``)."""
 
     seq: int

@@ -125,9 +125,11 @@ class LiveRun:
         "_flush_lock",
         "_flushes",
         "_pending",
+        "_settled",
         "_timer",
         "began",
         "claim",
+        "done",
         "first_seq",
         "history",
         "key",
@@ -136,7 +138,6 @@ class LiveRun:
         "refusal",
         "run_id",
         "runs",
-        "settled",
         "started",
         "task",
     )
@@ -169,7 +170,8 @@ class LiveRun:
         self._flush_lock: asyncio.Lock | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._cancelled = False
-        self.settled = asyncio.Event()
+        self._settled: asyncio.Event | None = None  # made by a waiter
+        self.done = False  # ended, and stored what it publishes
 
     @property
     def last(self) -> RunEvent | None:
@@ -226,14 +228,23 @@ class LiveRun:
         """Cancel the turn once (later calls, and calls after its end, do nothing)."""
         if self.task is None or self.task.done() or self.ended or self._cancelled:
             return
-        if self.settled.is_set():
+        if self.done:
             return
         self._cancelled = True
         self.task.cancel(CancelReason(reason))
 
     async def wait(self) -> None:
         """Until the run ended and stored what it publishes."""
-        await self.settled.wait()
+        if self.done:
+            return
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        await self._settled.wait()
+
+    def settle(self) -> None:
+        self.done = True
+        if self._settled is not None:
+            self._settled.set()
 
     # -- publishing --------------------------------------------------------------------
 
@@ -426,7 +437,8 @@ class Runner:
                 raise ValueError("only an owned claim runs; follow the others")
             run_id, publish = claim.run_id, True
         run_id = run_id or new_run_id()
-        holder: list[LiveRun] = []
+        key = SessionKey(tenant_id, user_id, session_id)  # checked by host.stream below
+        live = LiveRun(self, run_id, key, published=publish, claim=claim)
         try:
             events = self.host.stream(
                 text,
@@ -439,9 +451,8 @@ class Runner:
                 message_meta=message_meta,
                 agent=agent,
                 time_limit=time_limit,
-                on_begin=lambda: holder[0].mark_began(),
+                on_begin=live.mark_began,
             )
-            key = SessionKey(tenant_id, user_id, session_id)
             if publish and claim is None:
                 await self.host.start()
                 await self.log_store.open_run_log(
@@ -451,8 +462,6 @@ class Runner:
             if claim is not None:
                 await self._release(claim)
             raise
-        live = LiveRun(self, run_id, key, published=publish, claim=claim)
-        holder.append(live)
         return live, events
 
     async def adopt(
@@ -558,7 +567,7 @@ class Runner:
         finally:
             if self._local.get(live.run_id) is live:
                 del self._local[live.run_id]
-            live.settled.set()
+            live.settle()
 
     async def _release(self, claim: Claim) -> None:
         record = claim.record
