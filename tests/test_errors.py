@@ -23,6 +23,7 @@ STATUS = {
     "Forbidden": 403,
     "ModelError": 503,
     "TurnTimeout": 504,
+    "ToolError": 502,
     "StoreUnavailable": 503,
     "ConfigError": 500,
     "MissingExtra": 501,

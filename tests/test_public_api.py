@@ -45,7 +45,9 @@ def test_public_names() -> None:
             "ToolCall",
             "ToolCallEvent",
             "ToolContext",
+            "ToolError",
             "ToolResultEvent",
+            "ToolSource",
             "Unauthorized",
             "Usage",
             "__version__",
@@ -66,7 +68,7 @@ def test_every_error_has_a_distinct_code() -> None:
         and issubclass(getattr(agenthost, n), agenthost.AgentHostError)
     ]
     codes = [e.code for e in errors]
-    assert len(codes) == len(set(codes)) == 12
+    assert len(codes) == len(set(codes)) == 13
 
 
 def test_agent_is_frozen_and_has_no_identity_fields() -> None:

@@ -13,11 +13,13 @@ from agenthost import (
     Host,
     ModelReply,
     ModelRequest,
+    Tool,
     ToolContext,
     tool,
     tool_call,
 )
 from agenthost.events import Done, ToolCallEvent, ToolResultEvent
+from agenthost.tools import raw_tool
 
 
 @tool
@@ -188,3 +190,50 @@ async def test_offline_model_can_call_tools_by_command() -> None:
     async with Host(Agent(tools=(get_weather,))) as host:
         result = await host.run('/tool get_weather {"city": "Rome"}')
     assert result.reply == "get_weather returned: Rome: 21c"
+
+
+class PerUserTools:
+    """A tool source without MCP: each user gets a ``whoami`` tool of their own."""
+
+    name = "per-user"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def tools_for(self, context: ToolContext) -> list[Tool]:
+        self.asked.append(context.user_id)
+
+        async def whoami(arguments: dict[str, object], ctx: ToolContext) -> str:
+            return f"{context.user_id} (called by {ctx.user_id})"
+
+        return [raw_tool("whoami", "Who is asking.", {"type": "object"}, whoami)]
+
+    def stats(self) -> dict[str, object]:
+        return {"asked": len(self.asked)}
+
+    async def aclose(self) -> None:
+        return None
+
+
+class BrokenSource(PerUserTools):
+    name = "broken"
+
+    async def tools_for(self, context: ToolContext) -> list[Tool]:
+        raise RuntimeError("down")
+
+
+async def test_tool_sources_are_resolved_per_turn_with_the_callers_identity() -> None:
+    source = PerUserTools()
+    agent = Agent(tools=(get_weather,), mcp=(source, BrokenSource()))
+    async with Host(agent) as host:
+        alice = await host.run("/tool whoami {}", user_id="alice")
+        bob = await host.run("/tool whoami {}", user_id="bob")
+        weather = await host.run('/tool get_weather {"city": "Rome"}', user_id="bob")
+        stats = await host.stats()
+    assert alice.reply == "whoami returned: alice (called by alice)"
+    assert bob.reply == "whoami returned: bob (called by bob)"
+    assert weather.reply == "get_weather returned: Rome: 21c"  # a broken source costs nothing
+    assert source.asked == ["alice", "bob", "bob"]  # once per turn
+    assert stats["mcp"] == {"per-user": {"asked": 3}, "broken": {"asked": 0}}
+    with pytest.raises(ConfigError, match="not a tool source"):
+        Agent(mcp=(get_weather,))  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The suite: workloads B1-B7, their targets, repetitions and medians."""
+"""The suite: workloads B1-B8, their targets, repetitions and medians."""
 
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ def _postgres_skip(options: Options) -> str | None:
     if not options.postgres:
         return "no PostgreSQL: pass --postgres URL (make bench passes $AGENTHOST_TEST_POSTGRES)"
     return _http_skip(options)
+
+
+def _mcp(options: Options) -> Results:
+    from agenthost_bench import mcpcall
+
+    return mcpcall.b8(calls=300, turns=100) if options.quick else mcpcall.b8()
+
+
+def _mcp_skip(options: Options) -> str | None:
+    from agenthost_bench import mcpcall
+
+    return mcpcall.unavailable()
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -137,6 +149,16 @@ WORKLOADS: tuple[Workload, ...] = (
             Target("ratio, 2 workers", "turns_per_s_ratio", ">=", 0.5, ">= 0.5x pgbench (2)"),
         ),
         skip=_postgres_skip,
+    ),
+    Workload(
+        "B8",
+        "MCP tool call on a warm pooled connection (stdio, streamable HTTP) vs a @tool function",
+        _mcp,
+        (
+            Target("mcp stdio", "connects", "==", 1, "stdio: every call on one pooled connection"),
+            Target("mcp http", "connects", "==", 1, "HTTP: every call on one pooled connection"),
+        ),
+        skip=_mcp_skip,
     ),
 )
 

@@ -13,6 +13,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    ToolError,
     Unauthorized,
 )
 from agenthost.events import (
@@ -30,7 +31,7 @@ from agenthost.keys import SessionKey
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
 from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
-from agenthost.tools import Tool, ToolContext, tool
+from agenthost.tools import Tool, ToolContext, ToolSource, tool
 
 __version__ = "0.1.0"
 
@@ -68,7 +69,9 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "ToolContext",
+    "ToolError",
     "ToolResultEvent",
+    "ToolSource",
     "Unauthorized",
     "Usage",
     "__version__",

@@ -37,6 +37,7 @@ from agenthost.agent import Agent
 from agenthost.config import RESERVED_AGENT_KEY
 from agenthost.errors import AgentHostError, ConfigError, Conflict, InvalidInput, NotFound
 from agenthost.handoffs import transfer_name, transfer_schema
+from agenthost.tools import ToolSource
 
 AGENT_KEY = RESERVED_AGENT_KEY
 """The reserved session-config key holding ``{"active": name, "entry": name}``."""
@@ -206,6 +207,18 @@ class AgentSet:
             entry["active_sessions"] += bool(live.busy)
         return counts
 
+    def tool_sources(self) -> dict[str, ToolSource]:
+        """The agents' tool sources (MCP servers), each once, by name (``agent/name`` when
+        two agents have different sources of one name)."""
+        out: dict[str, ToolSource] = {}
+        for agent in self:
+            for source in agent.mcp:
+                key = source.name
+                if out.get(key, source) is not source:
+                    key = f"{agent.name}/{source.name}"
+                out.setdefault(key, source)
+        return out
+
     def describe(self) -> list[dict[str, Any]]:
         """Each agent as ``GET /v1/agents`` lists it."""
         return [
@@ -217,6 +230,7 @@ class AgentSet:
                     m if isinstance(m, str) else m.name for m in agent.fallback_models
                 ],
                 "tools": [t.name for t in agent.tools],
+                "mcp": [s.name for s in agent.mcp],
                 "handoffs": list(agent.handoffs),
                 "default": agent is self.default,
             }
@@ -297,9 +311,30 @@ def agent_from_table(
     fields["fallback_models"] = tuple(fields.get("fallback_models", ()))
     fields.setdefault("model", default_model)
     fields.setdefault("history_window", history_window)
+    fields["mcp"] = mcp_sources(fields.get("mcp") or {})
     try:
         return Agent(name=name, **fields)
     except TypeError as exc:
         raise ConfigError(f"[agents.{name}]: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"[agents.{name}]: {exc.message}") from None
+
+
+def mcp_sources(tables: Mapping[str, Mapping[str, Any]]) -> tuple[ToolSource, ...]:
+    """MCP servers from ``[mcp.<server>]`` tables (``headers_from``: the provider's import
+    path); needs the ``mcp`` extra."""
+    if not tables:
+        return ()
+    from agenthost.extras import require
+
+    require("mcp", "MCP tool servers ([mcp.<server>] tables)")
+    from agenthost.mcp.source import MCPSource
+
+    out = []
+    for server, table in tables.items():
+        options = {k: v for k, v in table.items() if v is not None}
+        if "headers_from" in options:
+            path = options.pop("headers_from")
+            options["headers"] = import_path(path, f"credential provider of MCP server {server!r}")
+        out.append(MCPSource(server, **options))
+    return tuple(out)

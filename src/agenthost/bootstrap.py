@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from agenthost.agent import Agent
-from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
+from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents, mcp_sources
 from agenthost.errors import AgentHostError, ConfigError, StoreUnavailable
 from agenthost.host import Host
 from agenthost.locks import Coordinator
@@ -45,15 +45,21 @@ def load_agent(path: str) -> Agent:
 
 
 def build_agent(settings: Settings) -> Agent:
-    """``settings.agent`` imported, else the built-in agent the settings describe."""
+    """``settings.agent`` imported, else the built-in agent the settings describe; with the
+    MCP servers of the ``[mcp.<server>]`` tables added to its own."""
     if settings.agent:
-        return load_agent(settings.agent)
-    return Agent(
-        name=settings.agent_name,
-        model=settings.model,
-        instructions=settings.instructions,
-        history_window=settings.history_window,
-    )
+        agent = load_agent(settings.agent)
+    else:
+        agent = Agent(
+            name=settings.agent_name,
+            model=settings.model,
+            instructions=settings.instructions,
+            history_window=settings.history_window,
+        )
+    if not settings.mcp:
+        return agent
+    tables = {name: table.model_dump() for name, table in settings.mcp.items()}
+    return dataclasses.replace(agent, mcp=(*agent.mcp, *mcp_sources(tables)))
 
 
 def build_agents(settings: Settings) -> AgentSet:

@@ -17,6 +17,8 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
     ├── TurnTimeout             the turn ran past its deadline (model and tools together)
+    ├── ToolError               a tool failed (an MCP server down, slow or erring): reported
+    │                           to the model as the tool's result, never raised to a caller
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
         └── MissingExtra        an optional feature used without its extra (also an ImportError)
@@ -97,6 +99,10 @@ class TurnTimeout(AgentHostError):
     code = "turn_timeout"
 
 
+class ToolError(AgentHostError):
+    code = "tool_error"
+
+
 class StoreUnavailable(AgentHostError):
     code = "store_unavailable"
 
@@ -131,6 +137,7 @@ __all__ = [
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",
+    "ToolError",
     "TurnTimeout",
     "Unauthorized",
 ]

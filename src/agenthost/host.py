@@ -158,6 +158,8 @@ class Host:
                 await self._sweeper
             self._sweeper = None
         await self.models.aclose()  # the provider clients this host created
+        for source in self.agents.tool_sources().values():  # MCP connections of this loop
+            await source.aclose()
         if self._started:
             await self.coordinator.close()
             await self.store.close()
@@ -733,6 +735,7 @@ class Host:
         await self.start()
         live = len(self.cache)
         active = self.cache.busy_count()
+        sources = self.agents.tool_sources()
         return {
             "total_sessions": await self.store.count_sessions(),
             "live_sessions": live,
@@ -750,6 +753,7 @@ class Host:
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
             "agents": self.agents.live_counts(self.cache),
+            **({"mcp": {n: s.stats() for n, s in sources.items()}} if sources else {}),
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:

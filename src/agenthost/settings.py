@@ -33,6 +33,14 @@ Several agents (see :mod:`agenthost.agents`) and named providers (see
     [providers.deepseek]
     base_url = "https://api.deepseek.com"
     api_key_env = "DEEPSEEK_API_KEY"
+
+MCP tool servers (see :mod:`agenthost.mcp`) of an agent of ``[agents.<name>]``, or
+as ``[mcp.<name>]`` of the one agent served without ``agents``::
+
+    [agents.billing.mcp.tickets]
+    url = "https://tickets.example/mcp"
+    headers_from = "myapp.auth:ticket_headers"
+    tools = ["search", "create"]
 """
 
 from __future__ import annotations
@@ -195,6 +203,35 @@ class AgentTable(BaseModel):
     fallback_models: list[str] = Field(default_factory=list)
     history_window: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)
+    mcp: dict[str, MCPServerTable] = Field(
+        default_factory=dict, description="its MCP tool servers: [agents.<name>.mcp.<server>]"
+    )
+
+
+class MCPServerTable(BaseModel):
+    """One ``[agents.<name>.mcp.<server>]`` (or ``[mcp.<server>]``) table: an MCP server.
+
+    The fields are :class:`agenthost.mcp.MCPSource`'s (unset ones keep its
+    defaults); ``headers_from`` is the import path of its credential provider.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    command: list[str] | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    headers_from: str | None = None
+    tools: list[str] | None = None
+    prefix: str | None = None
+    requires_approval: bool | list[str] | None = None
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    list_ttl: float | None = None
+    max_connections: int | None = None
+    max_concurrency: int | None = None
+    idle_timeout: float | None = None
+    protocol: str | None = None
 
 
 class ProviderTable(BaseModel):
@@ -278,6 +315,9 @@ class Settings(BaseSettings):
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mcp: dict[str, MCPServerTable] = Field(
+        default_factory=dict, description="MCP tool servers of the one agent: [mcp.<server>]"
+    )
     # -- behind a front end: browsers on other origins, a reverse proxy, a path prefix --
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins whose browser pages may call the API"
@@ -409,6 +449,13 @@ class Settings(BaseSettings):
         out["jwt_public_key"] = "set" if self.jwt_public_key else None
         out["store"] = _mask_url(self.store)
         out["coordination"] = _mask_url(self.coordination)
+        tables = [out["mcp"]]
+        if isinstance(out.get("agents"), dict):
+            tables += [agent.get("mcp") or {} for agent in out["agents"].values()]
+        for servers in tables:  # a stdio server's env may hold its secrets
+            for server in servers.values():
+                if server.get("env"):
+                    server["env"] = dict.fromkeys(server["env"], "***")
         return out
 
     def __repr__(self) -> str:
@@ -445,6 +492,11 @@ class Settings(BaseSettings):
         if self.auth == "jwt" and not (self.jwt_secret or self.jwt_public_key):
             raise ConfigError(
                 "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
+            )
+        if self.mcp and self.agents:
+            raise ConfigError(
+                "[mcp.<server>] tables belong to the one agent served without --agents; with "
+                "several agents give each its servers as [agents.<name>.mcp.<server>]"
             )
         if self.agent and self.agents:
             raise ConfigError(

@@ -4,15 +4,19 @@
 description from the docstring. A parameter annotated ``ToolContext`` is not
 shown to the model; it receives the caller's ids and the session state, which
 is how tools stay tenant-aware without any shared "current user".
+
+A :class:`ToolSource` supplies tools that depend on who is calling (an MCP
+server reached with each user's own credentials, see :mod:`agenthost.mcp`):
+the turn asks each of the agent's sources for the caller's tools once per turn.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Any, Protocol, get_type_hints, overload, runtime_checkable
 
 import orjson
 import pydantic
@@ -63,11 +67,19 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A tool the model may call.
+
+    ``arguments_model`` validates the model's arguments into keyword arguments of
+    ``function``. Without one (:func:`raw_tool`), ``function(arguments, context)``
+    receives the arguments as one JSON object: for tools whose schema someone else
+    enforces, such as an MCP server's.
+    """
+
     name: str
     description: str
     parameters: dict[str, Any]
     function: ToolFunction
-    arguments_model: type[pydantic.BaseModel]
+    arguments_model: type[pydantic.BaseModel] | None
     context_param: str | None = None
     requires_approval: bool = False
 
@@ -94,14 +106,17 @@ class Tool:
             raise ValueError(f"arguments are not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise ValueError("arguments must be a JSON object")
-        try:
-            parsed = self.arguments_model.model_validate(raw)
-        except pydantic.ValidationError as exc:
-            raise ValueError(f"invalid arguments: {exc.errors(include_url=False)}") from None
-        kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
-        if self.context_param is not None:
-            kwargs[self.context_param] = context
-        result = self.function(**kwargs)
+        if self.arguments_model is None:
+            result = self.function(raw, context)
+        else:
+            try:
+                parsed = self.arguments_model.model_validate(raw)
+            except pydantic.ValidationError as exc:
+                raise ValueError(f"invalid arguments: {exc.errors(include_url=False)}") from None
+            kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+            if self.context_param is not None:
+                kwargs[self.context_param] = context
+            result = self.function(**kwargs)
         if inspect.isawaitable(result):
             result = await result
         return result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
@@ -187,3 +202,36 @@ def tool(
 
 def as_tool(item: Tool | ToolFunction) -> Tool:
     return item if isinstance(item, Tool) else tool(item)
+
+
+RawToolFunction = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+
+
+def raw_tool(
+    name: str,
+    description: str,
+    parameters: dict[str, Any],
+    function: RawToolFunction,
+    *,
+    requires_approval: bool = False,
+) -> Tool:
+    """A tool with a given JSON schema whose function takes ``(arguments, context)``."""
+    return Tool(name, description, parameters, function, None, None, requires_approval)
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools that depend on the caller, resolved once per turn (e.g. an MCP server).
+
+    ``tools_for`` must not raise for a source that is down: it returns what it can
+    (its last known tools, or none) so the turn and the other tools go on.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def tools_for(self, context: ToolContext) -> Sequence[Tool]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,7 +49,7 @@ from agenthost.models.base import (
 )
 from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
-from agenthost.tools import ToolContext
+from agenthost.tools import Tool, ToolContext
 
 
 class TurnObserver(Protocol):
@@ -116,6 +116,7 @@ class Turn:
         "started",
         "switch",
         "timeout",
+        "tools",
         "usage",
     )
 
@@ -142,6 +143,7 @@ class Turn:
         self.open_calls: dict[str, str] = {}
         self.timeout: float | None = None
         self.deadline: float | None = None  # event-loop time the turn must end by
+        self.tools: tuple[Agent, Mapping[str, Tool], list[dict[str, Any]]] | None = None
 
     def limit(self, seconds: float | None) -> None:
         """Bound the rest of the turn (model and tool calls) to ``seconds`` from now."""
@@ -289,6 +291,24 @@ class Turn:
             self.answered,
         )
 
+    async def toolset(self) -> tuple[Mapping[str, Tool], list[dict[str, Any]]]:
+        """The speaking agent's tools for this caller (its own and its MCP servers'), and the
+        schemas its model sees (with its transfer tools): once per turn and agent."""
+        agent = self.agent
+        cached = self.tools
+        if cached is not None and cached[0] is agent:
+            return cached[1], cached[2]
+        env = self.env
+        schemas = env.agents.schemas(agent) if env.agents else [t.schema() for t in agent.tools]
+        key = self.live.key
+        context = ToolContext(key.tenant_id, key.user_id, key.session_id, self.run.run_id)
+        tools = await agent.toolset(context)
+        if agent.mcp:
+            taken = {s["function"]["name"] for s in schemas}
+            schemas = schemas + [t.schema() for name, t in tools.items() if name not in taken]
+        self.tools = (agent, tools, schemas)
+        return tools, schemas
+
     async def steps(self) -> AsyncIterator[Event]:
         env = self.env
         observer = env.observer
@@ -300,7 +320,7 @@ class Turn:
             request = ModelRequest(
                 agent.instructions,
                 model_window(self.live.window, agent.history_window),
-                env.agents.schemas(agent) if env.agents else [t.schema() for t in agent.tools],
+                (await self.toolset())[1],
                 self.settings,
             )
             parts: list[str] = []
@@ -355,7 +375,8 @@ class Turn:
         waiting: list[ToolCall] = []
         state = self.live.state
         self.switch = None
-        approvals = any((t := agent.tool(c.name)) and t.requires_approval for c in calls)
+        tools, _ = await self.toolset()
+        approvals = any((t := tools.get(c.name)) and t.requires_approval for c in calls)
         for call in calls:
             target = handoffs.target_of(call, agent) if agent.handoffs else None
             if target is not None:
@@ -367,7 +388,7 @@ class Turn:
                     message.meta["handoff"] = {"from": agent.name, "to": target}
                 messages.append(message)
                 continue
-            spec = agent.tool(call.name)
+            spec = tools.get(call.name)
             if spec is not None and spec.requires_approval:
                 waiting.append(call)
                 continue
@@ -466,7 +487,7 @@ class Turn:
         self, call: ToolCall, state: dict[str, Any]
     ) -> tuple[str, bool, dict[str, Any]]:
         """Run one tool; errors become text for the model. Returns (content, is_error, state)."""
-        spec = self.agent.tool(call.name)
+        spec = (await self.toolset())[0].get(call.name)
         if spec is None:
             return f"error: unknown tool {call.name!r}", True, state
         key = self.live.key

@@ -49,6 +49,7 @@ async def test_agents_are_listed(team: httpx.AsyncClient) -> None:
         "model": "offline",
         "fallback_models": [],
         "tools": [],
+        "mcp": [],
         "handoffs": ["support", "billing"],
         "default": True,
     }

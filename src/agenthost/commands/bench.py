@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-HELP = "Run the benchmark suite (B1-B7, from a source checkout) and write a JSON + Markdown report."
+HELP = "Run the benchmark suite (B1-B8, from a source checkout) and write a JSON + Markdown report."
 
 SUITE = "agenthost_bench"
 

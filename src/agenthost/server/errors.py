@@ -29,6 +29,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    ToolError,
     TurnTimeout,
     Unauthorized,
 )
@@ -47,6 +48,7 @@ STATUS: dict[type[AgentHostError], int] = {
     ModelError: 503,
     TurnTimeout: 504,
     StoreUnavailable: 503,
+    ToolError: 502,
     ConfigError: 500,
     MissingExtra: 501,
 }

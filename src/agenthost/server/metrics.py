@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthost.server.series import StatsSeries
@@ -74,6 +77,47 @@ class Metrics:
 
     def watch(self, host: Host) -> None:
         self.live_sessions.set_function(lambda: host.live_count)
+        if host.agents.tool_sources():
+            self.registry.register(MCPCollector(host))
+
+
+class MCPCollector(Collector):
+    """The state of the agent's MCP servers, read from their stats at each scrape."""
+
+    COUNTERS: ClassVar[dict[str, str]] = {
+        "connects": "Connections opened",
+        "connect_failures": "Connection attempts that failed",
+        "lost": "Connections that broke (and are re-established on demand)",
+        "closed_idle": "Connections closed after their idle timeout",
+        "calls": "Tool calls",
+        "call_errors": "Tool calls that failed to reach an answer",
+        "tool_errors": "Tool calls the server answered with an error",
+        "timeouts": "Tool calls that timed out",
+    }
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "agenthost_mcp_up", "1 unless the last connection attempt failed", labels=["server"]
+        )
+        connections = GaugeMetricFamily(
+            "agenthost_mcp_connections", "Open connections (one per credential)", labels=["server"]
+        )
+        counters = {
+            name: CounterMetricFamily(f"agenthost_mcp_{name}", text, labels=["server"])
+            for name, text in self.COUNTERS.items()
+        }
+        for server, source in self.host.agents.tool_sources().items():
+            stats = source.stats()
+            up.add_metric([server], 0.0 if stats.get("state") == "down" else 1.0)
+            connections.add_metric([server], float(stats.get("connections", 0)))
+            for name, family in counters.items():
+                family.add_metric([server], float(stats.get(name, 0)))
+        yield up
+        yield connections
+        yield from counters.values()
 
 
 class MetricsObserver:

@@ -292,6 +292,9 @@ class AgentOut(BaseModel):
     model: str = Field(examples=["openai:gpt-4o-mini"])
     fallback_models: list[str]
     tools: list[str]
+    mcp: list[str] = Field(
+        default_factory=list, description="Its MCP tool servers (their tools vary by user)"
+    )
     handoffs: list[str] = Field(description="Agents it may transfer a session to")
     default: bool = Field(description="Answers the routes that name no agent")
 
