@@ -13,6 +13,7 @@ from agenthost.server.errors import from_exception, status_for
 STATUS = {
     "InvalidInput": 422,
     "InvalidId": 422,
+    "IdempotencyKeyReused": 422,
     "NotFound": 404,
     "SessionBusy": 409,
     "Conflict": 409,

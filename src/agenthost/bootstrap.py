@@ -26,6 +26,7 @@ from agenthost.locks import Coordinator
 from agenthost.memory import LongTermMemory
 from agenthost.models.failover import RetryPolicy
 from agenthost.models.providers import Provider, builtin_providers
+from agenthost.runs import RunOptions
 from agenthost.settings import Settings
 from agenthost.turn import TurnObserver
 from agenthost.urls import redact
@@ -134,6 +135,11 @@ def build_host(
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
+        runs=RunOptions(
+            idempotency_ttl=settings.idempotency_ttl,
+            events_retention=settings.run_events_retention,
+            poll_interval=settings.run_poll_interval,
+        ),
     )
 
 

@@ -6,7 +6,8 @@ codes in exactly one place (``agenthost.server.errors``)::
 
     AgentHostError
     ├── InvalidInput            bad argument: an id, a message, a config value
-    │   └── InvalidId           an id that is empty, too long or has control characters
+    │   ├── InvalidId           an id that is empty, too long or has control characters
+    │   └── IdempotencyKeyReused  an idempotency key sent again with a different request
     ├── NotFound                unknown session, run, approval (or not the caller's)
     ├── SessionBusy             a turn is running on this key and the policy is "reject"
     ├── Conflict                the session changed under us (another process wrote to it)
@@ -46,6 +47,10 @@ class InvalidInput(AgentHostError, ValueError):
 
 class InvalidId(InvalidInput):
     code = "invalid_id"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
 
 
 class NotFound(AgentHostError, LookupError):
@@ -122,6 +127,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidId",
     "InvalidInput",
     "MissingExtra",

@@ -31,6 +31,7 @@ from agenthost.models import Model
 from agenthost.models.failover import RetryPolicy
 from agenthost.models.pool import ModelPool
 from agenthost.models.providers import Provider, Providers
+from agenthost.runs import Runner, RunOptions
 from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
@@ -94,6 +95,7 @@ class Host:
         turn_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        runs: RunOptions | None = None,
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
@@ -151,6 +153,7 @@ class Host:
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
         self.retention_deleted = 0
+        self.runner = Runner(self, runs or RunOptions())  # background, followed, idempotent runs
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class Host:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
 
     async def close(self) -> None:
+        await self.runner.close()  # runs still going store their interruption first
         await self.upkeep.close()
         await self.memories.close()
         if self._sweeper is not None:
@@ -233,6 +237,7 @@ class Host:
         message_meta: dict[str, Any] | None = None,
         agent: str | None = None,
         time_limit: float | None = None,
+        on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
@@ -244,7 +249,8 @@ class Host:
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
         on the stored user message, e.g. a protocol's own message id. ``time_limit``
         (seconds) bounds this turn, within the agent's or Host's ``turn_timeout``: past
-        it the turn stops, is stored as failed and ends with ``TurnTimeout``.
+        it the turn stops, is stored as failed and ends with ``TurnTimeout``. ``on_begin``
+        is called once the user's message and the running run are stored.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -267,7 +273,9 @@ class Host:
             or not time_limit > 0
         ):
             raise InvalidInput("time_limit must be a positive number of seconds", field="timeout")
-        return self._stream(key, text, clean, run_id, request_id, message_meta, agent, time_limit)
+        return self._stream(
+            key, text, clean, run_id, request_id, message_meta, agent, time_limit, on_begin
+        )
 
     def _turn_seconds(self, agent: Agent, limit: float | None = None) -> float | None:
         """A turn's deadline: the caller's ``limit``, capped by the agent's or Host's
@@ -287,6 +295,7 @@ class Host:
         meta: dict[str, Any] | None,
         agent: str | None = None,
         time_limit: float | None = None,
+        on_begin: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
             await self.start()
@@ -318,6 +327,8 @@ class Host:
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
+                if on_begin is not None:
+                    on_begin()
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
                 async with contextlib.aclosing(turn.run_steps()) as events:
@@ -740,8 +751,9 @@ class Host:
                     break
                 await asyncio.sleep(0)  # let turns run between batches
             self.retention_deleted += deleted
+        runs_purged = await self.runner.purge()
         self.sweeps += 1
-        return {"expired": expired, "deleted": deleted}
+        return {"expired": expired, "deleted": deleted, "runs_purged": runs_purged}
 
     async def _sweep_forever(self) -> None:
         assert self.cleanup_interval

@@ -107,6 +107,10 @@ CLI_FLAGS = (
     "memory",
     "compaction",
     "coordination",
+    "on_disconnect",
+    "idempotency_ttl",
+    "run_events_retention",
+    "run_poll_interval",
     "jwt_public_key",
     "jwt_tenant_claim",
     "jwt_audience",
@@ -306,6 +310,16 @@ class Settings(BaseSettings):
         300.0, gt=0, description="seconds a turn may take, model and tools together"
     )
     coordination: str | None = Field(None, description="redis:// URL for cross-process locks")
+    on_disconnect: Literal["interrupt", "continue"] = Field(
+        "interrupt", description="what a turn does when its streaming client goes away"
+    )
+    idempotency_ttl: float = Field(86_400.0, gt=0, description="seconds a key is remembered")
+    run_events_retention: float = Field(
+        3600.0, gt=0, description="seconds a run's events are kept after its last one"
+    )
+    run_poll_interval: float = Field(
+        0.2, gt=0, le=60, description="seconds between reads of a run followed from elsewhere"
+    )
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -390,7 +404,7 @@ class Settings(BaseSettings):
             raise ValueError("api_keys must be 'key:tenant:user,...', a list or a table")
         return [i if isinstance(i, ApiKey) else parse_api_key(str(i)) for i in items]
 
-    @field_validator("log_level", "auth", "policy", mode="before")
+    @field_validator("log_level", "auth", "policy", "on_disconnect", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

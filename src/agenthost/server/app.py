@@ -39,6 +39,7 @@ log = logging.getLogger("agenthost.server")
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
     "agenthost.server.routes.agents",
+    "agenthost.server.routes.runs",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.memories",
