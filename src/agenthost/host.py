@@ -396,13 +396,7 @@ class Host:
         now = self.clock()
         history = deque(messages[:-1])
         live = LiveSession(key, history, 0, len(history), {}, config, [], now, now)
-        scratch = Sessions(
-            MemoryStore(max_messages=None),
-            window=max(1, len(messages)),
-            cache=LiveSessionCache(max_live=1, ttl=None),
-            coordinator=LocalCoordinator(),
-            clock=self.clock,
-        )
+        scratch = Sessions.scratch(MemoryStore(max_messages=None), len(messages), self.clock)
         chosen = self.agents.named(agent)
         model = self.models.for_agent(chosen, config)
         env = dataclasses.replace(self._env, sessions=scratch, context=None)  # only its own
@@ -789,19 +783,7 @@ class Host:
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "tenant_id": s.key.tenant_id,
-                "user_id": s.key.user_id,
-                "session_id": s.key.session_id,
-                "created_at": s.created_at,
-                "last_used": s.last_used,
-                "busy": s.busy,
-                "agent": self.agents.active(s.config).name,
-                "messages_in_window": len(s.window),
-            }
-            for s in self.cache
-        ]
+        return [{**s.info(), "agent": self.agents.active(s.config).name} for s in self.cache]
 
     @property
     def lock_count(self) -> int:
