@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agenthost.agent import Agent
 from agenthost.config import (
@@ -24,10 +24,16 @@ from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
 from agenthost.models import Model, resolve_model
+from agenthost.quotas.core import Admission, admitted
 from agenthost.session import Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
+from agenthost.watch import Watcher, combine
+
+if TYPE_CHECKING:
+    from agenthost.quotas import Quotas
+    from agenthost.usage import UsageMeter
 
 Policy = Literal["queue", "reject"]
 
@@ -41,6 +47,7 @@ class AllSessions:
 
 ALL_SESSIONS = AllSessions()
 MAX_MESSAGE_CHARS = 200_000
+_LAST_EVENTS = (Done, ErrorEvent)
 
 
 def _check_message(text: object) -> str:
@@ -60,6 +67,9 @@ class Host:
     turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
     ``models`` is the allow-list a session may choose from: names such as
     ``"openai:gpt-4o-mini"`` (created on first use) or model objects.
+    ``quotas`` limits tenants and users (:mod:`agenthost.quotas`); ``usage`` meters
+    tokens and turns (:mod:`agenthost.usage`); ``tracing`` emits OpenTelemetry spans
+    (:mod:`agenthost.tracing`). Each is off when ``None``, and then costs nothing.
     """
 
     def __init__(
@@ -75,6 +85,9 @@ class Host:
         models: Iterable[str | Model] = (),
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
+        quotas: Quotas | None = None,
+        usage: UsageMeter | None = None,
+        tracing: Watcher | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -100,7 +113,9 @@ class Host:
             coordinator=self.coordinator,
             clock=clock,
         )
-        self._env = TurnEnv(agent, self.runtime, clock, observer)
+        self.quotas = quotas
+        self.usage = usage
+        self._env = TurnEnv(agent, self.runtime, clock, observer, combine(usage, tracing))
         default = resolve_model(agent.model)
         self.default_model = default.name
         self._models: dict[str, Model] = {default.name: default}
@@ -126,6 +141,10 @@ class Host:
             if self._started:
                 return
             await self.store.open()
+            if self.quotas is not None:
+                await self.quotas.open()
+            if self.usage is not None:
+                await self.usage.open()
             self._started = True
             if self.cleanup_interval:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
@@ -141,6 +160,10 @@ class Host:
             if aclose is not None:
                 await aclose()
         if self._started:
+            if self.usage is not None:
+                await self.usage.close()  # flushes what is still buffered
+            if self.quotas is not None:
+                await self.quotas.close()
             await self.coordinator.close()
             await self.store.close()
             self._started = False
@@ -165,6 +188,7 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        admission: Admission | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
@@ -176,6 +200,7 @@ class Host:
             run_id=run_id,
             request_id=request_id,
             message_meta=message_meta,
+            admission=admission,
         )
         return await self._collect(events)
 
@@ -190,6 +215,7 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
@@ -197,6 +223,9 @@ class Host:
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
         on the stored user message, e.g. a protocol's own message id.
+        Quotas are checked when the turn starts (a refusal raises
+        :class:`~agenthost.errors.QuotaExceeded` from the first ``anext``), unless
+        ``admission`` (from :meth:`admit`) was taken before.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -211,7 +240,23 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id, request_id, message_meta)
+        return self._stream(key, text, clean, run_id, request_id, message_meta, admission)
+
+    async def admit(
+        self,
+        *,
+        user_id: str = DEFAULT_ID,
+        session_id: str = DEFAULT_ID,
+        tenant_id: str = DEFAULT_ID,
+    ) -> Admission | None:
+        """Count a turn against the quotas now (``QuotaExceeded`` if one is reached), for
+        ``stream(..., admission=...)`` later: a face answering before its turn runs
+        (A2A ``returnImmediately``) refuses the request, not the background turn."""
+        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
+        if self.quotas is None:
+            return None
+        await self.start()
+        return await self.quotas.admit(key)
 
     async def _stream(
         self,
@@ -221,12 +266,17 @@ class Host:
         run_id: str | None,
         request_id: str | None,
         meta: dict[str, Any] | None,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
             await self.start()
         sessions = self.runtime
         wait = self.policy == "queue"
-        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+        async with (
+            admitted(self.quotas, key, admission) as ticket,
+            sessions.locks.hold(key, wait=wait),
+            self.coordinator.hold(key, wait=wait),
+        ):
             live = await sessions.live(key, create=True)
             assert live is not None
             try:
@@ -250,10 +300,14 @@ class Host:
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
+                if ticket is not None:
+                    ticket.follow(turn)
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
                 async with contextlib.aclosing(turn.run_steps()) as events:
                     async for event in events:
+                        if ticket is not None and type(event) in _LAST_EVENTS:
+                            await ticket.finish()  # before the caller can start another
                         yield event
             finally:
                 sessions.release(live)
@@ -314,12 +368,17 @@ class Host:
             coordinator=LocalCoordinator(),
             clock=self.clock,
         )
-        env = TurnEnv(self.agent, scratch, self.clock, self._env.observer)
+        env = TurnEnv(self.agent, scratch, self.clock, self._env.observer, self._env.watcher)
         turn = Turn(env, live, self._model(config), model_settings(config))
-        await turn.begin(messages[-1].content)
-        async with contextlib.aclosing(turn.run_steps()) as events:
-            async for event in events:
-                yield event
+        async with admitted(self.quotas, key, None, session=False) as ticket:
+            await turn.begin(messages[-1].content)
+            if ticket is not None:
+                ticket.follow(turn)
+            async with contextlib.aclosing(turn.run_steps()) as events:
+                async for event in events:
+                    if ticket is not None and type(event) in _LAST_EVENTS:
+                        await ticket.finish()
+                    yield event
 
     async def approve(
         self,
@@ -355,7 +414,11 @@ class Host:
             await self.start()
         sessions = self.runtime
         wait = self.policy == "queue"
-        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+        async with (
+            admitted(self.quotas, key, None) as ticket,
+            sessions.locks.hold(key, wait=wait),
+            self.coordinator.hold(key, wait=wait),
+        ):
             live = await sessions.live(key, create=False)
             if live is not None and sessions.shared:
                 live = await sessions.reload(live, create=False)  # decide on the truth
@@ -370,8 +433,12 @@ class Host:
                     run = RunRecord(item.run_id, key, "awaiting_approval", self.clock())
                 config = live.config
                 turn = Turn(self._env, live, self._model(config), model_settings(config), run)
+                if ticket is not None:
+                    ticket.follow(turn)
                 async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
                     async for event in events:
+                        if ticket is not None and type(event) in _LAST_EVENTS:
+                            await ticket.finish()
                         yield event
             finally:
                 sessions.release(live)

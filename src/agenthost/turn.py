@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -40,6 +40,9 @@ from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
 from agenthost.tools import ToolContext
 
+if TYPE_CHECKING:
+    from agenthost.watch import TurnWatch, Watcher
+
 
 class TurnObserver(Protocol):
     """Hooks for metrics and logs; called synchronously, so keep them cheap."""
@@ -55,6 +58,7 @@ class TurnEnv:
     sessions: Sessions
     clock: Callable[[], float]
     observer: TurnObserver | None = None
+    watcher: Watcher | None = None  # usage metering, tracing (agenthost.watch)
 
 
 class CancelReason(str):
@@ -81,7 +85,17 @@ def model_window(window: Any) -> list[Message]:
 class Turn:
     """One run on one live session; the caller holds the session's lock."""
 
-    __slots__ = ("env", "live", "model", "open_calls", "run", "settings", "started", "usage")
+    __slots__ = (
+        "env",
+        "live",
+        "model",
+        "open_calls",
+        "run",
+        "settings",
+        "started",
+        "usage",
+        "watch",
+    )
 
     def __init__(
         self,
@@ -99,6 +113,7 @@ class Turn:
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
+        self.watch: TurnWatch | None = None
 
     async def commit(
         self,
@@ -161,6 +176,9 @@ class Turn:
     async def guard(self, inner: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         """Turn any failure into a closed, stored run and an ``error`` event."""
         partial: list[str] = []
+        watcher = self.env.watcher
+        if watcher is not None:
+            self.watch = watcher.watch(self)
         try:
             async for event in inner:
                 if type(event) is Delta:
@@ -178,6 +196,9 @@ class Turn:
             error = ModelError(f"{type(exc).__name__}: {exc}")
             await self.close("failed", error.message, "".join(partial))
             yield ErrorEvent(error, self.run.run_id)
+        finally:
+            if self.watch is not None:
+                self.watch.ended()
 
     async def close(self, status: RunStatus, error: str, partial: str) -> None:
         if self.run.status in ("completed", "failed", "interrupted", "awaiting_approval"):
@@ -223,6 +244,9 @@ class Turn:
             )
             parts: list[str] = []
             calls: list[ToolCall] = []
+            watch = self.watch
+            if watch is not None:
+                watch.model_started(request)
             began = time.perf_counter()
             async for chunk in self.model.stream(request):
                 kind = type(chunk)
@@ -236,6 +260,8 @@ class Turn:
             if observer is not None:
                 observer.model_called(self.model.name, time.perf_counter() - began)
             text = "".join(parts)
+            if watch is not None:
+                watch.model_finished(text, calls)
             assistant = Message("assistant", text, tuple(calls), run_id=self.run.run_id)
             if not calls:
                 self.run.status = "completed"
@@ -312,10 +338,18 @@ class Turn:
             self.run.run_id,
             orjson.loads(orjson.dumps(state)) if spec.context_param else state,
         )
+        watch = self.watch
+        if watch is not None:
+            watch.tool_started(call)
         try:
             content = await spec.call(call.arguments, context)
         except Exception as exc:
-            return f"error: {type(exc).__name__}: {exc}", True, state
+            content = f"error: {type(exc).__name__}: {exc}"
+            if watch is not None:
+                watch.tool_finished(call, content, True)
+            return content, True, state
+        if watch is not None:
+            watch.tool_finished(call, content, False)
         if spec.context_param and context.state != state:
             return content, False, context.state
         return content, False, state
