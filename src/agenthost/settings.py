@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from agenthost.errors import ConfigError
+from agenthost.quotas.config import QuotaSettings
 
 SERVICE_USER = "*"
 ADMIN_USER = "!admin"
@@ -135,6 +136,12 @@ class Settings(BaseSettings):
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- guardrails: quotas ([quotas] table), usage metering, OpenTelemetry traces --------
+    quotas: QuotaSettings = QuotaSettings()
+    usage: bool = Field(True, description="meter usage per tenant, user, agent, model, day")
+    usage_flush_interval: float = Field(1.0, gt=0, description="seconds between usage writes")
+    otel: bool = Field(False, description="OpenTelemetry spans (pip install 'agenthost[otel]')")
+    otel_content: bool = Field(False, description="put message and tool text on spans")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -235,6 +242,10 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
             )
+        if self.quotas.configured:  # counters every worker shares, or a clear refusal
+            from agenthost.quotas import choose_backend
+
+            choose_backend(self.store, self.coordination, self.workers)
         if self.workers > 1 and self.store.startswith("memory:"):
             raise ConfigError(
                 "--store memory:// keeps sessions inside one process, so with --workers "

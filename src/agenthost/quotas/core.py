@@ -250,8 +250,8 @@ NO_ADMISSION = _NoAdmission()
 def admitted(
     quotas: Quotas | None, key: SessionKey, given: Admission | None, *, session: bool = True
 ) -> Admitted | _NoAdmission:
-    """The admission a Host enters around a turn (nothing at all without quotas)."""
-    if quotas is None and given is None:
+    """The admission a Host enters around a turn (nothing at all without limits)."""
+    if given is None and (quotas is None or not quotas.policy.may_limit):
         return NO_ADMISSION
     return Admitted(quotas, key, given, session)
 
@@ -296,6 +296,7 @@ class Quotas:
         self.fail_open = fail_open
         self.clock = clock
         self.refused = 0
+        self.listeners: list[Callable[[QuotaExceeded], None]] = []  # refusals (metrics)
         self._configured = self.policy.overrides
         self._version: str | None = None
         self._held: dict[int, list[Check]] = {}
@@ -359,7 +360,10 @@ class Quotas:
             return None
         if refusal is not None:
             self.refused += 1
-            raise refusal_error(checks[refusal.index], refusal.retry_after)
+            error = refusal_error(checks[refusal.index], refusal.retry_after)
+            for listener in self.listeners:
+                listener(error)
+            raise error
         admission = Admission(self, [c for c in checks if c.kind in ("turns", "tokens")])
         leases = [c for c in checks if c.kind == "turns"]
         if leases:

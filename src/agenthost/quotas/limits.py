@@ -156,7 +156,7 @@ class Effective:
 class QuotaPolicy:
     """Defaults plus overrides; :meth:`limits_for` answers from memory (no I/O)."""
 
-    __slots__ = ("_cache", "default_tenant", "default_user", "overrides")
+    __slots__ = ("_cache", "default_tenant", "default_user", "may_limit", "overrides")
 
     def __init__(
         self,
@@ -169,14 +169,15 @@ class QuotaPolicy:
         self.default_tenant = Limits.of(tenant)
         self.overrides = overrides or Overrides()
         self._cache: dict[tuple[str, str], Effective] = {}
+        self.may_limit = self._may_limit()
+        """False when no level sets any limit: then no request is ever counted."""
 
     def replace_overrides(self, overrides: Overrides) -> None:
         self.overrides = overrides
         self._cache = {}
+        self.may_limit = self._may_limit()
 
-    @property
-    def may_limit(self) -> bool:
-        """False when no level sets any limit: then no request is ever counted."""
+    def _may_limit(self) -> bool:
         if self.default_user.active or self.default_tenant.active:
             return True
         over = self.overrides

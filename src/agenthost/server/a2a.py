@@ -260,19 +260,30 @@ class HostRequestHandler(RequestHandler):
         text = am.message_text(message, context.state.get("data"))
         session_id = _context_id(message.context_id) if message.context_id else new_context_id()
         run_id = new_run_id()
+        tenant_id, user_id = who.tenant_id, who.user_id
         with _as_a2a_errors():
-            events = self.host.stream(
-                text,
-                tenant_id=who.tenant_id,
-                user_id=who.user_id,
-                session_id=session_id,
-                run_id=run_id,
-                message_meta=am.message_meta(message),
+            # Quotas are checked here, so that a refusal is this request's JSON-RPC error,
+            # also when the task then runs in the background (returnImmediately).
+            admission = await self.host.admit(
+                tenant_id=tenant_id, user_id=user_id, session_id=session_id
             )
-        key = SessionKey(who.tenant_id, who.user_id, session_id)
-        return self.tasks.start(
-            LiveTask(run_id, key, _request(message, key, run_id), time.time()), events
-        )
+            try:
+                events = self.host.stream(
+                    text,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    session_id=session_id,
+                    run_id=run_id,
+                    message_meta=am.message_meta(message),
+                    admission=admission,
+                )
+                key = SessionKey(who.tenant_id, who.user_id, session_id)
+                request = _request(message, key, run_id)
+                return self.tasks.start(LiveTask(run_id, key, request, time.time()), events)
+            except BaseException:
+                if admission is not None:
+                    await admission.finish()
+                raise
 
     async def _continue(
         self, message: A2AMessage, who: Principal, context: ServerCallContext

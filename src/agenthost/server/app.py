@@ -21,7 +21,7 @@ from agenthost.agent import Agent
 from agenthost.errors import ConfigError
 from agenthost.host import Host
 from agenthost.locks import Coordinator
-from agenthost.server import errors
+from agenthost.server import errors, guardrails
 from agenthost.server.auth import build_authenticator
 from agenthost.server.limits import BodyLimitMiddleware
 from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
@@ -37,6 +37,8 @@ ROUTE_MODULES = (
     "agenthost.server.routes.admin",
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
+    "agenthost.server.routes.usage",
+    "agenthost.server.routes.quotas",
     "agenthost.server.openai_compat",
     "agenthost.server.a2a",
 )
@@ -101,6 +103,7 @@ def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> H
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
+        **guardrails.host_options(settings),
     )
 
 
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     for name in ROUTE_MODULES:
         app.include_router(importlib.import_module(name).router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    guardrails.install(app, settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 
