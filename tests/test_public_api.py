@@ -27,6 +27,7 @@ def test_public_names() -> None:
             "Host",
             "InvalidId",
             "InvalidInput",
+            "Limits",
             "MemoryStore",
             "Message",
             "ModelError",
@@ -35,12 +36,17 @@ def test_public_names() -> None:
             "NotFound",
             "OfflineModel",
             "QuotaExceeded",
+            "Quotas",
+            "RateLimited",
             "RunResult",
             "SQLiteStore",
             "SessionBusy",
             "SessionKey",
             "SessionStore",
             "StoreUnavailable",
+            "TokenBudgetExhausted",
+            "TooManyConcurrentTurns",
+            "TooManyLiveSessions",
             "Tool",
             "ToolCall",
             "ToolCallEvent",
@@ -48,6 +54,7 @@ def test_public_names() -> None:
             "ToolResultEvent",
             "Unauthorized",
             "Usage",
+            "UsageMeter",
             "__version__",
             "open_store",
             "tool",
@@ -66,7 +73,7 @@ def test_every_error_has_a_distinct_code() -> None:
         and issubclass(getattr(agenthost, n), agenthost.AgentHostError)
     ]
     codes = [e.code for e in errors]
-    assert len(codes) == len(set(codes)) == 12
+    assert len(codes) == len(set(codes)) == 16
 
 
 def test_agent_is_frozen_and_has_no_identity_fields() -> None:

@@ -11,8 +11,12 @@ from agenthost.errors import (
     ModelError,
     NotFound,
     QuotaExceeded,
+    RateLimited,
     SessionBusy,
     StoreUnavailable,
+    TokenBudgetExhausted,
+    TooManyConcurrentTurns,
+    TooManyLiveSessions,
     Unauthorized,
 )
 from agenthost.events import (
@@ -29,8 +33,10 @@ from agenthost.host import ALL_SESSIONS, Host
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
+from agenthost.quotas import Limits, Quotas
 from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
 from agenthost.tools import Tool, ToolContext, tool
+from agenthost.usage import UsageMeter
 
 __version__ = "0.1.0"
 
@@ -50,6 +56,7 @@ __all__ = [
     "Host",
     "InvalidId",
     "InvalidInput",
+    "Limits",
     "MemoryStore",
     "Message",
     "ModelError",
@@ -58,12 +65,17 @@ __all__ = [
     "NotFound",
     "OfflineModel",
     "QuotaExceeded",
+    "Quotas",
+    "RateLimited",
     "RunResult",
     "SQLiteStore",
     "SessionBusy",
     "SessionKey",
     "SessionStore",
     "StoreUnavailable",
+    "TokenBudgetExhausted",
+    "TooManyConcurrentTurns",
+    "TooManyLiveSessions",
     "Tool",
     "ToolCall",
     "ToolCallEvent",
@@ -71,6 +83,7 @@ __all__ = [
     "ToolResultEvent",
     "Unauthorized",
     "Usage",
+    "UsageMeter",
     "__version__",
     "open_store",
     "tool",

@@ -21,11 +21,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from agenthost.quotas.core import SEP, Check, Refusal
 from agenthost.quotas.limits import Limits, Overrides, TenantLimits
-from agenthost.stores.redis import connect, parse_url, redact, unavailable
+from agenthost.stores.redis import parse_url, redact, unavailable
 
 NOW = """
 local t = redis.call('TIME')
@@ -80,6 +83,24 @@ for i = 1, #KEYS do
 end
 return 0
 """
+
+
+MAX_CONNECTIONS = 32
+"""Admissions beyond this many at once wait for a connection instead of failing."""
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client whose pool waits (up to 5 s) for a free connection under a burst."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=5.0,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=2),
+        health_check_interval=15,
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def _ms(seconds: float) -> int:
