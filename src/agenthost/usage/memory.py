@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 from agenthost.usage.meter import Dimension, Key, UsageRow, group
@@ -12,6 +13,8 @@ class MemoryUsageLedger:
 
     def __init__(self) -> None:
         self._totals: dict[Key, UsageRow] = {}
+        self._batches: set[str] = set()
+        self._order: deque[str] = deque()
 
     async def open(self) -> None:
         pass
@@ -19,7 +22,13 @@ class MemoryUsageLedger:
     async def close(self) -> None:
         pass
 
-    async def add(self, rows: Sequence[UsageRow]) -> None:
+    async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
+        if batch in self._batches:
+            return
+        self._batches.add(batch)
+        self._order.append(batch)
+        if len(self._order) > 10_000:  # only recent batches are ever retried
+            self._batches.discard(self._order.popleft())
         for row in rows:
             key = (
                 row.day or "",

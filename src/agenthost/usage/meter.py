@@ -4,9 +4,11 @@ Counting is in memory on the turn's path (a dict update per model call and per
 turn: no I/O); a background task adds what was counted to the ledger every
 ``flush_interval`` seconds as atomic increments (``SET n = n + x``, ``HINCRBY``),
 so any number of processes can meter into one ledger and the totals are exact.
-What a process counted but had not flushed yet is lost if it is killed (at most
-``flush_interval`` of usage; a clean shutdown flushes). A query flushes this
-process's own counts first.
+Each flush is a batch with an id the ledger records in the same transaction: a
+batch whose write failed is retried as it was, and one that had in fact been
+written (the reply was lost) is not added twice. What a process counted but had
+not flushed yet is lost if it is killed (at most ``flush_interval`` of usage; a
+clean shutdown flushes). A query flushes this process's own counts first.
 
 Tokens are attributed to the model that spent them (each model call); a turn is
 counted once, when it finishes (a turn paused for approval counts when it is
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -83,8 +86,9 @@ class UsageLedger(Protocol):
 
     async def close(self) -> None: ...
 
-    async def add(self, rows: Sequence[UsageRow]) -> None:
-        """Add each row's counters to its (day, tenant, user, agent, model) totals."""
+    async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
+        """Add each row's counters to its (day, tenant, user, agent, model) totals, once
+        per ``batch`` id (a batch already added is skipped), atomically."""
         ...
 
     async def query(
@@ -207,6 +211,7 @@ class UsageMeter:
         self.clock = clock
         self.listeners: list[Listener] = []
         self._pending: dict[Key, list[int]] = {}
+        self._unsent: list[tuple[str, list[UsageRow]]] = []  # batches to (re)send, in order
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._opened = False
@@ -255,7 +260,7 @@ class UsageMeter:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # a flush in progress finishes: it is shielded
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -263,37 +268,35 @@ class UsageMeter:
             try:
                 await self.flush()
             except AgentHostError as exc:
-                log.warning(
-                    "usage of %d groups not flushed at shutdown: %s", len(self._pending), exc
-                )
+                lost = sum(len(rows) for _, rows in self._unsent)
+                log.warning("usage of %d groups not flushed at shutdown: %s", lost, exc)
             await self.ledger.close()
             self._opened = False
 
     async def flush(self) -> int:
-        """Add what was counted to the ledger now; return the groups written.
+        """Send what was counted to the ledger now; return the groups written.
 
-        On failure the counts go back to the buffer (the next flush retries them).
+        A batch that fails stays queued, with its id, and is sent first next time.
         """
         async with self._flushing:
-            pending, self._pending = self._pending, {}
-            if not pending:
-                return 0
-            rows = [UsageRow(*key, *counts) for key, counts in sorted(pending.items())]
-            try:
-                await self.ledger.add(rows)
-            except BaseException:
-                for key, counts in pending.items():
-                    mine = self._pending.setdefault(key, [0, 0, 0, 0])
-                    for i, value in enumerate(counts):
-                        mine[i] += value
-                raise
-            return len(rows)
+            if self._pending:
+                pending, self._pending = self._pending, {}
+                rows = [UsageRow(*key, *counts) for key, counts in sorted(pending.items())]
+                self._unsent.append((os.urandom(12).hex(), rows))
+            written = 0
+            while self._unsent:
+                batch, rows = self._unsent[0]
+                await self.ledger.add(rows, batch=batch)
+                self._unsent.pop(0)
+                written += len(rows)
+            return written
 
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
             try:
-                await self.flush()
+                # shielded: cancelling the loop (at shutdown) never cuts a write in half
+                await asyncio.shield(self.flush())
             except AgentHostError as exc:
                 log.warning("could not flush usage (will retry): %s", exc)
 

@@ -4,9 +4,12 @@ Layout under ``P`` = ``<prefix>-usage`` (the store URL's ``prefix``)::
 
     P:T\\x1fD   HASH   "user\\x1fagent\\x1fmodel\\x1fcounter" -> count, for tenant T on day D
     P:index   ZSET   "T\\x1fD" scored by the day's number (days since the epoch)
+    P:batch:B STRING a flush already added (kept a day)
 
-A flush is one ``MULTI``/``EXEC`` of increments, so flushes of many processes
-add up exactly. Reads fetch the hashes of the days asked and group them here.
+A flush is one Lua script: unless its batch id is already recorded, it records it
+and applies every ``HINCRBY``, so flushes of many processes add up exactly and a
+retried flush is not added twice. Reads fetch the hashes of the days asked and
+group them here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,22 @@ from agenthost.usage.meter import COUNTERS, Dimension, UsageRow, group
 
 SEP = "\x1f"
 
+# KEYS[1] the batch marker, KEYS[2] the index; ARGV[1] the hash prefix, then per group:
+# the hash's name, its day number, n, and n (field, increment) pairs.
+ADD = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end
+local i = 2
+while i <= #ARGV do
+  local name, day, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  redis.call('ZADD', KEYS[2], day, name)
+  for j = 1, n do
+    redis.call('HINCRBY', ARGV[1] .. name, ARGV[i + 1 + 2 * j], ARGV[i + 2 + 2 * j])
+  end
+  i = i + 3 + 2 * n
+end
+return 1
+"""
+
 
 def _day_number(day: str) -> int:
     return date.fromisoformat(day).toordinal()
@@ -34,29 +53,30 @@ class RedisUsageLedger:
         self.url, options = parse_url(url)
         self.prefix = f"{options.get('prefix') or 'agenthost'}-usage"
         self._client: Any = None
+        self._add: Any = None
 
     async def open(self) -> None:
         if self._client is None:
             self._client = connect(self.url)
+            self._add = self._client.register_script(ADD)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
-    async def add(self, rows: Sequence[UsageRow]) -> None:
+    async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
         await self.open()
+        args: list[Any] = [f"{self.prefix}:"]
+        for row in rows:
+            where = f"{row.user_id}{SEP}{row.agent}{SEP}{row.model}{SEP}"
+            pairs = [(where + c, getattr(row, c)) for c in COUNTERS if getattr(row, c)]
+            args += [f"{row.tenant_id}{SEP}{row.day}", _day_number(row.day or ""), len(pairs)]
+            for field, value in pairs:
+                args += [field, value]
+        keys = [f"{self.prefix}:batch:{batch}", f"{self.prefix}:index"]
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                for row in rows:
-                    name = f"{row.tenant_id}{SEP}{row.day}"
-                    pipe.zadd(f"{self.prefix}:index", {name: _day_number(row.day or "")})
-                    where = f"{row.user_id}{SEP}{row.agent}{SEP}{row.model}{SEP}"
-                    for counter in COUNTERS:
-                        value = getattr(row, counter)
-                        if value:
-                            pipe.hincrby(f"{self.prefix}:{name}", where + counter, value)
-                await pipe.execute()
+            await self._add(keys=keys, args=args, client=self._client)
         except (RedisError, OSError) as exc:
             raise unavailable(self.url, exc) from exc
 

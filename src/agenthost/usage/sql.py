@@ -2,7 +2,9 @@
 
 A flush is one transaction of upserts that add to the row's counters
 (``ON CONFLICT ... DO UPDATE SET turns = usage_daily.turns + excluded.turns``),
-so flushes from any number of processes add up exactly. The table lives in the
+so flushes from any number of processes add up exactly. The transaction also
+records the flush's batch id in ``usage_batches``; a batch already recorded adds
+nothing (a retry of a write whose reply was lost). Batch ids are kept a day. The table lives in the
 store's own database (SQLite: the same file, a connection of its own; PostgreSQL:
 the URL's ``schema``) and is created on first use (``CREATE TABLE IF NOT
 EXISTS``), unless a PostgreSQL URL says ``migrate=false``. The SQL is shared;
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +32,11 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     PRIMARY KEY (tenant_id, day, user_id, agent, model)
 )"""
 _INDEX = "CREATE INDEX IF NOT EXISTS usage_daily_day ON usage_daily (day)"
+_BATCHES = (
+    "CREATE TABLE IF NOT EXISTS usage_batches (id TEXT PRIMARY KEY, at {real} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS usage_batches_at ON usage_batches (at)",
+)
+BATCH_DAYS = 1.0
 
 UPSERT = """
 INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
@@ -41,17 +49,30 @@ ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
     output_tokens = u.output_tokens + excluded.output_tokens
 """
 
-# PostgreSQL: every row of a flush in one statement (sorted: flushes never deadlock).
+# PostgreSQL: a whole flush in one statement (rows sorted: flushes never deadlock),
+# written only if its batch id is new.
 UPSERT_MANY = """
+WITH batch AS (
+    INSERT INTO usage_batches (id, at) VALUES ($10, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (id) DO NOTHING RETURNING id
+)
 INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
     turns, errors, input_tokens, output_tokens)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+WHERE EXISTS (SELECT 1 FROM batch)
 ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
     turns = u.turns + excluded.turns,
     errors = u.errors + excluded.errors,
     input_tokens = u.input_tokens + excluded.input_tokens,
     output_tokens = u.output_tokens + excluded.output_tokens
+"""
+
+FORGET_BATCHES = """
+DELETE FROM usage_batches WHERE id IN (
+    SELECT id FROM usage_batches WHERE at < extract(epoch FROM clock_timestamp()) - $1
+    LIMIT 10000 FOR UPDATE SKIP LOCKED
+)
 """
 
 
@@ -120,6 +141,8 @@ class SQLiteUsageLedger:
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute(_TABLE.format(int="INTEGER"))
         conn.execute(_INDEX)
+        for statement in _BATCHES:
+            conn.execute(statement.format(real="REAL"))
         return conn
 
     async def _run(self, job: Any) -> Any:
@@ -139,13 +162,21 @@ class SQLiteUsageLedger:
         if conn is not None:
             conn.close()
 
-    async def add(self, rows: Sequence[UsageRow]) -> None:
+    async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
         values = [_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(UPSERT, values)
+                new = conn.execute(
+                    "INSERT OR IGNORE INTO usage_batches (id, at) VALUES (?, ?)", (batch, now)
+                ).rowcount
+                if new:
+                    conn.executemany(UPSERT, values)
+                    conn.execute(
+                        "DELETE FROM usage_batches WHERE at < ?", (now - BATCH_DAYS * 86_400,)
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -181,6 +212,7 @@ class PostgresUsageLedger:
         self.max_size = max_size
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        self._flushes = 0
 
     async def _ensure_pool(self) -> Any:
         from agenthost.stores.postgres import advisory_key, call, create_pool
@@ -206,6 +238,8 @@ class PostgresUsageLedger:
                             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                         await conn.execute(_TABLE.format(int="BIGINT"))
                         await conn.execute(_INDEX)
+                        for statement in _BATCHES:
+                            await conn.execute(statement.format(real="DOUBLE PRECISION"))
 
                     try:
                         await call(pool, create, transaction=True)
@@ -223,13 +257,16 @@ class PostgresUsageLedger:
         if pool is not None:
             await pool.close()
 
-    async def add(self, rows: Sequence[UsageRow]) -> None:
+    async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
         from agenthost.stores.postgres import call
 
         pool = await self._ensure_pool()
         ordered = sorted(rows, key=lambda r: _values(r)[:5])
         columns = list(zip(*(_values(r) for r in ordered), strict=True))
-        await call(pool, lambda conn: conn.execute(UPSERT_MANY, *columns))
+        await call(pool, lambda conn: conn.execute(UPSERT_MANY, *columns, batch))
+        self._flushes += 1
+        if self._flushes % 600 == 0:  # now and then: forget old batch ids
+            await call(pool, lambda conn: conn.execute(FORGET_BATCHES, BATCH_DAYS * 86_400))
 
     async def query(
         self,
