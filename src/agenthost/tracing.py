@@ -24,6 +24,7 @@ nothing here is imported unless tracing is on.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,8 @@ def configure_provider(service_name: str = "agenthost") -> None:
         raise ConfigError(f"otel = true needs the OpenTelemetry SDK: {INSTALL_HINT}") from None
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:

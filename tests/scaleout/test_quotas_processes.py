@@ -198,3 +198,29 @@ async def test_concurrent_turns_hold_across_two_processes(
         running += step
         peak = max(peak, running)
     assert peak <= 5
+
+
+async def test_migrate_creates_the_quota_and_usage_tables(pg_url: str) -> None:
+    from agenthost.cli import main
+    from agenthost.errors import StoreUnavailable
+    from agenthost.quotas import Check
+    from agenthost.quotas.postgres import PostgresQuotaBackend
+    from agenthost.usage import PostgresUsageLedger, UsageRow
+
+    url = with_query(pg_url, migrate="false")  # the application may not change the schema
+    check = Check("rate", "u", 5, "token", 60, "user")
+    backend, ledger = PostgresQuotaBackend(url), PostgresUsageLedger(url)
+    try:
+        try:
+            await backend.admit([check])
+            raise AssertionError("admitted without the quota tables")
+        except StoreUnavailable:
+            pass
+        assert await asyncio.to_thread(main, ["migrate", "--store", pg_url]) == 0
+        assert await backend.admit([check]) is None
+        await ledger.add([UsageRow("2024-01-01", "t", "u", "a", "m", 1)], batch="b")
+        (row,) = await ledger.query(since="2024-01-01", until="2024-01-01")
+        assert row.turns == 1
+    finally:
+        await backend.close()
+        await ledger.close()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agenthost.benchmarks import inprocess, memory
+from agenthost.benchmarks import inprocess, memory, quotas
 from agenthost.benchmarks.inprocess import Results, Scale
 
 
@@ -20,6 +20,7 @@ class Options:
     quick: bool = False
     scale: Scale = field(default_factory=Scale)
     postgres: str | None = None
+    redis: str | None = None
     b4_live: int = 10_000
     b4_touched: int = 100_000
     b4_max_live: int = 1000
@@ -31,17 +32,19 @@ class Options:
     @classmethod
     def make(cls, *, quick: bool, postgres: str | None = None) -> Options:
         postgres = postgres or os.environ.get("AGENTHOST_TEST_POSTGRES") or None
+        redis = os.environ.get("AGENTHOST_TEST_REDIS") or None  # B8's Redis variants
         if quick:
             return cls(
                 quick=True,
                 scale=Scale.quick(),
                 postgres=postgres,
+                redis=redis,
                 b4_live=2000,
                 b4_touched=10_000,
                 http_seconds=4.0,
                 http_warmup=1.0,
             )
-        return cls(postgres=postgres)
+        return cls(postgres=postgres, redis=redis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,13 @@ WORKLOADS: tuple[Workload, ...] = (
             Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
         ),
         skip=_postgres_skip,
+    ),
+    Workload(
+        "B8",
+        "quotas: sequential turns with none, another tenant's only, a per-user rate limit "
+        "in Redis (and a turn lease), in PostgreSQL ($AGENTHOST_TEST_REDIS/_POSTGRES)",
+        lambda o: asyncio.run(quotas.b8(o.scale, o.redis, o.postgres)),
+        (Target("other tenant limited", "added_p50_us", "<", 10, "others' limits: < 10 us added"),),
     ),
 )
 

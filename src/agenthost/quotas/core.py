@@ -233,7 +233,7 @@ class Admitted:
 
 
 class _NoAdmission:
-    """What a Host with no quotas enters instead of :class:`Admitted`: nothing at all."""
+    """What a Host with no limits enters instead of :class:`Admitted`: nothing at all."""
 
     __slots__ = ()
 

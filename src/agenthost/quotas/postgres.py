@@ -151,10 +151,18 @@ ON CONFLICT (name) DO UPDATE SET version = quota_versions.version + 1
 class PostgresQuotaBackend:
     shared = True
 
-    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        max_size: int = 4,
+        migrate: bool | None = None,
+    ) -> None:
         self.dsn, options = parse_url(url)
         self.schema = check_schema(schema if schema is not None else options.get("schema"))
-        self.migrate = options.get("migrate", "true").lower() not in ("0", "false", "no")
+        wanted = options.get("migrate", "true").lower() not in ("0", "false", "no")
+        self.migrate = wanted if migrate is None else migrate
         self.max_size = max_size
         self._pool: Any = None
         self._opening = asyncio.Lock()

@@ -203,12 +203,13 @@ class PostgresUsageLedger:
 
     shared = True
 
-    def __init__(self, url: str, *, max_size: int = 2) -> None:
+    def __init__(self, url: str, *, max_size: int = 2, migrate: bool | None = None) -> None:
         from agenthost.stores.postgres import check_schema, parse_url
 
         self.dsn, options = parse_url(url)
         self.schema = check_schema(options.get("schema"))
-        self.migrate = options.get("migrate", "true").lower() not in ("0", "false", "no")
+        wanted = options.get("migrate", "true").lower() not in ("0", "false", "no")
+        self.migrate = wanted if migrate is None else migrate
         self.max_size = max_size
         self._pool: Any = None
         self._opening = asyncio.Lock()
