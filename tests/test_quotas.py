@@ -18,6 +18,7 @@ from agenthost import (
     ModelReply,
     ModelRequest,
     RateLimited,
+    SessionKey,
     TokenBudgetExhausted,
     TooManyConcurrentTurns,
     TooManyLiveSessions,
@@ -239,11 +240,11 @@ async def test_stateless_turns_and_early_admissions_count(clock: FakeClock) -> N
     q, backend = quotas(clock, user=Limits(requests_per_minute=2))
     async with host_with(q, clock) as host:
         await host.run_stateless([Message("user", "hi")], user_id="u")
-        admission = await host.admit(user_id="u")
+        admission = await q.admit(SessionKey.of(user_id="u"))
         assert admission is not None
         await host.run("admitted before", user_id="u", admission=admission)
         with pytest.raises(RateLimited):
-            await host.admit(user_id="u")
+            await q.admit(SessionKey.of(user_id="u"))
     assert backend.calls.count("admit") == 3
 
 

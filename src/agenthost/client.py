@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -62,16 +63,24 @@ class Client:
         return response.json()
 
     def chat(
-        self, message: str, *, session_id: str | None = None, config: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any]:
+        """One turn; ``agent`` addresses it to that agent (``/v1/agents/{agent}/chat``)."""
         body = _body(message=message, session_id=session_id, config=config)
-        result: dict[str, Any] = self._call("POST", "/v1/chat", json=body)
+        result: dict[str, Any] = self._call("POST", _chat_path(agent), json=body)
         return result
 
-    def stream(self, message: str, *, session_id: str | None = None) -> Iterator[dict[str, Any]]:
+    def stream(
+        self, message: str, *, session_id: str | None = None, agent: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``)."""
         body = _body(message=message, session_id=session_id, stream=True)
-        with self.http.stream("POST", "/v1/chat", json=body) as response:
+        with self.http.stream("POST", _chat_path(agent), json=body) as response:
             if response.is_error:
                 response.read()
                 raise _error(response)
@@ -82,6 +91,10 @@ class Client:
     def approve(self, session_id: str, call_id: str, approve: bool) -> dict[str, Any]:
         path = f"/v1/sessions/{session_id}/approvals/{call_id}"
         result: dict[str, Any] = self._call("POST", path, json={"approve": approve})
+        return result
+
+    def agents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/agents")["agents"]
         return result
 
     def sessions(self, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -105,6 +118,10 @@ class Client:
     def delete_session(self, session_id: str) -> int:
         deleted: int = self._call("DELETE", f"/v1/sessions/{session_id}")["deleted"]
         return deleted
+
+
+def _chat_path(agent: str | None) -> str:
+    return "/v1/chat" if agent is None else f"/v1/agents/{quote(agent, safe='')}/chat"
 
 
 def _body(**fields: Any) -> dict[str, Any]:

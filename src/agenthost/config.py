@@ -9,6 +9,9 @@ from typing import Any
 from agenthost.errors import InvalidInput
 from agenthost.models.base import ModelSettings
 
+RESERVED_AGENT_KEY = "agent"
+"""Holds the session's active agent (see ``agenthost.agents``); never set by a client."""
+
 _NUMBER_LIMITS: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
@@ -26,6 +29,12 @@ def validate_config(config: object, *, allowed_models: Collection[str]) -> dict[
     clean: dict[str, Any] = {}
     for name, value in config.items():
         field = f"config.{name}"
+        if name == RESERVED_AGENT_KEY:
+            raise InvalidInput(
+                "config.agent is kept by the server (the session's active agent): name the "
+                "agent of a turn instead (POST /v1/agents/{agent}/chat)",
+                field=field,
+            )
         if value is None:
             clean[name] = None
         elif name == "model":

@@ -19,6 +19,7 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
+    ├── TurnTimeout             the turn ran past its deadline (model and tools together)
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
 """
@@ -109,7 +110,21 @@ class Forbidden(AgentHostError):
 
 
 class ModelError(AgentHostError):
+    """A provider call failed. ``retryable``: a timeout, a lost connection, 429 or 5xx,
+    which may succeed when tried again (``retry_after``: seconds the provider asked for)."""
+
     code = "model_error"
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class TurnTimeout(AgentHostError):
+    code = "turn_timeout"
 
 
 class StoreUnavailable(AgentHostError):
@@ -137,5 +152,6 @@ __all__ = [
     "TokenBudgetExhausted",
     "TooManyConcurrentTurns",
     "TooManyLiveSessions",
+    "TurnTimeout",
     "Unauthorized",
 ]

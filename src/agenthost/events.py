@@ -23,6 +23,10 @@ class RunResult:
     usage: Usage
     status: RunStatus = "completed"
     approvals: list[ToolCall] = field(default_factory=list)
+    agent: str | None = None
+    """The agent that ended the turn (after any hand-offs: the session's active agent)."""
+    model: str | None = None
+    """The model that produced the last reply (a fallback model if the first one failed)."""
 
     @property
     def text(self) -> str:
@@ -39,16 +43,25 @@ class RunResult:
         }
         if self.approvals:
             out["approvals"] = [c.to_dict() for c in self.approvals]
+        if self.agent is not None:
+            out["agent"] = self.agent
+        if self.model is not None:
+            out["model"] = self.model
         return out
 
 
 @dataclass(slots=True)
 class Delta:
+    """A piece of the reply, and (on a host with several agents) the agent speaking it."""
+
     type: ClassVar[str] = "delta"
     text: str
+    agent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "text": self.text}
+        if self.agent is None:
+            return {"type": self.type, "text": self.text}
+        return {"type": self.type, "text": self.text, "agent": self.agent}
 
 
 @dataclass(slots=True)
@@ -91,6 +104,19 @@ class ApprovalRequired:
 
 
 @dataclass(slots=True)
+class Handoff:
+    """The session was transferred to another agent; it speaks from here on."""
+
+    type: ClassVar[str] = "handoff"
+    source: str
+    target: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "from": self.source, "to": self.target, "run_id": self.run_id}
+
+
+@dataclass(slots=True)
 class Done:
     type: ClassVar[str] = "done"
     result: RunResult
@@ -116,4 +142,4 @@ class ErrorEvent:
         }
 
 
-Event = Delta | ToolCallEvent | ToolResultEvent | ApprovalRequired | Done | ErrorEvent
+Event = Delta | ToolCallEvent | ToolResultEvent | ApprovalRequired | Handoff | Done | ErrorEvent

@@ -1,15 +1,17 @@
-"""The Host: runs turns of one agent for any number of tenants, users and sessions."""
+"""The Host: runs turns of its agents for any number of tenants, users and sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from agenthost.agent import Agent
+from agenthost.agents import AgentSet, AgentsLike
 from agenthost.config import (
     check_storable,
     merge_config,
@@ -23,17 +25,17 @@ from agenthost.keys import DEFAULT_ID, SessionKey, validate_id
 from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, LocalCoordinator
 from agenthost.messages import Message
-from agenthost.models import Model, resolve_model
-from agenthost.quotas.core import Admission, admitted
-from agenthost.session import Sessions
+from agenthost.models import Model
+from agenthost.models.failover import RetryPolicy
+from agenthost.models.pool import ModelPool
+from agenthost.models.providers import Provider, Providers
+from agenthost.quotas import Admission, Quotas, admitted, settled
+from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
+from agenthost.usage import UsageMeter
 from agenthost.watch import Watcher, combine
-
-if TYPE_CHECKING:
-    from agenthost.quotas import Quotas
-    from agenthost.usage import UsageMeter
 
 Policy = Literal["queue", "reject"]
 
@@ -47,7 +49,6 @@ class AllSessions:
 
 ALL_SESSIONS = AllSessions()
 MAX_MESSAGE_CHARS = 200_000
-_LAST_EVENTS = (Done, ErrorEvent)
 
 
 def _check_message(text: object) -> str:
@@ -63,19 +64,23 @@ def _check_message(text: object) -> str:
 class Host:
     """Runs turns; owns the per-key locks, the live-session cache and the sweeper.
 
+    ``agent`` is one Agent, or several (a list, or a dict by name): the first, or
+    ``default_agent``, answers sessions that name none; see :mod:`agenthost.agents`
+    for which agent answers a session and :mod:`agenthost.handoffs` for transfers.
     ``policy`` decides what a second concurrent turn on one session does: wait its
     turn (``"queue"``) or fail at once with ``SessionBusy`` (``"reject"``).
-    ``models`` is the allow-list a session may choose from: names such as
-    ``"openai:gpt-4o-mini"`` (created on first use) or model objects.
-    ``quotas`` limits tenants and users (:mod:`agenthost.quotas`); ``usage`` meters
-    tokens and turns (:mod:`agenthost.usage`); ``tracing`` emits OpenTelemetry spans
-    (:mod:`agenthost.tracing`). Each is off when ``None``, and then costs nothing.
+    ``models`` is the allow-list a session may choose from besides the agents' own:
+    names such as ``"deepseek:deepseek-chat"`` on ``providers`` (created on first
+    use, one client per provider) or model objects; ``retry`` is how failing
+    providers are retried before the next fallback model. ``quotas``, ``usage``, ``tracing``:
+    :mod:`agenthost.quotas`, :mod:`agenthost.usage`, :mod:`agenthost.tracing` (off: ``None``).
     """
 
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentsLike | AgentSet,
         *,
+        default_agent: str | None = None,
         store: SessionStore | str | None = None,
         policy: Policy = "queue",
         max_live_sessions: int = 10_000,
@@ -85,6 +90,9 @@ class Host:
         models: Iterable[str | Model] = (),
         coordinator: Coordinator | None = None,
         observer: TurnObserver | None = None,
+        providers: Providers | Iterable[Provider] | None = None,
+        retry: RetryPolicy | None = None,
+        turn_timeout: float | None = None,
         quotas: Quotas | None = None,
         usage: UsageMeter | None = None,
         tracing: Watcher | None = None,
@@ -93,7 +101,12 @@ class Host:
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
-        self.agent = agent
+        if turn_timeout is not None and not turn_timeout > 0:
+            raise ValueError("turn_timeout must be a positive number of seconds")
+        self.turn_timeout = turn_timeout
+        agents = agent if isinstance(agent, AgentSet) else AgentSet(agent, default=default_agent)
+        self.agents = agents
+        self.agent = agents.default
         if store is None:
             from agenthost.stores.memory import MemoryStore
 
@@ -108,23 +121,21 @@ class Host:
         self._sleep = sleep
         self.runtime = Sessions(
             self.store,
-            window=agent.history_window,
+            window=agents.window,
             cache=self.cache,
             coordinator=self.coordinator,
             clock=clock,
         )
-        self.quotas = quotas
-        self.usage = usage
-        self._env = TurnEnv(agent, self.runtime, clock, observer, combine(usage, tracing))
-        default = resolve_model(agent.model)
-        self.default_model = default.name
-        self._models: dict[str, Model] = {default.name: default}
-        for extra in models:  # names resolve lazily; instances (custom adapters) register now
-            if not isinstance(extra, str):
-                self._models.setdefault(extra.name, extra)
-        names = (m if isinstance(m, str) else m.name for m in models)
-        self.allowed_models = frozenset({default.name, *names})
-        self._owned_models = {default.name} if isinstance(agent.model, str) else set()
+        self.models = ModelPool(
+            agents, default=agents.default, extra=models, providers=providers, retry=retry
+        )
+        self.default_model = self.models.default
+        self.allowed_models = self.models.allowed
+        self.quotas, self.usage = quotas, usage
+        watcher = combine(usage, tracing)  # usage metering and spans follow each turn
+        self._env = TurnEnv(
+            self.agent, self.runtime, clock, observer, agents, self.models.for_agent, watcher
+        )
         self._started = False
         self._starting = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
@@ -141,10 +152,9 @@ class Host:
             if self._started:
                 return
             await self.store.open()
-            if self.quotas is not None:
-                await self.quotas.open()
-            if self.usage is not None:
-                await self.usage.open()
+            for part in (self.quotas, self.usage):
+                if part is not None:
+                    await part.open()
             self._started = True
             if self.cleanup_interval:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
@@ -155,15 +165,11 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        for name in self._owned_models:  # only models this host created from a name
-            aclose = getattr(self._models[name], "aclose", None)
-            if aclose is not None:
-                await aclose()
+        await self.models.aclose()  # the provider clients this host created
         if self._started:
-            if self.usage is not None:
-                await self.usage.close()  # flushes what is still buffered
-            if self.quotas is not None:
-                await self.quotas.close()
+            for part in (self.usage, self.quotas):  # usage first: it flushes what it holds
+                if part is not None:
+                    await part.close()
             await self.coordinator.close()
             await self.store.close()
             self._started = False
@@ -188,6 +194,8 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         admission: Admission | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
@@ -200,6 +208,8 @@ class Host:
             run_id=run_id,
             request_id=request_id,
             message_meta=message_meta,
+            agent=agent,
+            time_limit=time_limit,
             admission=admission,
         )
         return await self._collect(events)
@@ -215,17 +225,22 @@ class Host:
         run_id: str | None = None,
         request_id: str | None = None,
         message_meta: dict[str, Any] | None = None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
+        ``agent`` names the agent the turn is addressed to (None: the session's active
+        agent); see :meth:`AgentSet.choose` for a session that is with another agent.
+
         ``run_id`` names the run up front (protocol adapters hand it out before the
         turn starts); it must be fresh, e.g. from ``agenthost.turn.new_run_id()``.
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
-        on the stored user message, e.g. a protocol's own message id.
-        Quotas are checked when the turn starts (a refusal raises
-        :class:`~agenthost.errors.QuotaExceeded` from the first ``anext``), unless
-        ``admission`` (from :meth:`admit`) was taken before.
+        on the stored user message, e.g. a protocol's own message id. ``time_limit``
+        (seconds) bounds this turn, within the agent's or Host's ``turn_timeout``: past
+        it the turn stops, is stored as failed and ends with ``TurnTimeout``. Quotas are
+        checked as the turn starts, unless ``admission`` (``Quotas.admit``) was taken before.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -240,23 +255,25 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        return self._stream(key, text, clean, run_id, request_id, message_meta, admission)
+        if agent is not None:
+            self.agents.named(agent)
+        if time_limit is not None and (
+            isinstance(time_limit, bool)
+            or not isinstance(time_limit, int | float)
+            or not time_limit > 0
+        ):
+            raise InvalidInput("time_limit must be a positive number of seconds", field="timeout")
+        return self._stream(
+            key, text, clean, run_id, request_id, message_meta, agent, time_limit, admission
+        )
 
-    async def admit(
-        self,
-        *,
-        user_id: str = DEFAULT_ID,
-        session_id: str = DEFAULT_ID,
-        tenant_id: str = DEFAULT_ID,
-    ) -> Admission | None:
-        """Count a turn against the quotas now (``QuotaExceeded`` if one is reached), for
-        ``stream(..., admission=...)`` later: a face answering before its turn runs
-        (A2A ``returnImmediately``) refuses the request, not the background turn."""
-        key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
-        if self.quotas is None:
-            return None
-        await self.start()
-        return await self.quotas.admit(key)
+    def _turn_seconds(self, agent: Agent, limit: float | None = None) -> float | None:
+        """A turn's deadline: the caller's ``limit``, capped by the agent's or Host's
+        ``turn_timeout``."""
+        cap = agent.turn_timeout or self.turn_timeout
+        if limit is None:
+            return cap
+        return float(limit) if cap is None else min(float(limit), cap)
 
     async def _stream(
         self,
@@ -266,6 +283,8 @@ class Host:
         run_id: str | None,
         request_id: str | None,
         meta: dict[str, Any] | None,
+        agent: str | None = None,
+        time_limit: float | None = None,
         admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
@@ -292,22 +311,20 @@ class Host:
                     run = RunRecord(
                         run_id or new_run_id(), key, "running", self.clock(), request_id=request_id
                     )
-                    turn = Turn(self._env, live, self._model(merged), model_settings(merged), run)
                     try:
-                        await turn.begin(text, config=None if config is None else merged, meta=meta)
+                        turn, recorded = Turn.addressed(self._env, live, merged, agent, run)
+                        turn.limit(self._turn_seconds(turn.agent, time_limit))
+                        new_config = recorded or (None if config is None else merged)
+                        await turn.begin(text, config=new_config, meta=meta)
                         break
-                    except Conflict:
+                    except Conflict:  # also: the copy says another agent has the session
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
-                if ticket is not None:
-                    ticket.follow(turn)
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
-                async with contextlib.aclosing(turn.run_steps()) as events:
+                async with contextlib.aclosing(settled(ticket, turn, turn.run_steps())) as events:
                     async for event in events:
-                        if ticket is not None and type(event) in _LAST_EVENTS:
-                            await ticket.finish()  # before the caller can start another
                         yield event
             finally:
                 sessions.release(live)
@@ -325,10 +342,16 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> RunResult:
         """:meth:`stream_stateless`, collected."""
         events = self.stream_stateless(
-            messages, user_id=user_id, session_id=session_id, tenant_id=tenant_id, config=config
+            messages,
+            user_id=user_id,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            config=config,
+            agent=agent,
         )
         return await self._collect(events)
 
@@ -340,21 +363,24 @@ class Host:
         session_id: str = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn on exactly ``messages`` (the last is the user's input); store nothing.
 
-        The agent's model, instructions and tools as usual, on a throwaway session:
-        no session lock, no live-session cache, nothing written to the store.
+        The agent's (``agent``, else the default's) model, instructions and tools as
+        usual, on a throwaway session: no session lock, no live-session cache, nothing
+        written to the store; a hand-off moves the rest of this one turn to its target.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         if not messages or messages[-1].role != "user":
             raise InvalidInput("the last message must be the user's", field="messages")
         _check_message(messages[-1].content)
         clean = validate_config(config or {}, allowed_models=self.allowed_models)
-        return self._stream_stateless(key, list(messages), clean)
+        chosen = self.agent if agent is None else self.agents.named(agent)
+        return self._stream_stateless(key, list(messages), clean, chosen.name)
 
     async def _stream_stateless(
-        self, key: SessionKey, messages: list[Message], config: dict[str, Any]
+        self, key: SessionKey, messages: list[Message], config: dict[str, Any], agent: str
     ) -> AsyncIterator[Event]:
         from agenthost.stores.memory import MemoryStore
 
@@ -368,17 +394,17 @@ class Host:
             coordinator=LocalCoordinator(),
             clock=self.clock,
         )
-        env = TurnEnv(self.agent, scratch, self.clock, self._env.observer, self._env.watcher)
-        turn = Turn(env, live, self._model(config), model_settings(config))
-        async with admitted(self.quotas, key, None, session=False) as ticket:
-            await turn.begin(messages[-1].content)
-            if ticket is not None:
-                ticket.follow(turn)
-            async with contextlib.aclosing(turn.run_steps()) as events:
-                async for event in events:
-                    if ticket is not None and type(event) in _LAST_EVENTS:
-                        await ticket.finish()
-                    yield event
+        chosen = self.agents.named(agent)
+        model = self.models.for_agent(chosen, config)
+        env = dataclasses.replace(self._env, sessions=scratch)
+        turn = Turn(env, live, model, model_settings(config), agent=chosen)
+        await turn.begin(messages[-1].content)
+        async with (
+            admitted(self.quotas, key, None, session=False) as ticket,
+            contextlib.aclosing(settled(ticket, turn, turn.run_steps())) as events,
+        ):
+            async for event in events:
+                yield event
 
     async def approve(
         self,
@@ -432,13 +458,13 @@ class Host:
                 if run is None:
                     run = RunRecord(item.run_id, key, "awaiting_approval", self.clock())
                 config = live.config
-                turn = Turn(self._env, live, self._model(config), model_settings(config), run)
-                if ticket is not None:
-                    ticket.follow(turn)
-                async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
+                agent = self.agents.active(config)
+                model = self.models.for_agent(agent, config)
+                turn = Turn(self._env, live, model, model_settings(config), run, agent)
+                turn.limit(self._turn_seconds(agent))
+                resumed = settled(ticket, turn, turn.resume({call_id: approved}))
+                async with contextlib.aclosing(resumed) as events:
                     async for event in events:
-                        if ticket is not None and type(event) in _LAST_EVENTS:
-                            await ticket.finish()
                         yield event
             finally:
                 sessions.release(live)
@@ -456,16 +482,6 @@ class Host:
             raise error.error
         assert result is not None, "a turn ends with done or error"
         return result
-
-    def _model(self, config: dict[str, Any]) -> Model:
-        name = config.get("model") if config else None
-        if name is None:
-            return self._models[self.default_model]
-        model = self._models.get(name)
-        if model is None:
-            model = self._models[name] = resolve_model(name)
-            self._owned_models.add(name)
-        return model
 
     # -- sessions ----------------------------------------------------------------
 
@@ -549,6 +565,7 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
     ) -> SessionRecord:
         """Create a session (or update its state/config if it exists) and return it."""
         return await self.update_session(
@@ -557,6 +574,7 @@ class Host:
             tenant_id=tenant_id,
             state=state or {},
             config=config or {},
+            agent=agent,
             create=True,
         )
 
@@ -568,9 +586,13 @@ class Host:
         tenant_id: str = DEFAULT_ID,
         state: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
+        agent: str | None = None,
         create: bool = False,
     ) -> SessionRecord:
-        """Merge-patch the session's state and/or config (``None`` values delete keys)."""
+        """Merge-patch the session's state and/or config (``None`` values delete keys).
+
+        ``agent`` moves the session to that agent (its active agent from now on).
+        """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         if state is not None:
             if not isinstance(state, dict):
@@ -579,7 +601,7 @@ class Host:
         clean = (
             None if config is None else validate_config(config, allowed_models=self.allowed_models)
         )
-        new = await self._patch(key, state, clean, create=create)
+        new = await self._patch(key, state, clean, create=create, agent=agent)
         return new
 
     async def _patch(
@@ -589,42 +611,20 @@ class Host:
         config: dict[str, Any] | None,
         *,
         create: bool,
+        agent: str | None = None,
     ) -> SessionRecord:
         """Merge-patch state/config onto what the store holds (re-applied if it moved)."""
+        moved = None if agent is None else self.agents.named(agent).name
+
+        def change(live: LiveSession) -> Change:
+            new_state = None if state is None else merge_patch(live.state, state)
+            new_config = None if config is None else merge_config(live.config, config)
+            if moved is not None:
+                new_config = self.agents.moved(new_config or live.config, moved)
+            return new_state, new_config
+
         await self.start()
-        sessions = self.runtime
-        async with sessions.locked(key, wait=True):
-            live = await sessions.live(key, create=create)
-            if live is not None and sessions.shared:
-                live = await sessions.reload(live, create=create)
-            try:
-                for attempt in range(1, 6):
-                    if live is None:
-                        raise NotFound(f"session {key.session_id!r} not found")
-                    new_state = None if state is None else merge_patch(live.state, state)
-                    new_config = None if config is None else merge_config(live.config, config)
-                    try:
-                        await sessions.commit(live, state=new_state, config=new_config)
-                        break
-                    except Conflict:
-                        if attempt == 5:
-                            raise
-                        live = await sessions.reload(live, create=create)
-                assert live is not None
-                return SessionRecord(
-                    key,
-                    live.created_at,
-                    self.clock(),
-                    live.last_seq,
-                    live.message_count,
-                    live.state,
-                    live.config,
-                    live.pending,
-                    live.revision,
-                )
-            finally:
-                if live is not None:
-                    sessions.release(live)
+        return await self.runtime.update(key, change, create=create)
 
     async def get_state(
         self,
@@ -686,8 +686,9 @@ class Host:
         return {"tenant_id": tenant_id, "user_id": user_id, "sessions": sessions, "memory": memory}
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
-        """A run record by id; with ``tenant_id``, only if it belongs to that tenant."""
-        validate_id(run_id, "run_id")
+        """A run record by id (None if unknown, or not of ``tenant_id`` when given)."""
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
+            return None  # no run has such an id
         await self.start()
         run = await self.store.get_run(run_id)
         if run is None or (tenant_id is not None and run.key.tenant_id != tenant_id):
@@ -770,6 +771,7 @@ class Host:
             "locks_held": len(self.runtime.locks),
             "write_conflicts": self.runtime.conflicts,
             "policy": self.policy,
+            "agents": self.agents.live_counts(self.cache),
         }
 
     def live_sessions(self) -> list[dict[str, Any]]:
@@ -781,6 +783,7 @@ class Host:
                 "created_at": s.created_at,
                 "last_used": s.last_used,
                 "busy": s.busy,
+                "agent": self.agents.active(s.config).name,
                 "messages_in_window": len(s.window),
             }
             for s in self.cache

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agenthost.errors import Conflict, SessionErased
+from agenthost.errors import Conflict, NotFound, SessionErased
 from agenthost.keys import SessionKey
 from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, KeyedLocks
@@ -39,6 +39,7 @@ from agenthost.messages import Message, closing_messages, open_calls_in
 from agenthost.stores.base import (
     PendingApproval,
     RunRecord,
+    SessionRecord,
     SessionStore,
     Snapshot,
     WriteBatch,
@@ -46,6 +47,10 @@ from agenthost.stores.base import (
 )
 
 RECOVERED = "the process running it stopped"
+UPDATE_ATTEMPTS = 5
+
+Change = tuple[dict[str, Any] | None, dict[str, Any] | None]
+"""A session's new state and config (``None``: unchanged), computed from its live copy."""
 
 
 class Sessions:
@@ -237,6 +242,43 @@ class Sessions:
             return await self.store.revision(key) == 0
         except Exception:
             return False  # cannot tell: report the plain conflict
+
+    async def update(
+        self, key: SessionKey, change: Callable[[LiveSession], Change], *, create: bool
+    ) -> SessionRecord:
+        """Write ``change(live)`` under the key's lock, recomputed on what the store holds
+        whenever it moved under us (a stale copy, another process's write)."""
+        async with self.locked(key, wait=True):
+            live = await self.live(key, create=create)
+            if live is not None and self.shared:
+                live = await self.reload(live, create=create)
+            try:
+                for attempt in range(1, UPDATE_ATTEMPTS + 1):
+                    if live is None:
+                        raise NotFound(f"session {key.session_id!r} not found")
+                    state, config = change(live)
+                    try:
+                        await self.commit(live, state=state, config=config)
+                        break
+                    except Conflict:
+                        if attempt == UPDATE_ATTEMPTS:
+                            raise
+                        live = await self.reload(live, create=create)
+                assert live is not None
+                return SessionRecord(
+                    key,
+                    live.created_at,
+                    self.clock(),
+                    live.last_seq,
+                    live.message_count,
+                    live.state,
+                    live.config,
+                    live.pending,
+                    live.revision,
+                )
+            finally:
+                if live is not None:
+                    self.release(live)
 
     # -- erasure ----------------------------------------------------------------------
 

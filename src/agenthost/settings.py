@@ -14,6 +14,25 @@ strings or a table::
     "sk-alice" = "acme:alice"      # tenant:user
     "sk-support" = "acme:*"        # a service key for tenant acme
     "sk-ops" = "acme:!admin"       # an admin key
+
+Several agents (see :mod:`agenthost.agents`) and named providers (see
+:mod:`agenthost.models.providers`)::
+
+    default_agent = "triage"
+
+    [agents.triage]
+    model = "deepseek:deepseek-chat"
+    instructions = "Find out what the user needs and hand them to the right agent."
+    handoffs = ["billing"]
+
+    [agents.billing]
+    model = "openai:gpt-4o-mini"
+    fallback_models = ["deepseek:deepseek-chat"]
+    tools = ["myapp.tools:refund"]
+
+    [providers.deepseek]
+    base_url = "https://api.deepseek.com"
+    api_key_env = "DEEPSEEK_API_KEY"
 """
 
 from __future__ import annotations
@@ -21,13 +40,14 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -89,6 +109,27 @@ def _split(value: object) -> object:
     return value
 
 
+_ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _origin(value: str) -> str:
+    """A CORS origin as browsers send it (``https://app.example.com[:port]``), or ``*``."""
+    origin = value.strip().rstrip("/").lower()
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ValueError(
+            f"cors_origins: {value!r} is not an origin; write scheme://host[:port], e.g. "
+            "https://app.example.com (no path)"
+        )
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        raise ValueError(f"cors_origins: {value!r} has a bad port") from None
+    return origin
+
+
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url:
         return url
@@ -97,6 +138,32 @@ def _mask_url(url: str | None) -> str | None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class AgentTable(BaseModel):
+    """One ``[agents.<name>]`` table: an agent defined without Python (tools are import paths)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(None, description="provider:model (default: the model setting)")
+    instructions: str | None = None
+    description: str = ""
+    tools: list[str] = Field(default_factory=list, description="'module:function' of each tool")
+    handoffs: list[str] = Field(default_factory=list, description="agents it may hand off to")
+    fallback_models: list[str] = Field(default_factory=list)
+    history_window: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+
+
+class ProviderTable(BaseModel):
+    """One ``[providers.<name>]`` table: an endpoint and the variable holding its key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(60.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -117,6 +184,20 @@ class Settings(BaseSettings):
     agent: str | None = Field(
         None, description="import path 'module:attribute' of an Agent (or a function making one)"
     )
+    agents: str | dict[str, AgentTable] | None = Field(
+        None,
+        description="several agents: 'module:attribute' (a list, dict or factory of Agents) "
+        "or [agents.<name>] tables",
+    )
+    default_agent: str | None = Field(None, description="the agent of routes that name none")
+    providers: dict[str, ProviderTable] = Field(default_factory=dict)
+    fallback_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models tried when the default agent's model fails"
+    )
+    model_retries: int = Field(2, ge=0, le=10, description="retries of a failing model call")
+    model_retry_budget: float = Field(
+        30.0, gt=0, description="seconds one model may take, retries included, before failover"
+    )
     agent_name: str = "agent"
     instructions: str = "You are a helpful assistant."
     history_window: int = Field(20, ge=1)
@@ -132,10 +213,23 @@ class Settings(BaseSettings):
     session_ttl: float | None = Field(3600.0, gt=0)
     cleanup_interval: float | None = Field(300.0, gt=0)
     session_retention: float | None = Field(None, gt=0)
+    turn_timeout: float | None = Field(
+        300.0, gt=0, description="seconds a turn may take, model and tools together"
+    )
     coordination: str | None = Field(None, description="redis:// URL for cross-process locks")
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- behind a front end: browsers on other origins, a reverse proxy, a path prefix --
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins whose browser pages may call the API"
+    )
+    cors_allow_credentials: bool = False
+    cors_max_age: int = Field(600, ge=0, le=86_400)
+    root_path: str = Field("", description="path prefix the proxy serves the app under")
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="proxies trusted for X-Forwarded-For/-Proto"
+    )
     # -- guardrails: quotas ([quotas] table), usage metering, OpenTelemetry traces --------
     quotas: QuotaSettings = QuotaSettings()
     usage: bool = Field(True, description="meter usage per tenant, user, agent, model, day")
@@ -143,7 +237,57 @@ class Settings(BaseSettings):
     otel: bool = Field(False, description="OpenTelemetry spans (pip install 'agenthost[otel]')")
     otel_content: bool = Field(False, description="put message and tool text on spans")
 
-    @field_validator("models", mode="before")
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list | tuple):
+            return items
+        origins = [_origin(str(item)) for item in items]
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("cors_origins: '*' allows every origin; give it alone or not at all")
+        return origins
+
+    @field_validator("root_path", mode="before")
+    @classmethod
+    def _root_path(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        path = value.strip().rstrip("/")
+        if path and (not path.startswith("/") or not _ROOT_PATH.fullmatch(path)):
+            raise ValueError(
+                f"root_path {value!r} must be a URL path like '/agents': a leading '/', then "
+                "letters, digits and -._~/ only"
+            )
+        return path
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list | tuple):
+            return items
+        for item in items:
+            if item != "*":
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"forwarded_allow_ips: {item!r} is not an IP address, a network "
+                        "(10.0.0.0/8) or '*'"
+                    ) from None
+        return [str(item) for item in items]
+
+    @model_validator(mode="after")
+    def _cors_credentials(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_allow_credentials needs an exact list of cors_origins, not '*': "
+                "a credentialed request from any web page would be let through"
+            )
+        return self
+
+    @field_validator("models", "fallback_models", mode="before")
     @classmethod
     def _models(cls, value: object) -> object:
         return _split(value)
@@ -236,11 +380,22 @@ class Settings(BaseSettings):
                 "could read every user's sessions. Bind 127.0.0.1, choose --auth api-keys or "
                 "--auth jwt, or pass --insecure-bind if you really mean it."
             )
+        if self.auth == "none" and "*" in self.cors_origins:
+            raise ConfigError(
+                "refusing --cors-origins '*' with --auth none: every web page a user of this "
+                "machine opens could read and change every session. List the origins of your "
+                "web app instead (--cors-origins https://app.example.com)."
+            )
         if self.auth == "api-keys" and not self.api_keys:
             raise ConfigError("--auth api-keys needs keys: set AGENTHOST_API_KEYS=key:tenant:user")
         if self.auth == "jwt" and not (self.jwt_secret or self.jwt_public_key):
             raise ConfigError(
                 "--auth jwt needs AGENTHOST_JWT_SECRET (HS256) or AGENTHOST_JWT_PUBLIC_KEY (RS256)"
+            )
+        if self.agent and self.agents:
+            raise ConfigError(
+                "both --agent and --agents are set: serve one Agent with --agent, or several "
+                "with --agents (or [agents.<name>] tables)"
             )
         if self.quotas.configured:  # counters every worker shares, or a clear refusal
             from agenthost.quotas import choose_backend

@@ -102,7 +102,7 @@ class _TurnSpans:
         self.tracing = tracing
         self.turn = turn
         key = turn.run.key
-        agent = turn.env.agent.name
+        agent = turn.agent.name
         attributes = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": agent,
@@ -129,6 +129,7 @@ class _TurnSpans:
         model = self.turn.model.name
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
+            "gen_ai.agent.name": self.turn.agent.name,
             "gen_ai.request.model": model,
             "gen_ai.provider.name": _provider_of(model),
             "gen_ai.conversation.id": self.turn.run.key.session_id,
@@ -155,7 +156,7 @@ class _TurnSpans:
         usage = self.turn.usage
         span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens - self.call[0])
         span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens - self.call[1])
-        span.set_attribute("gen_ai.response.model", self.turn.model.name)
+        span.set_attribute("gen_ai.response.model", self.turn.answered or self.turn.model.name)
         span.set_attribute("gen_ai.response.finish_reasons", ["tool_calls" if calls else "stop"])
         if self.tracing.capture_content:
             output = [

@@ -20,14 +20,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from agenthost import handoffs
 from agenthost.agent import Agent
-from agenthost.errors import AgentHostError, ModelError
+from agenthost.agents import AGENT_KEY, AgentSet, entry_name, with_agent
+from agenthost.config import model_settings
+from agenthost.errors import AgentHostError, ModelError, TurnTimeout
 from agenthost.events import (
     ApprovalRequired,
     Delta,
     Done,
     ErrorEvent,
     Event,
+    Handoff,
     RunResult,
     RunStatus,
     ToolCallEvent,
@@ -35,7 +39,14 @@ from agenthost.events import (
 )
 from agenthost.live import LiveSession
 from agenthost.messages import Message, ToolCall, closing_messages
-from agenthost.models.base import Model, ModelRequest, ModelSettings, TextChunk
+from agenthost.models.base import (
+    Model,
+    ModelChunk,
+    ModelRequest,
+    ModelSettings,
+    Served,
+    TextChunk,
+)
 from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
 from agenthost.tools import ToolContext
@@ -47,17 +58,24 @@ if TYPE_CHECKING:
 class TurnObserver(Protocol):
     """Hooks for metrics and logs; called synchronously, so keep them cheap."""
 
-    def model_called(self, model: str, seconds: float) -> None: ...
+    def model_called(self, model: str, seconds: float, agent: str) -> None: ...
 
-    def turn_finished(self, run: RunRecord, seconds: float) -> None: ...
+    def turn_finished(self, run: RunRecord, seconds: float, agent: str) -> None: ...
+
+    def handed_off(self, source: str, target: str) -> None: ...
 
 
 @dataclass(slots=True)
 class TurnEnv:
+    """What every turn of a Host shares. ``agent`` is the default agent; with ``agents``
+    and ``models`` (agent, session config -> model) a turn can hand off to another."""
+
     agent: Agent
     sessions: Sessions
     clock: Callable[[], float]
     observer: TurnObserver | None = None
+    agents: AgentSet | None = None
+    models: Callable[[Agent, dict[str, Any]], Model] | None = None
     watcher: Watcher | None = None  # usage metering, tracing (agenthost.watch)
 
 
@@ -73,9 +91,12 @@ def new_run_id() -> str:
     return "run_" + os.urandom(12).hex()
 
 
-def model_window(window: Any) -> list[Message]:
-    """The window as the model sees it: never starting inside a tool exchange."""
+def model_window(window: Any, limit: int | None = None) -> list[Message]:
+    """The window (its last ``limit`` messages) as the model sees it: never starting inside
+    a tool exchange."""
     messages = list(window)
+    if limit is not None and len(messages) > limit:
+        messages = messages[-limit:]
     start = 0
     while start < len(messages) and messages[start].role == "tool":
         start += 1
@@ -86,13 +107,19 @@ class Turn:
     """One run on one live session; the caller holds the session's lock."""
 
     __slots__ = (
+        "agent",
+        "answered",
+        "deadline",
         "env",
+        "handoffs",
         "live",
         "model",
         "open_calls",
         "run",
         "settings",
         "started",
+        "switch",
+        "timeout",
         "usage",
         "watch",
     )
@@ -104,16 +131,54 @@ class Turn:
         model: Model,
         settings: ModelSettings,
         run: RunRecord | None = None,
+        agent: Agent | None = None,
     ) -> None:
         self.env = env
         self.live = live
+        self.agent = agent or env.agent  # the agent speaking now; a hand-off replaces it
         self.model = model
+        self.answered: str | None = None  # the model that produced the last reply
+        self.handoffs = 0
+        self.switch: str | None = None  # a transfer decided in this step
         self.settings = settings
         self.started = time.perf_counter()
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
         self.watch: TurnWatch | None = None
+        self.timeout: float | None = None
+        self.deadline: float | None = None  # event-loop time the turn must end by
+
+    def limit(self, seconds: float | None) -> None:
+        """Bound the rest of the turn (model and tool calls) to ``seconds`` from now."""
+        if seconds is not None:
+            self.timeout = seconds
+            self.deadline = asyncio.get_running_loop().time() + seconds
+
+    def expired(self) -> TurnTimeout:
+        return TurnTimeout(
+            f"the turn took longer than its deadline of {self.timeout:g}s and was stopped"
+        )
+
+    @classmethod
+    def addressed(
+        cls,
+        env: TurnEnv,
+        live: LiveSession,
+        config: dict[str, Any],
+        agent: str | None,
+        run: RunRecord,
+    ) -> tuple[Turn, dict[str, Any] | None]:
+        """The turn of the agent that answers ``live`` under session ``config`` (see
+        :meth:`AgentSet.choose`), and the config to store with its first write when the
+        session's agent is recorded now (else None)."""
+        assert env.agents is not None and env.models is not None
+        choice = env.agents.choose(config, agent)
+        if choice.record is not None:
+            config = {**config, AGENT_KEY: choice.record}
+        model = env.models(choice.agent, config)
+        turn = cls(env, live, model, model_settings(config), run, choice.agent)
+        return turn, config if choice.record is not None else None
 
     async def commit(
         self,
@@ -138,6 +203,7 @@ class Turn:
 
         Nothing is stored if this raises: the turn never began, there is nothing to close.
         """
+        meta = {**meta, "agent": self.agent.name} if meta else {"agent": self.agent.name}
         await self.commit([Message("user", text, run_id=self.run.run_id, meta=meta)], config=config)
 
     def run_steps(self) -> AsyncGenerator[Event, None]:
@@ -217,7 +283,7 @@ class Turn:
     def finished(self) -> None:
         observer = self.env.observer
         if observer is not None:
-            observer.turn_finished(self.run, time.perf_counter() - self.started)
+            observer.turn_finished(self.run, time.perf_counter() - self.started, self.agent.name)
 
     def result(self, reply: str, pending: list[PendingApproval] | None = None) -> RunResult:
         key = self.live.key
@@ -231,16 +297,23 @@ class Turn:
             self.usage,
             self.run.status,
             approvals,
+            self.agent.name,
+            self.answered,
         )
 
     async def steps(self) -> AsyncIterator[Event]:
         env = self.env
-        agent = env.agent
-        schemas = [t.schema() for t in agent.tools]
         observer = env.observer
-        for _ in range(agent.max_steps):
+        step = 0
+        while step < self.agent.max_steps:
+            step += 1
+            agent = self.agent
+            speaker = agent.name if env.agents is not None and len(env.agents) > 1 else None
             request = ModelRequest(
-                agent.instructions, model_window(self.live.window), schemas, self.settings
+                agent.instructions,
+                model_window(self.live.window, agent.history_window),
+                env.agents.schemas(agent) if env.agents else [t.schema() for t in agent.tools],
+                self.settings,
             )
             parts: list[str] = []
             calls: list[ToolCall] = []
@@ -248,21 +321,28 @@ class Turn:
             if watch is not None:
                 watch.model_started(request)
             began = time.perf_counter()
-            async for chunk in self.model.stream(request):
+            self.answered = self.model.name
+            chunks = self.model.stream(request)
+            if self.deadline is not None:
+                chunks = self.bounded(chunks)
+            async for chunk in chunks:
                 kind = type(chunk)
                 if kind is TextChunk:
                     parts.append(chunk.text)  # type: ignore[union-attr]
-                    yield Delta(chunk.text)  # type: ignore[union-attr]
+                    yield Delta(chunk.text, speaker)  # type: ignore[union-attr]
                 elif kind is ToolCall:
                     calls.append(chunk)  # type: ignore[arg-type]
+                elif kind is Served:
+                    self.answered = chunk.model  # type: ignore[union-attr]
                 else:
                     self.usage.add(chunk)  # type: ignore[arg-type]
             if observer is not None:
-                observer.model_called(self.model.name, time.perf_counter() - began)
+                observer.model_called(self.answered, time.perf_counter() - began, agent.name)
             text = "".join(parts)
             if watch is not None:
                 watch.model_finished(text, calls)
-            assistant = Message("assistant", text, tuple(calls), run_id=self.run.run_id)
+            meta = {"agent": agent.name, "model": self.answered}
+            assistant = Message("assistant", text, tuple(calls), run_id=self.run.run_id, meta=meta)
             if not calls:
                 self.run.status = "completed"
                 self.run.finished_at = env.clock()
@@ -276,21 +356,34 @@ class Turn:
                 yield event
             if self.run.status == "awaiting_approval":
                 return
+            if self.agent is not agent:
+                step = 0  # the new agent gets its own max_steps; MAX_HANDOFFS bounds the rest
         self.run.status = "completed"
         self.run.finished_at = env.clock()
-        note = f"I stopped after {agent.max_steps} steps without reaching an answer."
-        await self.commit(
-            [Message("assistant", note, run_id=self.run.run_id, meta={"status": "step_limit"})]
-        )
+        note = f"I stopped after {self.agent.max_steps} steps without reaching an answer."
+        meta = {"status": "step_limit", "agent": self.agent.name}
+        await self.commit([Message("assistant", note, run_id=self.run.run_id, meta=meta)])
         self.finished()
         yield Done(self.result(note))
 
     async def run_tools(self, calls: list[ToolCall]) -> AsyncIterator[Event]:
-        agent = self.env.agent
+        agent = self.agent
         messages: list[Message] = []
         waiting: list[ToolCall] = []
         state = self.live.state
+        self.switch = None
+        approvals = any((t := agent.tool(c.name)) and t.requires_approval for c in calls)
         for call in calls:
+            target = handoffs.target_of(call, agent) if agent.handoffs else None
+            if target is not None:
+                yield ToolCallEvent(call)
+                content, is_error = self.transfer(target, waiting=approvals)
+                yield ToolResultEvent(call.id, call.name, content, is_error)
+                message = self.tool_message(call, content, is_error)
+                if not is_error and message.meta is not None:
+                    message.meta["handoff"] = {"from": agent.name, "to": target}
+                messages.append(message)
+                continue
             spec = agent.tool(call.name)
             if spec is not None and spec.requires_approval:
                 waiting.append(call)
@@ -300,34 +393,97 @@ class Turn:
             yield ToolResultEvent(call.id, call.name, content, is_error)
             messages.append(self.tool_message(call, content, is_error))
         new_state = state if state is not self.live.state else None
+        config = self.transferred_config()
         if not waiting:
-            await self.commit(messages, state=new_state)
+            await self.commit(messages, state=new_state, config=config)
             self.open_calls = {}
+            async for event in self.hand_over():
+                yield event
             return
         pending = [PendingApproval.of(c, self.run.run_id) for c in waiting]
         self.run.status = "awaiting_approval"
-        await self.commit(messages, state=new_state, pending=pending)
+        await self.commit(messages, state=new_state, config=config, pending=pending)
         self.open_calls = {}
+        async for event in self.hand_over():
+            yield event
         for call in waiting:
             yield ApprovalRequired(call, self.run.run_id)
         self.finished()
         yield Done(self.result("", pending))
 
+    async def bounded(self, chunks: AsyncIterator[ModelChunk]) -> AsyncIterator[ModelChunk]:
+        """The model's chunks, each awaited within the turn's deadline."""
+        assert self.deadline is not None
+        iterator = aiter(chunks)
+        try:
+            while True:
+                timer = asyncio.timeout_at(self.deadline)
+                try:
+                    async with timer:
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if timer.expired():
+                        raise self.expired() from None
+                    raise
+                yield chunk
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+    # -- hand-offs (see agenthost.handoffs) --------------------------------------------
+
+    def transfer(self, target: str, *, waiting: bool) -> tuple[str, bool]:
+        """Decide a transfer call: the tool result, and whether it is an error."""
+        refused = handoffs.refusal(count=self.handoffs, already=self.switch, waiting=waiting)
+        if refused is not None:
+            return refused, True
+        self.switch = target
+        return handoffs.note(self.agent.name, target), False
+
+    def transferred_config(self) -> dict[str, Any] | None:
+        """The session config naming the new active agent, stored with the transfer."""
+        if self.switch is None:
+            return None
+        config = self.live.config
+        return with_agent(config, self.switch, entry_name(config) or self.agent.name)
+
+    async def hand_over(self) -> AsyncIterator[Event]:
+        """After the transfer is stored: the new agent (and its model) speaks from now on."""
+        target = self.switch
+        if target is None:
+            return
+        self.switch = None
+        env = self.env
+        assert env.agents is not None and env.models is not None
+        source = self.agent.name
+        self.agent = env.agents.named(target)
+        self.model = env.models(self.agent, self.live.config)
+        self.handoffs += 1
+        if env.observer is not None:
+            env.observer.handed_off(source, target)
+        yield Handoff(source, target, self.run.run_id)
+
     def tool_message(self, call: ToolCall, content: str, is_error: bool) -> Message:
+        meta: dict[str, Any] = {"agent": self.agent.name}
+        if is_error:
+            meta["error"] = True
         return Message(
             "tool",
             content,
             tool_call_id=call.id,
             name=call.name,
             run_id=self.run.run_id,
-            meta={"error": True} if is_error else None,
+            meta=meta,
         )
 
     async def call_tool(
         self, call: ToolCall, state: dict[str, Any]
     ) -> tuple[str, bool, dict[str, Any]]:
         """Run one tool; errors become text for the model. Returns (content, is_error, state)."""
-        spec = self.env.agent.tool(call.name)
+        spec = self.agent.tool(call.name)
         if spec is None:
             return f"error: unknown tool {call.name!r}", True, state
         key = self.live.key
@@ -342,7 +498,19 @@ class Turn:
         if watch is not None:
             watch.tool_started(call)
         try:
-            content = await spec.call(call.arguments, context)
+            if self.deadline is None:
+                content = await spec.call(call.arguments, context)
+            else:
+                timer = asyncio.timeout_at(self.deadline)
+                try:
+                    async with timer:
+                        content = await spec.call(call.arguments, context)
+                except TimeoutError:
+                    if timer.expired():
+                        raise self.expired() from None
+                    raise
+        except TurnTimeout:
+            raise
         except Exception as exc:
             content = f"error: {type(exc).__name__}: {exc}"
             if watch is not None:

@@ -1,4 +1,4 @@
-"""Helpers for the server tests: in-process apps and SSE frames.
+"""Helpers for the server tests: in-process apps, SSE frames, a real server's JSON log lines.
 
 Real ``agenthost serve`` processes and their keys are in :mod:`support.serve`.
 """
@@ -6,6 +6,7 @@ Real ``agenthost serve`` processes and their keys are in :mod:`support.serve`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from agenthost import Host
 from agenthost.server import create_app
 from agenthost.settings import Settings
+from support.serve import Server
 
 
 def make_app(settings: Settings | None = None, *, host: Host | None = None) -> FastAPI:
@@ -38,3 +40,15 @@ def read_first_event(lines: Iterator[str]) -> tuple[str, dict[str, Any]]:
             break
         block.append(line)
     return parse_sse("\n".join(block))[0]
+
+
+def log_lines(server: Server, *request_ids: str) -> list[dict[str, Any]]:
+    """The server's JSON log lines, once each of ``request_ids`` has its access line (it is
+    written just after the response is sent, so it may trail the response by a moment)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+        logged = {line.get("request_id") for line in lines if line["message"] == "request"}
+        if set(request_ids) <= logged or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)  # polling the log file for a line, not synchronisation

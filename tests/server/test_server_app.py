@@ -43,8 +43,13 @@ async def broken() -> AsyncIterator[httpx.AsyncClient]:
 async def test_unexpected_errors_are_500_without_details(broken: httpx.AsyncClient) -> None:
     response = await broken.get("/v1/sessions")
     assert response.status_code == 500
+    request_id = response.headers["X-Request-Id"]
     assert response.json() == {
-        "error": {"code": "internal_error", "message": "internal server error"}
+        "error": {
+            "code": "internal_error",
+            "message": "internal server error",
+            "request_id": request_id,
+        }
     }
 
 
@@ -58,11 +63,16 @@ async def test_store_down_makes_readyz_503(broken: httpx.AsyncClient) -> None:
 async def test_model_failure_is_503_or_an_error_event(broken: httpx.AsyncClient) -> None:
     response = await broken.post("/v1/chat", json={"message": "hi"})
     assert response.status_code == 503
-    assert response.json()["error"] == {"code": "model_error", "message": "the provider said no"}
+    assert response.json()["error"] == {
+        "code": "model_error",
+        "message": "the provider said no",
+        "request_id": response.headers["X-Request-Id"],
+    }
     streamed = await broken.post("/v1/chat", json={"message": "hi", "stream": True})
     assert streamed.status_code == 200  # the turn had started: the error is an event
     [(kind, data)] = parse_sse(streamed.text)
     assert (kind, data["code"]) == ("error", "model_error")
+    assert data["request_id"] == streamed.headers["X-Request-Id"]
 
 
 async def test_one_log_line_per_turn_without_content(

@@ -95,9 +95,11 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     left = [row[0].strip() for row in rows]
     right = [row[2].strip() for row in rows]
     assert left[0] == "you: My name is Alice" and right[0] == ""
-    assert "agent: Your name is Alice." in left
-    assert "agent: Your name is Bob." in right
-    assert "isolated" in out
+    assert "triage: Nice to meet you, Alice!" in left
+    assert "you: /handoff billing" in left and "you: /handoff support" in right
+    assert "billing: Your name is Alice." in left
+    assert "support: Your name is Bob." in right
+    assert "isolated" in out and "handed Alice to billing" in out
 
 
 def test_demo_against_a_server(open_server: Server, capsys: pytest.CaptureFixture[str]) -> None:

@@ -171,7 +171,8 @@ def test_user_export_and_erase(opened: httpx.Client) -> None:
 
 def error_of(response: httpx.Response) -> tuple[int, str]:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
     return response.status_code, body["error"]["code"]
 
 
@@ -228,7 +229,7 @@ def test_health_readiness_and_metrics(opened: httpx.Client) -> None:
     assert "agenthost_turn_duration_seconds_count" in text
     assert "agenthost_model_call_duration_seconds_count" in text
     assert "agenthost_live_sessions " in text
-    assert 'agenthost_tokens_total{kind="input"}' in text
+    assert 'agenthost_tokens_total{agent="test-agent",kind="input"}' in text
 
 
 def test_admin_routes_under_auth_none(opened: httpx.Client) -> None:

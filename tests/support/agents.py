@@ -79,3 +79,33 @@ protocol_agent = Agent(
     model=SlowWhenAsked(),
     tools=(transfer_tool(name_the_user=False),),
 )
+
+
+TEAM = "support.agents:team"
+
+
+def team() -> list[Agent]:
+    """The agents tests' team on the offline model: triage hands off to support or billing
+    (each may hand back); billing's ``transfer`` needs approval, support has ``lookup``."""
+    return [
+        Agent(
+            name="triage",
+            model="offline",
+            description="Finds out what the user needs.",
+            handoffs=("support", "billing"),
+        ),
+        Agent(
+            name="support",
+            model="offline",
+            description="Technical help.",
+            tools=(lookup,),
+            handoffs=("triage",),
+        ),
+        Agent(
+            name="billing",
+            model="offline",
+            description="Invoices and payments.",
+            tools=(transfer_tool(name_the_user=False),),
+            handoffs=("triage",),
+        ),
+    ]

@@ -163,7 +163,10 @@ class Console:
         return self.wait_turn(pane, count, status)
 
     def reply(self, turn: WebElement) -> str:
-        return "\n".join(m.text for m in self.finds(".msg.assistant", turn))
+        # textContent, not .text: Selenium's .text is empty for an element scrolled out of
+        # a pane's view, which depends on the window, not on what the page rendered
+        texts = (m.get_attribute("textContent") or "" for m in self.finds(".msg.assistant", turn))
+        return "\n".join(t.strip() for t in texts)
 
     # ---- artefacts -------------------------------------------------------------------
 

@@ -2,11 +2,18 @@
 
 It streams SSE chunks exactly as the protocol does (role chunk, content deltas,
 tool-call deltas split across chunks, a usage chunk, ``data: [DONE]``) and
-records every request body it receives.
+records every request body it receives, and the key each came with.
+
+``key`` is the only API key it accepts; ``label`` starts every reply (to tell two
+servers apart); ``failures`` lists how to answer the next requests instead:
+an HTTP status (429 with ``Retry-After: 0``) or ``"timeout"`` (no answer until the
+client gives up).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -90,10 +97,20 @@ def _stream(text: str, calls: list[dict[str, Any]], usage: bool) -> Iterator[byt
     yield b"data: [DONE]\n\n"
 
 
+HANG_SECONDS = 30.0
+
+
 class FakeOpenAI:
-    def __init__(self) -> None:
+    def __init__(self, *, key: str = "test-key", label: str | None = None) -> None:
+        self.key = key
+        self.label = label
         self.requests: list[dict[str, Any]] = []
+        self.keys_seen: list[str | None] = []
         self.fail_next = 0
+        self.failures: list[int | str] = []
+        self.closing = False
+        self.release: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])]
         )
@@ -101,12 +118,24 @@ class FakeOpenAI:
     async def completions(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.requests.append(body)
-        if request.headers.get("authorization") != "Bearer test-key":
+        self.keys_seen.append(request.headers.get("authorization"))
+        if request.headers.get("authorization") != f"Bearer {self.key}":
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
         if self.fail_next:
             self.fail_next -= 1
             return JSONResponse({"error": {"message": "upstream down", "type": "server"}}, 500)
+        if self.failures:
+            failure = self.failures.pop(0)
+            if failure == "timeout":
+                self.loop = asyncio.get_running_loop()
+                await self.hang()
+            status = 504 if failure == "timeout" else int(failure)
+            headers = {"Retry-After": "0"} if status == 429 else {}
+            error = {"error": {"message": f"fake failure {status}", "type": "server"}}
+            return JSONResponse(error, status, headers=headers)
         text, calls = _script(body)
+        if self.label:
+            text = f"{self.label} {text}" if text else text
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -115,6 +144,23 @@ class FakeOpenAI:
                     yield piece
 
             return StreamingResponse(chunks(), media_type="text/event-stream")
+        return self.reply(body, text, calls)
+
+    async def hang(self) -> None:
+        """Answer nothing for a long while (the client times out first), or until closing."""
+        self.release = self.release or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), HANG_SECONDS)
+
+    def close(self) -> None:
+        """End every request still hanging (call from any thread)."""
+        self.closing = True
+        release, loop = self.release, self.loop
+        if release is not None and loop is not None:
+            loop.call_soon_threadsafe(release.set)
+
+    @staticmethod
+    def reply(body: dict[str, Any], text: str, calls: list[dict[str, Any]]) -> Response:
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = [

@@ -235,11 +235,14 @@ class _ModelClock:
     def __init__(self) -> None:
         self.calls: list[tuple[float, float]] = []
 
-    def model_called(self, model: str, seconds: float) -> None:
+    def model_called(self, model: str, seconds: float, agent: str) -> None:
         end = time.perf_counter()
         self.calls.append((end - seconds, end))
 
-    def turn_finished(self, run: RunRecord, seconds: float) -> None:
+    def turn_finished(self, run: RunRecord, seconds: float, agent: str) -> None:
+        return None
+
+    def handed_off(self, source: str, target: str) -> None:
         return None
 
 

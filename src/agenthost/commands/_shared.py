@@ -19,7 +19,12 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, user_required: bool
     add("--api-key", help="API key or JWT for --url (default $AGENTHOST_API_KEY)")
     add("--store", help="in-process: store URL (default from settings: sqlite:///agenthost.db)")
     add("--model", help="in-process: model name (default from settings)")
-    add("--agent", help="in-process: 'module:attribute' of an Agent")
+    add(
+        "--agent",
+        help="the agent to talk to, by name (default: the session's own, else the default "
+        "agent); in-process, 'module:attribute' still loads an Agent",
+    )
+    add("--agents", help="in-process: 'module:attribute' of the agents (a list, dict or factory)")
     add("--config", metavar="FILE", help="in-process: TOML settings file")
 
 
@@ -37,10 +42,25 @@ def make_host(args: argparse.Namespace) -> Host:
     from agenthost.server.app import build_host
     from agenthost.settings import Settings
 
-    overrides: dict[str, Any] = {"store": args.store, "model": args.model, "agent": args.agent}
+    overrides: dict[str, Any] = {
+        "store": args.store,
+        "model": args.model,
+        "agent": args.agent if is_import_path(args.agent) else None,
+        "agents": args.agents,
+    }
     settings = Settings.load(overrides, config_file=args.config)
     # A CLI process is short-lived: no background sweeper.
     return build_host(settings.model_copy(update={"cleanup_interval": None}))
+
+
+def is_import_path(value: str | None) -> bool:
+    return value is not None and ":" in value
+
+
+def agent_name(args: argparse.Namespace) -> str | None:
+    """The agent named with ``--agent`` (None: an import path, or not given)."""
+    value: str | None = args.agent
+    return None if value is None or is_import_path(value) else value
 
 
 class Ids(TypedDict):

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agenthost.commands._shared import add_target_arguments, ids, make_client, make_host
+from agenthost.commands._shared import (
+    add_target_arguments,
+    agent_name,
+    ids,
+    make_client,
+    make_host,
+)
 from agenthost.errors import AgentHostError
 from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID, SessionKey
@@ -60,6 +66,8 @@ def _show(event: dict[str, Any]) -> dict[str, Any] | None:
         print(f"[tool {event['name']}({event['arguments']})]", flush=True)
     elif kind == "tool_result":
         print(f"[{event['name']} -> {event['content']}]", flush=True)
+    elif kind == "handoff":
+        print(f"[handed off from {event['from']} to {event['to']}]", flush=True)
     elif kind == "approval_required":
         print(f"[{event['name']}({event['arguments']}) needs approval: call {event['id']}]")
     elif kind == "error":
@@ -86,7 +94,7 @@ def _remote(args: argparse.Namespace) -> int:
 
         for line in _lines(args):
             done = None
-            for event in client.stream(line, session_id=session):
+            for event in client.stream(line, session_id=session, agent=agent_name(args)):
                 done = _show(event) or done
             if args.message is None:
                 _ask_approvals(done, answer)
@@ -104,7 +112,7 @@ def _local(args: argparse.Namespace) -> int:
 
         try:
             for line in _lines(args):
-                done = runner.run(_turn(host, key, line))
+                done = runner.run(_turn(host, key, line, agent_name(args)))
                 if args.message is None:
                     _ask_approvals(done, answer)
         finally:
@@ -112,10 +120,14 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _turn(host: Host, key: SessionKey, text: str) -> dict[str, Any] | None:
+async def _turn(host: Host, key: SessionKey, text: str, agent: str | None) -> dict[str, Any] | None:
     done = None
     events = host.stream(
-        text, tenant_id=key.tenant_id, user_id=key.user_id, session_id=key.session_id
+        text,
+        tenant_id=key.tenant_id,
+        user_id=key.user_id,
+        session_id=key.session_id,
+        agent=agent,
     )
     async for event in events:
         done = _show(event.to_dict()) or done

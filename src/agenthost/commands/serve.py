@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agenthost.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agenthost.settings import Settings
 
 HELP = "Run the HTTP server (settings: flags > AGENTHOST_* env > agenthost.toml)."
 
@@ -24,12 +27,18 @@ _FIELDS = (
     "model",
     "models",
     "agent",
+    "agents",
+    "default_agent",
+    "fallback_models",
+    "model_retries",
+    "model_retry_budget",
     "auth",
     "policy",
     "max_live_sessions",
     "session_ttl",
     "cleanup_interval",
     "session_retention",
+    "turn_timeout",
     "max_body_bytes",
     "history_window",
     "coordination",
@@ -37,6 +46,10 @@ _FIELDS = (
     "jwt_tenant_claim",
     "jwt_audience",
     "log_level",
+    "cors_origins",
+    "cors_max_age",
+    "root_path",
+    "forwarded_allow_ips",
 )
 
 
@@ -46,9 +59,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port (default 8000)")
     add("--workers", type=int, help="worker processes (default 1)")
     add("--store", help="store URL: sqlite:///agenthost.db, memory://, postgresql://, redis://")
-    add("--model", help="default model: offline, offline:200ms, openai:<name>")
+    add("--model", help="default model: offline, offline:200ms, openai:<name>, <provider>:<name>")
     add("--models", help="comma-separated extra models sessions may choose")
     add("--agent", help="import path 'module:attribute' of an agenthost.Agent to serve")
+    add(
+        "--agents",
+        help="import path 'module:attribute' of several Agents (a list, a dict by name, or a "
+        "function returning one); or [agents.<name>] tables in the TOML file",
+    )
+    add("--default-agent", help="the agent of routes that name none (default: the first)")
+    add("--fallback-models", help="comma-separated models tried when the model fails")
+    add("--model-retries", type=int, help="retries of a failing model call (default 2)")
+    add(
+        "--model-retry-budget",
+        type=float,
+        help="seconds one model may take, retries included, before the next (default 30)",
+    )
     add("--config", metavar="FILE", help="TOML settings file (default ./agenthost.toml if present)")
     add("--auth", choices=("none", "api-keys", "jwt"), help="authentication mode (default none)")
     add("--policy", choices=("queue", "reject"), help="a second turn on a busy session waits/fails")
@@ -56,6 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--session-ttl", type=float, help="seconds an idle session stays in memory")
     add("--cleanup-interval", type=float, help="seconds between sweeps")
     add("--session-retention", type=float, help="delete sessions idle longer than this (seconds)")
+    add("--turn-timeout", type=float, help="seconds a turn may take (default 300)")
     add("--max-body-bytes", type=int, help="largest accepted request body (default 1 MiB)")
     add("--history-window", type=int, help="messages of history the model sees")
     add("--coordination", help="redis:// URL for cross-process session locks")
@@ -63,6 +90,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--jwt-tenant-claim", help="JWT claim holding the tenant (default 'tenant')")
     add("--jwt-audience", help="required JWT audience")
     add("--log-level", choices=("debug", "info", "warning", "error"))
+    add("--cors-origins", help="comma-separated origins whose web pages may call the API")
+    add("--cors-max-age", type=int, help="seconds browsers may cache a preflight (default 600)")
+    add(
+        "--cors-allow-credentials",
+        action="store_true",
+        default=None,
+        help="let browsers send cookies to the API (needs exact --cors-origins)",
+    )
+    add("--root-path", help="path prefix the reverse proxy serves the app under, e.g. /agents")
+    add(
+        "--forwarded-allow-ips",
+        help="comma-separated proxy addresses (or networks) trusted for X-Forwarded-For/-Proto",
+    )
     add(
         "--insecure-bind",
         action="store_true",
@@ -79,7 +119,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {
-        name: getattr(args, name, None) for name in (*_FIELDS, "insecure_bind", "log_content")
+        name: getattr(args, name, None)
+        for name in (*_FIELDS, "insecure_bind", "log_content", "cors_allow_credentials")
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -112,8 +153,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_uvicorn(app: Any, settings: Any, *, factory: bool) -> None:
+def _run_uvicorn(app: Any, settings: Settings, *, factory: bool) -> None:
     import uvicorn
+
+    from agenthost.server.proxy import uvicorn_proxy_options
 
     uvicorn.run(
         app,
@@ -127,4 +170,5 @@ def _run_uvicorn(app: Any, settings: Any, *, factory: bool) -> None:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **uvicorn_proxy_options(settings),
     )

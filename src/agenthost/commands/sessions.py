@@ -12,8 +12,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from agenthost.commands._shared import add_target_arguments, ids, make_client, make_host
+from agenthost.agents import client_config, entry_name
+from agenthost.commands._shared import (
+    add_target_arguments,
+    agent_name,
+    ids,
+    make_client,
+    make_host,
+)
 from agenthost.errors import AgentHostError, NotFound
+from agenthost.host import Host
+from agenthost.stores.base import SessionRecord
 
 HELP = "List, show or delete a user's sessions."
 
@@ -49,7 +58,8 @@ def _remote(args: argparse.Namespace) -> int:
         return 2
     with make_client(args) as client:
         if args.action == "list":
-            _print_sessions(client.sessions(limit=args.limit), as_json=args.json)
+            sessions = _of_agent(client.sessions(limit=args.limit), agent_name(args))
+            _print_sessions(sessions, as_json=args.json)
         elif args.action == "show":
             session = client.session(args.session)
             _print_session(session, client.messages(args.session), as_json=args.json)
@@ -67,19 +77,35 @@ async def _local(args: argparse.Namespace) -> int:
             records = await host.sessions(
                 tenant_id=who["tenant_id"], user_id=args.user, limit=args.limit
             )
-            _print_sessions([r.to_dict() for r in records], as_json=args.json)
+            sessions = [_with_agent(host, r) for r in records]
+            _print_sessions(_of_agent(sessions, agent_name(args)), as_json=args.json)
         elif args.action == "show":
             record = await host.get_session(**who, session_id=args.session)
             if record is None:
                 raise NotFound(f"session {args.session!r} not found")
             messages = await host.history(**who, session_id=args.session)
-            _print_session(record.to_dict(), (m.to_dict() for m in messages), as_json=args.json)
+            session = _with_agent(host, record)
+            _print_session(session, (m.to_dict() for m in messages), as_json=args.json)
         else:
             deleted = 0
             for session_id in _progress(args.session):
                 deleted += await host.clear(**who, session_id=session_id)
             print(f"deleted {deleted} session(s)")
     return 0
+
+
+def _with_agent(host: Host, record: SessionRecord) -> dict[str, Any]:
+    """A session as the server shows it: its agent apart from the client's config."""
+    out = record.to_dict()
+    out["config"] = client_config(record.config)
+    out["agent"] = host.agents.active(record.config).name
+    out["entry_agent"] = entry_name(record.config)
+    return out
+
+
+def _of_agent(sessions: list[dict[str, Any]], agent: str | None) -> list[dict[str, Any]]:
+    """``--agent NAME``: only the sessions talking to that agent now."""
+    return sessions if agent is None else [s for s in sessions if s.get("agent") == agent]
 
 
 def _progress(items: list[str]) -> Iterable[str]:
@@ -97,10 +123,14 @@ def _print_sessions(sessions: list[dict[str, Any]], *, as_json: bool) -> None:
     if not sessions:
         print("no sessions")
         return
-    print(f"{'USER':<20} {'SESSION':<24} {'MESSAGES':>8}  UPDATED")
+    print(f"{'USER':<20} {'SESSION':<24} {'AGENT':<16} {'MESSAGES':>8}  UPDATED")
     for s in sessions:
         updated = _when(s["updated_at"])
-        print(f"{s['user_id']:<20} {s['session_id']:<24} {s['message_count']:>8}  {updated}")
+        agent = s.get("agent") or "-"
+        print(
+            f"{s['user_id']:<20} {s['session_id']:<24} {agent:<16} {s['message_count']:>8}  "
+            f"{updated}"
+        )
 
 
 def _print_session(
@@ -110,13 +140,16 @@ def _print_session(
         print(json.dumps({**session, "messages": list(messages)}, indent=2, ensure_ascii=False))
         return
     print(f"session {session['session_id']!r} of {session['user_id']!r}", end="")
-    print(f" ({session['message_count']} messages)")
+    print(f" ({session['message_count']} messages, agent {session.get('agent') or '-'!r})")
     if session["state"]:
         print(f"state: {json.dumps(session['state'], ensure_ascii=False)}")
     for m in messages:
         text = m["content"]
         if m.get("tool_calls"):
             text += " " + ", ".join(f"[{c['name']}({c['arguments']})]" for c in m["tool_calls"])
-        status = (m.get("meta") or {}).get("status")
+        meta = m.get("meta") or {}
+        status = meta.get("status")
         suffix = f"  ({status})" if status else ""
-        print(f"{m['seq']:>4} {m['role']:>9}: {text}{suffix}")
+        several = session.get("entry_agent") is not None  # a server with several agents
+        speaker = f"[{meta['agent']}] " if several and meta.get("agent") else ""
+        print(f"{m['seq']:>4} {m['role']:>9}: {speaker}{text}{suffix}")

@@ -9,6 +9,7 @@ from agenthost.models.base import (
     ModelReply,
     ModelRequest,
     ModelSettings,
+    Served,
     TextChunk,
     complete,
 )
@@ -16,7 +17,9 @@ from agenthost.models.offline import FunctionModel, OfflineModel, tool_call
 
 
 def resolve_model(spec: Model | str) -> Model:
-    """Turn ``"offline"``, ``"offline:200ms"`` or ``"openai:<model>"`` into a model."""
+    """Turn ``"offline"``, ``"offline:200ms"``, ``"openai:<model>"`` or ``"anthropic:<model>"``
+    into a model with a client of its own (a Host shares one client per provider instead:
+    see :mod:`agenthost.models.providers`)."""
     if not isinstance(spec, str):
         return spec
     provider, _, rest = spec.partition(":")
@@ -34,7 +37,13 @@ def resolve_model(spec: Model | str) -> Model:
         from agenthost.models.openai import OpenAIModel
 
         return OpenAIModel(rest or "gpt-4o-mini")
-    raise ConfigError(f"unknown model {spec!r}: use 'offline' or 'openai:<model name>'")
+    if provider == "anthropic" and rest:
+        from agenthost.models.anthropic import AnthropicModel
+
+        return AnthropicModel(rest)
+    raise ConfigError(
+        f"unknown model {spec!r}: use 'offline', 'openai:<model name>' or 'anthropic:<model name>'"
+    )
 
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "ModelRequest",
     "ModelSettings",
     "OfflineModel",
+    "Served",
     "TextChunk",
     "complete",
     "resolve_model",

@@ -34,8 +34,16 @@ class TextChunk:
     text: str
 
 
-ModelChunk = TextChunk | ToolCall | Usage
-"""A model stream yields text pieces, fully assembled tool calls, and usage."""
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Which model produces the chunks that follow (a failover chain says so first)."""
+
+    model: str
+
+
+ModelChunk = TextChunk | ToolCall | Usage | Served
+"""A model stream yields text pieces, fully assembled tool calls, and usage (and, from a
+failover chain, which of its models answered)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +72,7 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
             parts.append(chunk.text)
         elif isinstance(chunk, ToolCall):
             reply.tool_calls.append(chunk)
-        else:
+        elif isinstance(chunk, Usage):
             reply.usage.add(chunk)
     reply.text = "".join(parts)
     return reply

@@ -32,6 +32,8 @@ _NAME_QUESTIONS = (
     (re.compile(r"제 이름(?:이|은) 뭐"), "당신의 이름은 {}입니다.", "아직 이름을 모릅니다."),
 )
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+_HANDOFF_COMMAND = re.compile(r"^/handoff\s+([A-Za-z0-9_-]+)\s*$")
+_TRANSFER = "transfer_to_"
 # The patterns after the first of each group need CJK text: ASCII text skips them.
 _ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:2]
 _ASCII_NAME_QUESTIONS = _NAME_QUESTIONS[:1]
@@ -56,6 +58,8 @@ class OfflineModel:
       the session's own history, so isolation between sessions is visible.
     - "/tool NAME {json}" calls tool NAME with those arguments when the agent
       offers it; after the result arrives it replies with the result.
+    - "/handoff NAME" calls the transfer tool to agent NAME when the agent may
+      hand off to it; the agent taking over then greets the user.
     - Anything else is echoed deterministically.
 
     ``delay`` (seconds) simulates provider latency for benchmarks.
@@ -77,7 +81,11 @@ class OfflineModel:
                 tokens += (len(message.content) + 3) // 4
         usage = Usage(input_tokens=tokens, requests=1)
         last = messages[-1] if messages else None
-        if last is not None and last.role == "tool":
+        if last is not None and last.role == "tool" and (last.name or "").startswith(_TRANSFER):
+            target = (last.name or "")[len(_TRANSFER) :]
+            failed = (last.meta or {}).get("error")
+            text = last.content if failed else f"You are now talking to {target}. How can I help?"
+        elif last is not None and last.role == "tool":
             text = f"{last.name} returned: {last.content}"
         elif last is not None and last.role == "user":
             text, call = self._answer(last, messages, request)
@@ -97,6 +105,12 @@ class OfflineModel:
             arguments = command.group(2) or "{}"
             call_id = f"call_{last.seq}_{command.group(1)}"
             return "", ToolCall(call_id, command.group(1), arguments)
+        handoff = _HANDOFF_COMMAND.match(content.strip()) if "/handoff" in content else None
+        if handoff:
+            tool = _TRANSFER + handoff.group(1)
+            if tool in {t["function"]["name"] for t in request.tools}:
+                return "", ToolCall(f"call_{last.seq}_{tool}", tool, '{"reason": "asked to"}')
+            return f"I cannot hand you over to {handoff.group(1)} from here.", None
         for pattern, known, unknown in (
             _ASCII_NAME_QUESTIONS if content.isascii() else _NAME_QUESTIONS
         ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agenthost.errors import ConfigError, ModelError
 from agenthost.messages import Message, ToolCall, Usage
@@ -14,6 +14,41 @@ try:
     import openai
 except ImportError as exc:  # pragma: no cover - openai is a core dependency
     raise ImportError('OpenAIModel needs the openai SDK: pip install "openai>=1.40"') from exc
+
+if TYPE_CHECKING:
+    from agenthost.models.providers import Provider
+
+
+def openai_client(provider: Provider) -> openai.AsyncOpenAI:
+    """The one client of an OpenAI-compatible provider. Retries are the failover chain's
+    (:mod:`agenthost.models.failover`), not the SDK's."""
+    return openai.AsyncOpenAI(
+        api_key=provider.key() or "not-needed",
+        base_url=provider.base_url,
+        timeout=provider.timeout,
+        max_retries=0,
+    )
+
+
+def model_error(name: str, exc: openai.APIError) -> ModelError:
+    """The provider's failure as a ``ModelError``; timeouts, 429 and 5xx are retryable."""
+    message = f"{name}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return ModelError(message, retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in (408, 409, 429) or status >= 500
+        return ModelError(message, retryable=retryable, retry_after=retry_after(exc.response))
+    return ModelError(message)
+
+
+def retry_after(response: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 3600 else None
 
 
 def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -47,7 +82,9 @@ class OpenAIModel:
     """Chat Completions with streaming and tool calls.
 
     ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``;
-    DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them.
+    DeepSeek, vLLM and Ollama work by pointing ``base_url`` at them. A ``client``
+    passed in is shared (its provider closes it); ``provider`` names the model
+    (``deepseek:deepseek-chat``).
     """
 
     def __init__(
@@ -59,8 +96,11 @@ class OpenAIModel:
         timeout: float = 60.0,
         max_retries: int = 2,
         client: openai.AsyncOpenAI | None = None,
+        provider: str = "openai",
     ) -> None:
         self.model = model
+        self.provider = provider
+        self.owns_client = client is None
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY")
             url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -79,11 +119,12 @@ class OpenAIModel:
 
     @property
     def name(self) -> str:
-        return f"openai:{self.model}"
+        return f"{self.provider}:{self.model}"
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP connections."""
-        await self.client.close()
+        """Close the SDK's HTTP connections, if this model made its client."""
+        if self.owns_client:
+            await self.client.close()
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         params: dict[str, Any] = {
@@ -124,4 +165,4 @@ class OpenAIModel:
             if not saw_usage:
                 yield Usage(requests=1)
         except openai.APIError as exc:
-            raise ModelError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            raise model_error(self.name, exc) from exc

@@ -244,8 +244,23 @@ def history_of(run_id: str, messages: Sequence[Message], context_id: str) -> lis
         if m.role == "user":
             out.append(user_message(m.content, **ids))
         elif m.role == "assistant":
-            out.append(agent_message([text_part(m.content)], **ids))
+            message = agent_message([text_part(m.content)], **ids)
+            if m.meta and isinstance(m.meta.get("agent"), str):
+                message.metadata.update({"agent": m.meta["agent"]})  # which agent spoke
+            out.append(message)
     return out
+
+
+def handoff_note(source: str, target: str, *, task_id: str, context_id: str) -> A2AMessage:
+    """The working-status message of a hand-off: the agent that speaks from now on."""
+    message = agent_message(
+        [text_part(f"Transferred from {source} to {target}.")],
+        message_id=f"{task_id}-handoff-{target}",
+        context_id=context_id,
+        task_id=task_id,
+    )
+    message.metadata.update({"agent": target, "handoff": {"from": source, "to": target}})
+    return message
 
 
 def reply_of(run_id: str, messages: Sequence[Message]) -> str:
@@ -362,9 +377,15 @@ def to_a2a_error(exc: AgentHostError) -> A2AError:
 # -- agent card -----------------------------------------------------------------------
 
 
-def agent_card(agent: Agent, *, base_url: str, version: str, auth: str) -> AgentCard:
-    """The card at ``/.well-known/agent-card.json``: one JSON-RPC endpoint, v1.0 and v0.3."""
-    url = base_url.rstrip("/") + JSONRPC_PATH
+def agent_card(
+    agent: Agent, *, base_url: str, version: str, auth: str, path: str = JSONRPC_PATH
+) -> AgentCard:
+    """The card at ``/.well-known/agent-card.json``: one JSON-RPC endpoint, v1.0 and v0.3.
+
+    Each agent of a server with several also has its own card and endpoint: ``path``
+    is ``/a2a/<agent>``.
+    """
+    url = base_url.rstrip("/") + path
     description = agent.description or f"{agent.name}: {agent.instructions}"
     skills = [
         AgentSkill(

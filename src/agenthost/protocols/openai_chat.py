@@ -16,6 +16,7 @@ way, so the next call still matches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agenthost.errors import AgentHostError, InvalidInput
-from agenthost.events import Delta, Done, ErrorEvent, Event, RunResult
+from agenthost.events import Delta, Done, ErrorEvent, Event, Handoff, RunResult
 from agenthost.messages import Message, Usage
 
 USER_JOINER = "\n\n"
@@ -350,17 +351,20 @@ class ChunkWriter:
             pending: Event | None = await anext(events)
         except StopAsyncIteration:
             pending = None
-        yield self.chunk({"role": "assistant", "content": ""})
+        writer = self
+        yield writer.chunk({"role": "assistant", "content": ""})
         while pending is not None:
             event = pending
             if type(event) is Delta:
                 if event.text:
-                    yield self.chunk({"content": event.text})
+                    yield writer.chunk({"content": event.text})
+            elif type(event) is Handoff:  # the new agent speaks: chunks carry its name
+                writer = dataclasses.replace(writer, model=event.target)
             elif type(event) is Done:
                 agenthost = extension(event.result, stateless=self.stateless)
-                yield self.chunk({}, "stop", agenthost=agenthost)
+                yield writer.chunk({}, "stop", agenthost=agenthost)
                 if self.include_usage:
-                    yield self.usage(event.result.usage)
+                    yield writer.usage(event.result.usage)
                 yield b"data: [DONE]\n\n"
                 return
             elif type(event) is ErrorEvent:

@@ -16,7 +16,15 @@ See :mod:`agenthost.quotas.core` for what is counted and when, and
 from __future__ import annotations
 
 from agenthost.errors import ConfigError
-from agenthost.quotas.core import Admission, Check, QuotaBackend, Quotas, Refusal
+from agenthost.quotas.core import (
+    Admission,
+    Check,
+    QuotaBackend,
+    Quotas,
+    Refusal,
+    admitted,
+    settled,
+)
 from agenthost.quotas.limits import (
     LIMIT_NAMES,
     Effective,
@@ -77,5 +85,7 @@ __all__ = [
     "Quotas",
     "Refusal",
     "TenantLimits",
+    "admitted",
     "choose_backend",
+    "settled",
 ]

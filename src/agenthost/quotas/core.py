@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -42,6 +42,7 @@ from agenthost.errors import (
     TooManyConcurrentTurns,
     TooManyLiveSessions,
 )
+from agenthost.events import Done, ErrorEvent, Event
 from agenthost.keys import SessionKey
 from agenthost.models.base import estimate_tokens
 from agenthost.quotas.limits import Effective, Limits, Overrides, QuotaPolicy, TenantLimits
@@ -245,6 +246,29 @@ class _NoAdmission:
 
 
 NO_ADMISSION = _NoAdmission()
+
+
+def settled(
+    ticket: Admission | None, turn: Turn, events: AsyncGenerator[Event, None]
+) -> AsyncGenerator[Event, None]:
+    """``turn``'s events, with ``ticket`` finished at the turn's last event, before the
+    caller sees it (a client that starts its next turn at once finds the lease free)."""
+    if ticket is None:
+        return events
+    ticket.follow(turn)
+    return _settling(ticket, events)
+
+
+async def _settling(
+    ticket: Admission, events: AsyncGenerator[Event, None]
+) -> AsyncGenerator[Event, None]:
+    try:
+        async for event in events:
+            if type(event) is Done or type(event) is ErrorEvent:
+                await ticket.finish()
+            yield event
+    finally:
+        await events.aclose()
 
 
 def admitted(

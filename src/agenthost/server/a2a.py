@@ -23,6 +23,13 @@ screened by :mod:`agenthost.server.a2a_input` before the dispatcher reads it.
 Auth is the server's own dependency, as on ``/v1/chat``: a missing or bad
 credential is HTTP 401 before any JSON-RPC is read. The card itself is public
 (clients read it to learn how to authenticate).
+
+Each agent of the server also has its own card and endpoint:
+``GET /a2a/<agent>/.well-known/agent-card.json`` and ``POST /a2a/<agent>``
+(so ``create_from_url(".../a2a/billing")`` finds it). A message sent there is
+addressed to that agent, as on ``/v1/agents/{agent}/chat``; ``/a2a`` follows
+the session's active agent. Tasks are the caller's runs whichever endpoint
+reads them.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ from agenthost.server.a2a_input import Screened, screen
 from agenthost.server.a2a_runs import LiveTask, LiveTasks, StreamEvent
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.stores.base import RunRecord
 from agenthost.turn import new_run_id
@@ -114,18 +122,42 @@ async def agent_card(
     return JSONResponse(agent_card_to_dict(card))
 
 
-@router.post(
-    "/a2a",
-    summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)",
-    responses={
-        **ERRORS,
-        200: {
-            "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
-            "for streaming methods",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "A JSON-RPC response, or Server-Sent Events of JSON-RPC responses "
+        "for streaming methods",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+}
+
+
+@router.get("/a2a/{agent}/.well-known/agent-card.json", summary="One agent's A2A card (public)")
+async def named_agent_card(
+    agent: str, request: Request, host: CurrentHost, settings: CurrentSettings
+) -> JSONResponse:
+    served = host.agents.named(agent)
+    card = am.agent_card(
+        served,
+        base_url=str(request.base_url),
+        version=__version__,
+        auth=settings.auth,
+        path=f"{am.JSONRPC_PATH}/{served.name}",
+    )
+    return JSONResponse(agent_card_to_dict(card))
+
+
+@router.post(
+    "/a2a/{agent}", summary="A2A JSON-RPC 2.0, addressed to one agent", responses=RPC_RESPONSES
 )
+async def named_rpc(
+    agent: str, request: Request, host: CurrentHost, identity: CurrentIdentity
+) -> Response:
+    request.state.a2a_agent = host.agents.named(agent).name
+    return await rpc(request, identity)
+
+
+@router.post("/a2a", summary="A2A JSON-RPC 2.0 (v1.0 and v0.3 methods)", responses=RPC_RESPONSES)
 async def rpc(request: Request, identity: CurrentIdentity) -> Response:
     request.state.a2a_principal = identity.principal()
     screened = screen(await request.body())
@@ -198,6 +230,7 @@ class _ContextBuilder(ServerCallContextBuilder):
             "headers": headers,
             "principal": request.state.a2a_principal,
             "data": request.state.a2a_data,
+            "agent": getattr(request.state, "a2a_agent", None),
         }
         return ServerCallContext(state=state)
 
@@ -218,6 +251,12 @@ def _history_length(config: Any) -> int | None:
 
 def new_context_id() -> str:
     return "ctx_" + os.urandom(12).hex()
+
+
+async def _history(host: Host, key: SessionKey) -> list[Message]:
+    return await host.history(
+        tenant_id=key.tenant_id, user_id=key.user_id, session_id=key.session_id
+    )
 
 
 class HostRequestHandler(RequestHandler):
@@ -264,9 +303,8 @@ class HostRequestHandler(RequestHandler):
         with _as_a2a_errors():
             # Quotas are checked here, so that a refusal is this request's JSON-RPC error,
             # also when the task then runs in the background (returnImmediately).
-            admission = await self.host.admit(
-                tenant_id=tenant_id, user_id=user_id, session_id=session_id
-            )
+            quotas, key = self.host.quotas, SessionKey(tenant_id, user_id, session_id)
+            admission = None if quotas is None else await quotas.admit(key)
             try:
                 events = self.host.stream(
                     text,
@@ -275,9 +313,10 @@ class HostRequestHandler(RequestHandler):
                     session_id=session_id,
                     run_id=run_id,
                     message_meta=am.message_meta(message),
+                    request_id=current_request_id(),
+                    agent=context.state.get("agent"),
                     admission=admission,
                 )
-                key = SessionKey(who.tenant_id, who.user_id, session_id)
                 request = _request(message, key, run_id)
                 return self.tasks.start(LiveTask(run_id, key, request, time.time()), events)
             except BaseException:
@@ -344,7 +383,7 @@ class HostRequestHandler(RequestHandler):
         with _as_a2a_errors():
             for run in page:
                 if run.key not in messages:
-                    messages[run.key] = await self.host.store.messages(run.key)
+                    messages[run.key] = await _history(self.host, run.key)
                 tasks.append(await self._build(run, messages[run.key], history_length))
         return ListTasksResponse(
             tasks=tasks, next_page_token=next_page, page_size=size, total_size=len(runs)
@@ -357,10 +396,19 @@ class HostRequestHandler(RequestHandler):
         else:
             records = await self.host.sessions(tenant_id=who.tenant_id, user_id=who.user_id)
             keys = [r.key for r in records]
-        return [run for key in keys for run in await self.host.store.runs(key, limit=10_000)]
+        return [
+            run
+            for key in keys
+            for run in await self.host.runs(
+                tenant_id=key.tenant_id,
+                user_id=key.user_id,
+                session_id=key.session_id,
+                limit=10_000,
+            )
+        ]
 
     async def _run(self, task_id: str, who: Principal) -> RunRecord:
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is None or not _owned(run.key, who):
             raise TaskNotFoundError(message=f"task {task_id} not found")
         return run
@@ -371,9 +419,9 @@ class HostRequestHandler(RequestHandler):
             live = None
         if live is not None and self.tasks.is_running(task_id):
             return live.snapshot(history_length)
-        run = await self.host.store.get_run(task_id) if task_id else None
+        run = await self.host.get_run(task_id) if task_id else None
         if run is not None and _owned(run.key, who):
-            return await self._build(run, await self.host.store.messages(run.key), history_length)
+            return await self._build(run, await _history(self.host, run.key), history_length)
         if live is not None:  # finished without ever being stored (cancelled while queued)
             return live.snapshot(history_length)
         raise TaskNotFoundError(message=f"task {task_id} not found")

@@ -28,7 +28,7 @@ from a2a.types import Message as A2AMessage
 from a2a.types import Task, TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent
 
 from agenthost.errors import AgentHostError
-from agenthost.events import ApprovalRequired, Delta, Done, ErrorEvent, Event
+from agenthost.events import ApprovalRequired, Delta, Done, ErrorEvent, Event, Handoff
 from agenthost.keys import SessionKey
 from agenthost.protocols import a2a_mapping as am
 from agenthost.turn import CancelReason
@@ -180,6 +180,13 @@ class LiveTasks:
                 )
         elif kind is ApprovalRequired:
             return  # the Done that follows carries every pending call
+        elif kind is Handoff:
+            assert isinstance(event, Handoff)
+            working = TaskState.TASK_STATE_WORKING
+            note = am.handoff_note(
+                event.source, event.target, task_id=task_id, context_id=context_id
+            )
+            task.publish(am.status_event(task_id, context_id, working, time.time(), note))
         elif kind is Done:
             assert isinstance(event, Done)
             result = event.result

@@ -1,5 +1,8 @@
 """``create_app(settings)``: the FastAPI app around one Host. No module-level app or Host.
 
+The Host serves one agent or several (``--agents``, ``[agents.<name>]`` tables):
+see :func:`build_agents`.
+
 The app's state holds ``settings``, ``host``, ``authenticator`` and ``metrics``;
 routers reach them through the dependencies in :mod:`agenthost.server.deps`.
 To add a router, list its module in :data:`ROUTE_MODULES`.
@@ -7,24 +10,31 @@ To add a router, list its module in :data:`ROUTE_MODULES`.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from agenthost import __version__
 from agenthost.agent import Agent
+from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
 from agenthost.errors import ConfigError
 from agenthost.host import Host
 from agenthost.locks import Coordinator
+from agenthost.models.failover import RetryPolicy
+from agenthost.models.providers import Provider
 from agenthost.server import errors, guardrails
 from agenthost.server.auth import build_authenticator
+from agenthost.server.cors import cors_middleware
 from agenthost.server.limits import BodyLimitMiddleware
 from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
+from agenthost.server.proxy import root_path_middleware
+from agenthost.server.requestid import RequestIdMiddleware
 from agenthost.settings import Settings
 from agenthost.turn import TurnObserver
 
@@ -32,6 +42,7 @@ log = logging.getLogger("agenthost.server")
 
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
+    "agenthost.server.routes.agents",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.admin",
@@ -48,21 +59,14 @@ DESCRIPTION = """One agent, many users: every user's sessions are isolated and p
 Authenticate with `Authorization: Bearer <api key or JWT>` (unless the server runs
 with `--auth none`). Service and admin credentials name the user they act for with
 `user_id` in the body or the `X-User-Id` header. Errors are
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ..., "request_id": ...}}`; every response has an
+`X-Request-Id` header (yours, if you sent a valid one).
 """
 
 
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute``; the attribute is an Agent or a function returning one."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"agent {path!r} must look like 'package.module:attribute'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import agent {path!r}: {exc}") from None
+    target = import_path(path, "agent")
     if not isinstance(target, Agent) and callable(target):
         target = target()
     if not isinstance(target, Agent):
@@ -81,6 +85,28 @@ def build_agent(settings: Settings) -> Agent:
     )
 
 
+def build_agents(settings: Settings) -> AgentSet:
+    """The agents to serve: ``agents`` (an import path or tables), else the one agent."""
+    if isinstance(settings.agents, str):
+        agents = load_agents(settings.agents)
+    elif settings.agents:
+        agents = [
+            agent_from_table(
+                name,
+                table.model_dump(exclude_defaults=True),
+                default_model=settings.model,
+                history_window=settings.history_window,
+            )
+            for name, table in settings.agents.items()
+        ]
+    else:
+        agent = build_agent(settings)
+        if settings.fallback_models and not settings.agent:
+            agent = dataclasses.replace(agent, fallback_models=tuple(settings.fallback_models))
+        agents = [agent]
+    return AgentSet(agents, default=settings.default_agent)
+
+
 def build_coordinator(settings: Settings) -> Coordinator | None:
     """The cross-process coordinator for ``settings`` (None: in-process locks only).
 
@@ -92,19 +118,37 @@ def build_coordinator(settings: Settings) -> Coordinator | None:
 
 
 def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:
+    providers = [
+        Provider(name, table.kind, table.base_url, table.api_key_env, timeout=table.timeout)
+        for name, table in settings.providers.items()
+    ]
+    retry = RetryPolicy(retries=settings.model_retries, budget=settings.model_retry_budget)
     return Host(
-        build_agent(settings),
+        build_agents(settings),
+        providers=providers,
+        retry=retry,
         store=settings.store,
         policy=settings.policy,
         max_live_sessions=settings.max_live_sessions,
         session_ttl=settings.session_ttl,
         cleanup_interval=settings.cleanup_interval,
         session_retention=settings.session_retention,
+        turn_timeout=settings.turn_timeout,
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
         **guardrails.host_options(settings),
     )
+
+
+class _App(FastAPI):
+    """FastAPI with the edge layers (request id, CORS, path prefix) outermost: outside
+    Starlette's error middleware, so a 500 has the request id and CORS headers too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        app = root_path_middleware(super().build_middleware_stack(), settings)
+        return RequestIdMiddleware(cors_middleware(app, settings))
 
 
 def create_app(settings: Settings | None = None, *, host: Host | None = None) -> FastAPI:
@@ -120,13 +164,14 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await served.start()
-        log.info("serving", extra={"fields": {"agent": served.agent.name}})
+        fields = {"agent": served.agent.name, "agents": served.agents.names}
+        log.info("serving", extra={"fields": fields})
         try:
             yield
         finally:
             await served.close()
 
-    app = FastAPI(
+    app = _App(
         title="agenthost",
         version=__version__,
         description=DESCRIPTION,

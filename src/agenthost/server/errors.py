@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``.
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``,
+plus the ``request_id`` of the request (see :mod:`agenthost.server.requestid`).
 
 Every :class:`agenthost.errors.AgentHostError` maps to a status by class;
 request validation failures are 422 (400 for a body that is not JSON);
@@ -35,8 +36,10 @@ from agenthost.errors import (
     SessionBusy,
     StoreUnavailable,
     TokenBudgetExhausted,
+    TurnTimeout,
     Unauthorized,
 )
+from agenthost.server.requestid import current_request_id
 
 log = logging.getLogger("agenthost.server")
 
@@ -49,6 +52,7 @@ STATUS: dict[type[AgentHostError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     ModelError: 503,
+    TurnTimeout: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
 }
@@ -77,7 +81,12 @@ def status_for(exc: AgentHostError) -> int:
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    """``{"error": {"code", "message", "request_id"}}``; the request id (when serving one)
+    is what a user quotes to an operator, who finds it in every log line of the request."""
+    request_id = current_request_id()
+    if request_id is None:
+        return {"error": {"code": code, "message": message}}
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
 
 
 def error_response(
@@ -126,7 +135,11 @@ _OPENAI_TYPES = {
 
 
 def is_openai(request: Request) -> bool:
-    return request.url.path.startswith(OPENAI_PATHS)
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root):  # served under a path prefix
+        path = path[len(root) :]
+    return path.startswith(OPENAI_PATHS)
 
 
 def openai_type(status: int) -> str:

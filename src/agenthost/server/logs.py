@@ -1,4 +1,8 @@
-"""Structured logs: one JSON object per line, extra fields under ``extra={"fields": {...}}``."""
+"""Structured logs: one JSON object per line, extra fields under ``extra={"fields": {...}}``.
+
+A line logged while an HTTP request is served carries its ``request_id``
+(set by :class:`agenthost.server.requestid.RequestIdFilter` on the handler).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from agenthost.server.requestid import RequestIdFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,6 +24,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            out["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             out.update(fields)
@@ -30,6 +39,7 @@ def configure_logging(level: str = "info") -> None:
     """Send ``agenthost`` and ``uvicorn`` logs to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
     for name in ("agenthost", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

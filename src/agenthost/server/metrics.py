@@ -1,8 +1,9 @@
 """Prometheus metrics with one registry per app, and the Host observer that feeds them.
 
 Requests are counted by route template (``/v1/sessions/{session_id}``), never by
-raw path, so the label set stays bounded. Usage is counted by tenant and agent,
-never by user; tenants beyond the first :data:`MAX_TENANTS` seen share the
+raw path, so the label set stays bounded. Turn, model and token metrics carry the
+agent's name: a label bounded by the agents the server was started with. Usage is counted by tenant
+and agent, never by user; tenants beyond the first :data:`MAX_TENANTS` seen share the
 label ``_other``.
 """
 
@@ -50,19 +51,27 @@ class Metrics:
         )
         self.turn_seconds = Histogram(
             "agenthost_turn_duration_seconds",
-            "Turn latency by final run status",
-            ["status"],
+            "Turn latency by agent (the one that ended the turn) and final run status",
+            ["agent", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.model_seconds = Histogram(
             "agenthost_model_call_duration_seconds",
-            "Latency of one model call",
-            ["model"],
+            "Latency of one model call, by the model that answered and the agent calling it",
+            ["agent", "model"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.tokens = Counter("agenthost_tokens", "Model tokens used", ["kind"], registry=r)
+        self.tokens = Counter(
+            "agenthost_tokens", "Model tokens used, by agent", ["agent", "kind"], registry=r
+        )
+        self.handoffs = Counter(
+            "agenthost_handoffs",
+            "Sessions transferred from one agent to another",
+            ["source", "target"],
+            registry=r,
+        )
         self.live_sessions = Gauge(
             "agenthost_live_sessions", "Sessions held in memory right now", registry=r
         )
@@ -133,17 +142,20 @@ class MetricsObserver:
         # Usage already counted for runs paused for approval: a resumed run carries it again.
         self._paused: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
-    def model_called(self, model: str, seconds: float) -> None:
-        self.metrics.model_seconds.labels(model).observe(seconds)
+    def model_called(self, model: str, seconds: float, agent: str) -> None:
+        self.metrics.model_seconds.labels(agent, model).observe(seconds)
 
-    def turn_finished(self, run: RunRecord, seconds: float) -> None:
-        self.metrics.turn_seconds.labels(run.status).observe(seconds)
+    def handed_off(self, source: str, target: str) -> None:
+        self.metrics.handoffs.labels(source, target).inc()
+
+    def turn_finished(self, run: RunRecord, seconds: float, agent: str) -> None:
+        self.metrics.turn_seconds.labels(agent, run.status).observe(seconds)
         if run.status != "awaiting_approval":  # a paused turn finishes when it is answered
             self.metrics.series.record_turn(seconds, run.status)
         usage = run.usage
         seen_in, seen_out = self._paused.pop(run.run_id, (0, 0))
-        self.metrics.tokens.labels("input").inc(max(0, usage.input_tokens - seen_in))
-        self.metrics.tokens.labels("output").inc(max(0, usage.output_tokens - seen_out))
+        self.metrics.tokens.labels(agent, "input").inc(max(0, usage.input_tokens - seen_in))
+        self.metrics.tokens.labels(agent, "output").inc(max(0, usage.output_tokens - seen_out))
         if run.status == "awaiting_approval":
             self._paused[run.run_id] = (usage.input_tokens, usage.output_tokens)
             while len(self._paused) > self._PAUSED_RUNS:
@@ -156,6 +168,7 @@ class MetricsObserver:
                     "tenant_id": key.tenant_id,
                     "user_id": key.user_id,
                     "session_id": key.session_id,
+                    "agent": agent,
                     "run_id": run.run_id,
                     "status": run.status,
                     "latency_ms": round(seconds * 1000, 2),
@@ -200,4 +213,5 @@ class RequestMetricsMiddleware:
             if access_log.isEnabledFor(logging.DEBUG):
                 fields = {"method": method, "route": route, "status": status}
                 fields["latency_ms"] = round(seconds * 1000, 2)
+                fields["client"] = (scope.get("client") or ("",))[0]  # a trusted proxy may name it
                 access_log.debug("request", extra={"fields": fields})

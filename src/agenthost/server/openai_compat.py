@@ -1,6 +1,9 @@
 """OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``.
 
-The served agent is the one model (its name is the model id). Identity comes
+Each served agent is a model (its name is the model id; ``GET /v1/models`` lists
+them). A stateful request is addressed to that agent like
+``/v1/agents/{agent}/chat``: after a hand-off the session's new agent answers
+(the completion's and each chunk's ``model`` say which agent speaks). Identity comes
 from the server's auth like every route; the request's ``user`` field names the
 user under ``--auth none`` or with a service key (a user key may name only its
 own user). The session is ``X-Session-Id`` or ``metadata.session_id``, else the
@@ -29,6 +32,7 @@ from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
 from agenthost.protocols import openai_chat as oc
 from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
 from agenthost.server.sse import event_stream
 from agenthost.turn import new_run_id
@@ -45,17 +49,17 @@ class _Where(TypedDict):
 
 
 def _check_model(host: Host, model: str) -> None:
-    if model != host.agent.name:
-        raise NotFound(f"model {model!r} is not served here; GET /v1/models lists the agent")
+    if model not in host.agents:
+        raise NotFound(f"model {model!r} is not served here; GET /v1/models lists the agents")
 
 
 def _raw(chunk: bytes) -> bytes:
     return chunk
 
 
-@router.get("/v1/models", summary="The served agent, as an OpenAI model")
+@router.get("/v1/models", summary="The served agents, as OpenAI models")
 async def list_models(host: CurrentHost, identity: CurrentIdentity) -> dict[str, Any]:
-    return oc.models_list([host.agent.name])
+    return oc.models_list(host.agents.names)
 
 
 @router.get("/v1/models/{model}", summary="One served agent, as an OpenAI model")
@@ -94,11 +98,12 @@ async def chat_completions(
     if stateless:
         headers = {oc.STATELESS_HEADER: "1"}
         config = oc.sampling_config(body)
+        agent = body.model
         if body.stream:
             return await _stream(
-                body, host.stream_stateless(messages, config=config, **where), headers
+                body, host.stream_stateless(messages, config=config, agent=agent, **where), headers
             )
-        result = await host.run_stateless(messages, config=config, **where)
+        result = await host.run_stateless(messages, config=config, agent=agent, **where)
     else:
         plan = oc.reconcile(messages, await host.history(**where))
         run_id = new_run_id()
@@ -107,14 +112,20 @@ async def chat_completions(
             oc.RUN_HEADER: run_id,
             oc.HISTORY_HEADER: plan.header,
         }
+        request_id = current_request_id()
         if body.stream:
-            return await _stream(body, host.stream(plan.text, run_id=run_id, **where), headers)
-        result = await host.run(plan.text, run_id=run_id, **where)
+            events = host.stream(
+                plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
+            )
+            return await _stream(body, events, headers)
+        result = await host.run(
+            plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
+        )
     reply = oc.completion(
         result,
         completion_id=_completion_id(),
         created=int(time.time()),
-        model=body.model,
+        model=result.agent or body.model,
         stateless=stateless,
     )
     return JSONResponse(reply, headers=headers)

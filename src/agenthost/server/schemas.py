@@ -43,6 +43,11 @@ SessionId = Annotated[
     AfterValidator(_printable),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+AgentName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["billing"]),
+    AfterValidator(_printable),
+]
 
 CONFIG_DESCRIPTION = (
     "Per-session model configuration: model (from the server's allow-list), "
@@ -53,6 +58,7 @@ CONFIG_DESCRIPTION = (
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["not_found"])
     message: str = Field(examples=["session 's1' not found"])
+    request_id: str | None = Field(None, description="the X-Request-Id of the request")
 
 
 class ErrorResponse(BaseModel):
@@ -86,6 +92,13 @@ class ChatRequest(BaseModel):
     session_id: SessionId | None = Field(None, description='Defaults to "default"')
     stream: bool = Field(False, description="Reply with Server-Sent Events")
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds this turn may take (model and tools together), at most the "
+        "server's turn timeout; past it the turn fails with 504 turn_timeout",
+    )
 
 
 class ChatResponse(BaseModel):
@@ -101,6 +114,8 @@ class ChatResponse(BaseModel):
         default_factory=list,
         description="Tool calls waiting for approval",
     )
+    agent: str | None = Field(None, description="The agent that ended the turn (after hand-offs)")
+    model: str | None = Field(None, description="The model that produced the reply")
 
 
 class SeedChatRequest(BaseModel):
@@ -126,6 +141,7 @@ class SessionCreate(BaseModel):
     user_id: Id | None = Field(None, description="For service keys and --auth none")
     state: JsonObject | None = None
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    agent: AgentName | None = Field(None, description="Start the session with this agent")
 
 
 class SessionPatch(BaseModel):
@@ -135,6 +151,9 @@ class SessionPatch(BaseModel):
 
     state: JsonObject | None = Field(None, description="JSON merge patch of the state")
     config: JsonObject | None = Field(None, description=CONFIG_DESCRIPTION)
+    agent: AgentName | None = Field(
+        None, description="Move the session to this agent (its active agent from now on)"
+    )
 
 
 class PendingApproval(BaseModel):
@@ -156,6 +175,10 @@ class SessionOut(BaseModel):
     config: dict[str, Any]
     pending_approvals: list[PendingApproval]
     revision: int
+    agent: str = Field(description="The agent the session is talking to (after hand-offs)")
+    entry_agent: str | None = Field(
+        None, description="The agent the session started with (on a server with several)"
+    )
 
 
 class SessionList(BaseModel):
@@ -223,6 +246,7 @@ class LiveSessionOut(BaseModel):
     created_at: float
     last_used: float
     busy: bool
+    agent: str | None = None
     messages_in_window: int
 
 
@@ -237,6 +261,20 @@ class Evicted(BaseModel):
 class CleanupResult(BaseModel):
     expired: int
     deleted: int
+
+
+class AgentOut(BaseModel):
+    name: str = Field(examples=["billing"])
+    description: str
+    model: str = Field(examples=["openai:gpt-4o-mini"])
+    fallback_models: list[str]
+    tools: list[str]
+    handoffs: list[str] = Field(description="Agents it may transfer a session to")
+    default: bool = Field(description="Answers the routes that name no agent")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
 
 
 class Health(BaseModel):
@@ -254,6 +292,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Body too large",
         422: "Invalid input",
         503: "Store or model unavailable",
+        504: "The turn ran past its deadline",
     }.items()
 }
 """Error responses every API route may return, for the OpenAPI document."""

@@ -3,7 +3,8 @@
 :func:`event_stream` pulls the first event before any byte is sent, so errors
 raised while the turn starts (bad input, busy session, unknown session) still
 get their proper status code from the error handlers. After that, each event
-goes out as ``event: <type>`` / ``data: <json>``.
+goes out as ``event: <type>`` / ``data: <json>``; an error event carries the request's
+``request_id`` (the ``X-Request-Id`` response header says it too).
 
 If the client disconnects, the task driving the turn is cancelled once (a
 plain asyncio cancellation, not anyio's repeated one), so the turn loop gets a
@@ -25,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from agenthost.errors import AgentHostError, ModelError
 from agenthost.events import Event
+from agenthost.server.requestid import current_request_id
 
 log = logging.getLogger("agenthost.server")
 
@@ -37,11 +39,22 @@ def frame(event_type: str, data: dict[str, Any]) -> bytes:
 
 
 def encode_event(event: Event) -> bytes:
-    return frame(event.type, event.to_dict())
+    data = event.to_dict()
+    if event.type == "error":
+        _add_request_id(data)
+    return frame(event.type, data)
 
 
 def encode_error(exc: AgentHostError) -> bytes:
-    return frame("error", {"type": "error", "code": exc.code, "message": exc.message})
+    data: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
+    _add_request_id(data)
+    return frame("error", data)
+
+
+def _add_request_id(data: dict[str, Any]) -> None:
+    request_id = current_request_id()
+    if request_id is not None:
+        data["request_id"] = request_id
 
 
 async def aclose(iterator: AsyncIterator[Any]) -> None:

@@ -157,8 +157,8 @@ class _TurnUsage:
         self.meter.record(
             key.tenant_id,
             key.user_id,
-            turn.env.agent.name,
-            turn.model.name,
+            turn.agent.name,  # the agent speaking (a hand-off changes it)
+            turn.answered or turn.model.name,  # the model that answered (after any failover)
             turns=turns,
             errors=errors,
             input_tokens=max(0, spent_in),

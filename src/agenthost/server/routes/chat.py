@@ -1,4 +1,8 @@
-"""``POST /v1/chat`` (JSON or Server-Sent Events) and the seeds' ``POST /chat``."""
+"""``POST /v1/chat`` (JSON or Server-Sent Events) and the seeds' ``POST /chat``.
+
+Both name no agent: a session continues with its active agent, a new one starts
+with the default agent (``/v1/agents/{agent}/chat`` names one).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from starlette.responses import Response
 
+from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
+from agenthost.server.auth import Identity
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
+from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import (
     ERRORS,
     ChatRequest,
@@ -18,6 +25,7 @@ from agenthost.server.schemas import (
     SeedChatResponse,
 )
 from agenthost.server.sse import event_stream
+from agenthost.settings import Settings
 
 router = APIRouter(tags=["chat"])
 log = logging.getLogger("agenthost.content")
@@ -31,7 +39,7 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
             }
         },
         "description": "JSON, or Server-Sent Events (delta, tool_call, tool_result, "
-        "approval_required, done, error) when streaming",
+        "approval_required, handoff, done, error) when streaming",
     },
 }
 
@@ -53,6 +61,19 @@ async def chat(
     settings: CurrentSettings,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | dict[str, Any]:
+    return await converse(body, host, identity, settings, accept, agent=None)
+
+
+async def converse(
+    body: ChatRequest,
+    host: Host,
+    identity: Identity,
+    settings: Settings,
+    accept: str | None,
+    *,
+    agent: str | None,
+) -> Response | dict[str, Any]:
+    """One turn for ``/v1/chat`` and ``/v1/agents/{agent}/chat``."""
     who = identity.principal(body.user_id)
     session_id = body.session_id or DEFAULT_ID
     if settings.log_content:
@@ -64,6 +85,9 @@ async def chat(
             user_id=who.user_id,
             session_id=session_id,
             config=body.config,
+            time_limit=body.timeout,
+            request_id=current_request_id(),
+            agent=agent,
         )
         return await event_stream(events)
     result = await host.run(
@@ -72,6 +96,9 @@ async def chat(
         user_id=who.user_id,
         session_id=session_id,
         config=body.config,
+        time_limit=body.timeout,
+        request_id=current_request_id(),
+        agent=agent,
     )
     if settings.log_content:
         log.debug("reply", extra={"fields": {"run_id": result.run_id, "text": result.reply}})
@@ -88,5 +115,10 @@ async def seed_chat(
     body: SeedChatRequest, host: CurrentHost, identity: CurrentIdentity
 ) -> SeedChatResponse:
     who = identity.principal(body.user_id)
-    result = await host.run(body.message, tenant_id=who.tenant_id, user_id=who.user_id)
+    result = await host.run(
+        body.message,
+        tenant_id=who.tenant_id,
+        user_id=who.user_id,
+        request_id=current_request_id(),
+    )
     return SeedChatResponse(user_id=who.user_id, reply=result.reply)

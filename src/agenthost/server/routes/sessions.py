@@ -1,7 +1,9 @@
 """The caller's sessions: list, create, read, change, delete, page messages, answer approvals.
 
 Session ids live inside the caller's user, so another user's session is simply
-not there: 404, never a hint that it exists.
+not there: 404, never a hint that it exists. A session shows the agent it is
+talking to (``agent``) and the one it started with (``entry_agent``); creating
+or patching a session with ``agent`` starts or moves it there.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query
 from starlette.responses import Response
 
+from agenthost.agents import client_config, entry_name
 from agenthost.errors import Conflict, NotFound
 from agenthost.host import Host
 from agenthost.server.auth import Principal
@@ -51,6 +54,15 @@ async def _existing(host: Host, who: Principal, session_id: str) -> SessionRecor
     return record
 
 
+def session_out(host: Host, record: SessionRecord) -> dict[str, Any]:
+    """A session as the API shows it: its agent apart from the config clients set."""
+    out = record.to_dict()
+    out["config"] = client_config(record.config)
+    out["agent"] = host.agents.active(record.config).name
+    out["entry_agent"] = entry_name(record.config)
+    return out
+
+
 @router.get("", response_model=SessionList, summary="List the caller's sessions, newest first")
 async def list_sessions(
     host: CurrentHost,
@@ -62,7 +74,8 @@ async def list_sessions(
     records = await host.sessions(
         tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, offset=offset
     )
-    return {"sessions": [r.to_dict() for r in records], "limit": limit, "offset": offset}
+    sessions = [session_out(host, r) for r in records]
+    return {"sessions": sessions, "limit": limit, "offset": offset}
 
 
 @router.post("", response_model=SessionOut, status_code=201, summary="Create a session")
@@ -74,15 +87,17 @@ async def create_session(
     ids = {"tenant_id": who.tenant_id, "user_id": who.user_id, "session_id": session_id}
     if await host.get_session(**ids) is not None:
         raise Conflict(f"session {session_id!r} already exists")
-    record = await host.create_session(**ids, state=body.state, config=body.config)
-    return record.to_dict()
+    record = await host.create_session(
+        **ids, state=body.state, config=body.config, agent=body.agent
+    )
+    return session_out(host, record)
 
 
 @router.get("/{session_id}", response_model=SessionOut, summary="Read one session")
 async def get_session(
     session_id: SessionPath, host: CurrentHost, identity: CurrentIdentity
 ) -> dict[str, Any]:
-    return (await _existing(host, identity.principal(), session_id)).to_dict()
+    return session_out(host, await _existing(host, identity.principal(), session_id))
 
 
 @router.patch(
@@ -98,8 +113,9 @@ async def patch_session(
         session_id=session_id,
         state=body.state,
         config=body.config,
+        agent=body.agent,
     )
-    return record.to_dict()
+    return session_out(host, record)
 
 
 @router.delete("/{session_id}", response_model=Deleted, summary="Delete a session and its history")

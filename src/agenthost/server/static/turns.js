@@ -61,12 +61,16 @@ export class Turn {
     segment.text += text;
     if (!segment.scheduled) {
       segment.scheduled = true;
-      requestAnimationFrame(() => {
-        segment.scheduled = false;
-        segment.node.replaceChildren(renderMarkdown(segment.text));
-        this.onChange();
-      });
+      requestAnimationFrame(() => this.render(segment));
     }
+  }
+
+  /** Draw a segment's text now (deltas are drawn once per frame; a finished turn at once). */
+  render(segment) {
+    if (!segment || !segment.scheduled) return;
+    segment.scheduled = false;
+    segment.node.replaceChildren(renderMarkdown(segment.text));
+    this.onChange();
   }
 
   toolCall({ id, name, arguments: args }) {
@@ -176,6 +180,7 @@ export class Turn {
       case "approval_required": this.approval(data, (yes) => onApprove(data, yes, this)); break;
       case "done":
         if (data.reply && !this.segment && !this.node.querySelector(".msg.assistant")) this.delta(data.reply);
+        this.render(this.segment);  // the text is on the page before the turn says it is done
         this.status(data.status, { usage: data.usage, runId: data.run_id });
         break;
       case "error": this.error(`${data.message} (${data.code})`); break;
