@@ -27,8 +27,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
+# BENCH_ARGS="--out bench/results" refreshes the recorded report (default: outside the repo).
 bench: $(STAMP)
-	$(BIN)/agenthost bench
+	$(BIN)/agenthost bench $(if $(AGENTHOST_TEST_POSTGRES),--postgres "$(AGENTHOST_TEST_POSTGRES)") \
+		$(if $(AGENTHOST_TEST_REDIS),--redis "$(AGENTHOST_TEST_REDIS)") $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,8 @@ from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.stores.base import SessionStore
 from support.clock import FakeClock
 
+pytest.register_assert_rewrite("agenthost.testing")  # before the conformance tests import it
+
 
 @pytest.fixture
 def clock() -> FakeClock:

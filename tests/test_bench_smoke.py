@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from agenthost.benchmarks import inprocess, memory, report, suite
-from agenthost.benchmarks.inprocess import Scale
 from agenthost.cli import main
+from agenthost_bench import inprocess, memory, options, report, suite
+from agenthost_bench.inprocess import Scale
 
 TINY = Scale.tiny()
 
@@ -88,8 +92,8 @@ def test_select_rejects_unknown_workloads() -> None:
 
 
 def test_cli_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = suite.Options(scale=TINY, b4_live=20, b4_touched=30, b4_max_live=5)
-    monkeypatch.setattr(suite.Options, "make", classmethod(lambda cls, **kw: tiny))
+    tiny = options.Options(scale=TINY, b4_live=20, b4_touched=30, b4_max_live=5)
+    monkeypatch.setattr(options.Options, "make", classmethod(lambda cls, **kw: tiny))
     status = main(
         ["bench", "--only", "B1,B7", "--reps", "2", "--out", str(tmp_path), "--no-progress"]
     )
@@ -100,9 +104,48 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.Monkey
     assert b1["reps"] == 2
     assert {"median", "min", "max"} <= b1["variants"]["memory"].keys()
     assert [t["variant"] for t in b1["targets"]] == ["memory", "sqlite"]
-    assert "skipped" in data["workloads"]["B7"] or "variants" in data["workloads"]["B7"]
+    assert "--postgres" in data["workloads"]["B7"]["skipped"]  # no URL given: no env fallback
     text = (tmp_path / "latest.md").read_text()
     assert "## B1" in text and "| memory |" in text and "cores" in text
+
+
+RECORDED = Path(__file__).parent.parent / "bench" / "results"
+
+
+def recorded() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in RECORDED.glob("latest.*")}
+
+
+def test_by_default_the_report_goes_outside_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = recorded()
+    assert before, "the recorded report is missing"
+    tiny = options.Options(scale=TINY)
+    monkeypatch.setattr(options.Options, "make", classmethod(lambda cls, **kw: tiny))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["bench", "--only", "B1", "--reps", "1", "--no-progress"]) == 0
+    assert (tmp_path / "agenthost-bench" / "latest.json").is_file()
+    assert recorded() == before
+
+
+def test_the_command_finds_the_suite_from_any_directory(tmp_path: Path) -> None:
+    """A real ``agenthost bench`` process, the suite not on its path: it finds ``bench/``
+    beside the package's source and writes where ``--output`` says."""
+    before = recorded()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "agenthost.cli", "bench", "--quick", "--only", "B3"]
+    command += ["--reps", "1", "--no-progress", "--output", str(out)]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"report: {out / 'latest.json'}" in done.stdout
+    data = json.loads((out / "latest.json").read_text())
+    assert data["workloads"]["B3"]["reps"] == 1
+    assert data["command"] == f"agenthost bench --quick --only B3 --reps 1 --out {out}"
+    assert recorded() == before
 
 
 def test_markdown_shows_failures_and_skips() -> None:
@@ -131,7 +174,7 @@ def test_markdown_shows_failures_and_skips() -> None:
 
 
 async def test_loadgen_connection_parses_keep_alive_responses() -> None:
-    from agenthost.benchmarks.loadgen import _Connection
+    from agenthost_bench.loadgen import _Connection
 
     class Transport:
         def __init__(self) -> None:
@@ -157,7 +200,7 @@ async def test_loadgen_connection_parses_keep_alive_responses() -> None:
 
 
 async def test_b8_quota_variants_report_their_added_latency() -> None:
-    from agenthost.benchmarks import quotas
+    from agenthost_bench import quotas
 
     results = await quotas.b8(TINY, None, None)
     assert set(results) == {"no quotas", "other tenant limited"}

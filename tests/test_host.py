@@ -214,12 +214,23 @@ async def test_reject_policy_fails_second_turn_at_once() -> None:
 
 
 async def test_lock_table_empty_after_many_distinct_keys() -> None:
-    async with Host(Agent(), store=MemoryStore(max_messages=4), max_live_sessions=100) as host:
-        for chunk in range(0, 100_000, 5_000):
+    """2,000 keys, two turns each at once (one holds, one waits): 20x the live-session cap.
+    Every entry must go when its last holder or waiter leaves; a leak of even one shows."""
+    held: list[int] = []
+
+    async def model(request: ModelRequest) -> str:
+        held.append(host.lock_count)
+        await asyncio.sleep(0)  # let every other turn of the chunk take or wait for its lock
+        return "ok"
+
+    agent = Agent(model=FunctionModel(model))
+    async with Host(agent, store=MemoryStore(max_messages=4), max_live_sessions=100) as host:
+        for chunk in range(0, 2_000, 250):
             await asyncio.gather(
-                *(host.run("x", user_id=f"u{i}") for i in range(chunk, chunk + 5_000))
+                *(host.run("x", user_id=f"u{i}") for i in range(chunk, chunk + 250) for _ in "ab")
             )
-        assert host.lock_count == 0
+            assert host.lock_count == 0
+        assert len(held) == 4_000 and max(held) == 250  # the table filled up meanwhile
         assert len(host.cache) <= 100
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,31 +115,115 @@ def wal_size(path: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
+def rows_in_database_file(path: Path) -> int:
+    """Messages in the database file itself: what checkpoints copied there, not the log."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # immutable: the log unread
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet: nothing checkpointed
+        return 0
+    finally:
+        conn.close()
+
+
+class WatchedConnection:
+    """The checkpointer's connection, watched: each pass's result, and a count to wait on."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.results: list[tuple[int, int, int]] = []
+        self.passes = threading.Semaphore(0)
+
+    def execute(self, sql: str) -> Any:
+        rows = self.conn.execute(sql).fetchall()
+        self.results.append(rows[0])  # (busy, frames in the log, frames checkpointed)
+        self.passes.release()
+        return _Rows(rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Wait for checkpoint passes (never a fixed delay) until one leaves ``done()`` true."""
+        while True:
+            assert await asyncio.to_thread(self.passes.acquire, timeout=30), "no checkpoint"
+            if done():
+                return
+
+
+class _Rows:
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> list[WatchedConnection]:
+    """Every checkpointer started from now on, watched through its connection."""
+    started: list[WatchedConnection] = []
+    real_init = _Checkpointer.__init__
+
+    def init(self: _Checkpointer, path: str) -> None:
+        real_init(self, path)  # its thread waits for a kick or IDLE before using _conn
+        self._conn = watch = WatchedConnection(self._conn)  # type: ignore[assignment]
+        started.append(watch)
+
+    monkeypatch.setattr(_Checkpointer, "__init__", init)
+    return started
+
+
 @pytest.mark.parametrize("durability", DURABILITY)
 async def test_a_background_thread_checkpoints_so_the_log_restarts(
-    tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    durability: str,
+    monkeypatch: pytest.MonkeyPatch,
+    watched: list[WatchedConnection],
 ) -> None:
-    monkeypatch.setattr(_Checkpointer, "EVERY_WRITES", 8)
-    monkeypatch.setattr(_Checkpointer, "IDLE", 0.05)
+    monkeypatch.setattr(_Checkpointer, "EVERY_WRITES", 100)  # one kick per phase, at its end
+    monkeypatch.setattr(_Checkpointer, "IDLE", 3600.0)  # and no pass on a timer
     path = tmp_path / "c.db"
     store = SQLiteStore(path, durability=durability)  # type: ignore[arg-type]
     await store.open()
     try:
         safety = _Checkpointer.SAFETY_PAGES
         assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == safety
+        [checkpoints] = watched
         key = SessionKey("t", "u", "s")
         sizes = []
-        for phase in range(3):
-            for seq in range(phase * 100 + 1, phase * 100 + 101):
+        for phase in range(1, 4):
+            assert rows_in_database_file(path) == 100 * (phase - 1)
+            for seq in range(phase * 100 - 99, phase * 100 + 1):
                 await store.write(batch(key, seq, "x" * 2000))
-            await asyncio.sleep(0.3)  # the thread checkpoints what is left
+            written = 100 * phase
+            await checkpoints.until(lambda: rows_in_database_file(path) == written)  # noqa: B023
+            busy, logged, copied = checkpoints.results[-1]
+            assert busy == 0 and logged == copied > 0  # the whole log is in the database
             sizes.append(wal_size(path))
-        # each phase starts the log over instead of appending to it
-        assert sizes[2] < 1.2 * sizes[0]
+        # Each phase wrote the log over from its start instead of appending to it.
+        assert sizes[2] < 1.5 * sizes[0]
+        assert len(checkpoints.results) == 3  # one pass per kick, none on a timer
         assert len(await store.messages(key)) == 300
     finally:
         await store.close()
     assert wal_size(path) == 0
+
+
+async def test_an_idle_store_is_checkpointed_without_a_kick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: list[WatchedConnection]
+) -> None:
+    monkeypatch.setattr(_Checkpointer, "EVERY_WRITES", 10**9)
+    monkeypatch.setattr(_Checkpointer, "IDLE", 0.01)
+    path = tmp_path / "i.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        for seq in range(1, 6):
+            await store.write(batch(SessionKey("t", "u", "s"), seq))
+        await watched[0].until(lambda: rows_in_database_file(path) == 5)
+    finally:
+        await store.close()
 
 
 async def test_a_write_waits_for_another_process_without_stopping_the_loop(

@@ -24,7 +24,7 @@ from agenthost import (
     tool_call,
 )
 from agenthost.usage import MemoryUsageLedger, SQLiteUsageLedger, UsageRow
-from agenthost.usage.meter import Dimension
+from agenthost.usage import Dimension
 from support.clock import FakeClock
 
 DAY = 86_400

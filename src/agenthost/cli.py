@@ -21,12 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"agenthost.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"agenthost.commands.{name}":
-                raise
-            continue  # a command not built yet
+        module = importlib.import_module(f"agenthost.commands.{name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(command)
         command.set_defaults(handler=module.run)

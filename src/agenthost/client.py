@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from agenthost.errors import AgentHostError, MissingExtra
 
-from agenthost.errors import AgentHostError
+try:
+    import httpx
+except ModuleNotFoundError as exc:
+    raise MissingExtra("client", "the HTTP client (agenthost.client, --url)") from exc
 
 
 class RemoteError(AgentHostError):

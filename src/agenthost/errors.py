@@ -22,6 +22,7 @@ codes in exactly one place (``agenthost.server.errors``)::
     ├── TurnTimeout             the turn ran past its deadline (model and tools together)
     ├── StoreUnavailable        the session store cannot be reached
     └── ConfigError             the server or agent is misconfigured
+        └── MissingExtra        an optional feature used without its extra (also an ImportError)
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ class ConfigError(AgentHostError):
     code = "config_error"
 
 
+class MissingExtra(ConfigError, ImportError):
+    """An optional feature was used without the extra that installs it; the message says
+    what to install (``pip install "agenthost[postgres]"``). See :mod:`agenthost.extras`."""
+
+    code = "missing_extra"
+
+    def __init__(self, extra: str, feature: str) -> None:
+        super().__init__(f'{feature} needs the "{extra}" extra: pip install "agenthost[{extra}]"')
+        self.extra = extra
+
+
 __all__ = [
     "AgentHostError",
     "ConfigError",
@@ -142,6 +154,7 @@ __all__ = [
     "Forbidden",
     "InvalidId",
     "InvalidInput",
+    "MissingExtra",
     "ModelError",
     "NotFound",
     "QuotaExceeded",

@@ -292,8 +292,7 @@ class Host:
         sessions = self.runtime
         wait = self.policy == "queue"
         async with (
-            admitted(self.quotas, key, admission) as ticket,
-            sessions.locks.hold(key, wait=wait),
+            admitted(self.quotas, key, admission, sessions.locks.hold(key, wait=wait)) as ticket,
             self.coordinator.hold(key, wait=wait),
         ):
             live = await sessions.live(key, create=True)
@@ -441,8 +440,7 @@ class Host:
         sessions = self.runtime
         wait = self.policy == "queue"
         async with (
-            admitted(self.quotas, key, None) as ticket,
-            sessions.locks.hold(key, wait=wait),
+            admitted(self.quotas, key, None, sessions.locks.hold(key, wait=wait)) as ticket,
             self.coordinator.hold(key, wait=wait),
         ):
             live = await sessions.live(key, create=False)

@@ -43,7 +43,10 @@ class LiveSession:
 class LiveSessionCache:
     """LRU by last use, capped at ``max_live``; entries idle over ``ttl`` seconds expire.
 
-    A busy session (turn in progress) is never evicted or expired.
+    A busy session (turn in progress) is never evicted or expired. Busy sessions are
+    kept apart from the LRU order (:meth:`hold` / :meth:`unhold`), so keeping within
+    the cap never walks past them: with thousands of turns in flight, trimming costs
+    what it evicts, not what is busy.
     """
 
     def __init__(self, *, max_live: int, ttl: float | None) -> None:
@@ -53,79 +56,107 @@ class LiveSessionCache:
         self.ttl = ttl
         self.evictions = 0
         self.expirations = 0
-        self._sessions: OrderedDict[SessionKey, LiveSession] = OrderedDict()
+        self._idle: OrderedDict[SessionKey, LiveSession] = OrderedDict()
+        self._busy: dict[SessionKey, LiveSession] = {}
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._idle) + len(self._busy)
 
     def __iter__(self) -> Iterator[LiveSession]:
-        return iter(list(self._sessions.values()))
+        return iter([*self._idle.values(), *self._busy.values()])
 
     def get(self, key: SessionKey, now: float) -> LiveSession | None:
-        session = self._sessions.get(key)
+        session = self._busy.get(key)
+        if session is not None:
+            return session
+        session = self._idle.get(key)
         if session is None:
             return None
-        if self.ttl is not None and not session.busy and now - session.last_used > self.ttl:
-            del self._sessions[key]
+        if self.ttl is not None and now - session.last_used > self.ttl:
+            del self._idle[key]
             self.expirations += 1
             return None
-        self._sessions.move_to_end(key)
+        self._idle.move_to_end(key)
         return session
 
     def put(self, session: LiveSession) -> None:
-        self._sessions[session.key] = session
-        self._sessions.move_to_end(session.key)
+        """Cache ``session`` (replacing any copy of its key) as the most recently used."""
+        key = session.key
+        self._busy.pop(key, None)
+        if session.busy:
+            self._idle.pop(key, None)
+            self._busy[key] = session
+        else:
+            self._idle[key] = session
+            self._idle.move_to_end(key)
         self.trim()
+
+    def hold(self, session: LiveSession) -> None:
+        """``session`` is in use by a turn: not evictable until :meth:`unhold`."""
+        session.busy = True
+        key = session.key
+        if self._idle.get(key) is session:
+            del self._idle[key]
+            self._busy[key] = session
+        elif key not in self._busy and key not in self._idle:
+            self._busy[key] = session
+
+    def unhold(self, session: LiveSession) -> None:
+        """The turn is done with ``session``: it is the most recently used idle one."""
+        session.busy = False
+        key = session.key
+        if self._busy.get(key) is session:
+            del self._busy[key]
+            self._idle[key] = session
 
     def trim(self) -> int:
         """Evict least recently used idle sessions until within the cap."""
-        excess = len(self._sessions) - self.max_live
-        if excess <= 0:
+        excess = len(self) - self.max_live
+        if excess <= 0 or not self._idle:
             return 0
-        doomed = []
-        for key, session in self._sessions.items():
-            if not session.busy:
-                doomed.append(key)
-                if len(doomed) == excess:
-                    break
-        for key in doomed:
-            del self._sessions[key]
-        self.evictions += len(doomed)
-        return len(doomed)
+        evicted = 0
+        while evicted < excess and self._idle:
+            self._idle.popitem(last=False)
+            evicted += 1
+        self.evictions += evicted
+        return evicted
 
     def sweep(self, now: float) -> int:
         """Drop sessions idle longer than the TTL; return how many."""
         if self.ttl is None:
             return 0
         cutoff = now - self.ttl
-        doomed = [k for k, s in self._sessions.items() if not s.busy and s.last_used < cutoff]
+        doomed = [k for k, s in self._idle.items() if s.last_used < cutoff]
         for key in doomed:
-            del self._sessions[key]
+            del self._idle[key]
         self.expirations += len(doomed)
         return len(doomed)
 
     def discard(self, key: SessionKey) -> bool:
-        return self._sessions.pop(key, None) is not None
+        busy = self._busy.pop(key, None)
+        idle = self._idle.pop(key, None)
+        return busy is not None or idle is not None
 
     def evict(self, key: SessionKey) -> bool:
         """Admin eviction: drop one idle session. A busy one stays."""
-        session = self._sessions.get(key)
-        if session is None or session.busy:
+        if self._idle.pop(key, None) is None:
             return False
-        del self._sessions[key]
         self.evictions += 1
         return True
 
     def discard_where(self, tenant_id: str | None, user_id: str | None) -> int:
-        doomed = [
-            k
-            for k in self._sessions
-            if (tenant_id is None or k.tenant_id == tenant_id)
-            and (user_id is None or k.user_id == user_id)
-        ]
-        for key in doomed:
-            del self._sessions[key]
-        return len(doomed)
+        count = 0
+        for table in (self._idle, self._busy):
+            doomed = [
+                k
+                for k in table
+                if (tenant_id is None or k.tenant_id == tenant_id)
+                and (user_id is None or k.user_id == user_id)
+            ]
+            for key in doomed:
+                del table[key]
+            count += len(doomed)
+        return count
 
     def busy_count(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.busy)
+        return len(self._busy)

@@ -33,9 +33,6 @@ class KeyedLocks:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def busy(self, key: SessionKey) -> bool:
-        return key in self._entries
-
     def hold(self, key: SessionKey, *, wait: bool = True) -> _Hold:
         """``async with locks.hold(key):`` runs the block alone among holders of ``key``."""
         return _Hold(self._entries, key, wait)

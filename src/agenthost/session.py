@@ -93,16 +93,16 @@ class Sessions:
             live = await self.load(key, create=create)
             if live is None:
                 return None
-        live.busy = True
+        self.cache.hold(live)
         return live
 
     async def reload(self, live: LiveSession, *, create: bool = True) -> LiveSession | None:
         """Drop ``live`` and read the session afresh from the store (busy, like ``live``)."""
-        live.busy = False
+        self.cache.unhold(live)
         self.cache.discard(live.key)
         fresh = await self.load(live.key, create=create)
         if fresh is not None:
-            fresh.busy = True
+            self.cache.hold(fresh)
         return fresh
 
     async def load(self, key: SessionKey, *, create: bool) -> LiveSession | None:
@@ -121,9 +121,7 @@ class Sessions:
                     await self._recover(live, snapshot.running)
                 finally:
                     live.busy = False
-        live.busy = True  # not evictable while it is being put in place
         self.cache.put(live)
-        live.busy = False
         return live
 
     def _from_snapshot(self, snapshot: Snapshot, now: float) -> LiveSession:
@@ -165,8 +163,8 @@ class Sessions:
 
     def release(self, live: LiveSession) -> None:
         """A turn is done with ``live``: it may be evicted again (or is dropped if stale)."""
-        live.busy = False
         live.last_used = self.clock()
+        self.cache.unhold(live)
         if live.stale:
             if self.cache.get(live.key, live.last_used) is live:
                 self.cache.discard(live.key)

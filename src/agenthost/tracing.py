@@ -28,8 +28,6 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ConfigError
-
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,35 +35,33 @@ if TYPE_CHECKING:
     from agenthost.models.base import ModelRequest
     from agenthost.turn import Turn
 
-INSTALL_HINT = "pip install 'agenthost[otel]'"
-
 
 def _otel() -> Any:
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - the API comes with the extra
-        raise ConfigError(f"tracing needs OpenTelemetry: {INSTALL_HINT}") from None
+    from agenthost.extras import require
+
+    require("otel", "OpenTelemetry tracing")
+    from opentelemetry import trace
+
     return trace
 
 
 def configure_provider(service_name: str = "agenthost") -> None:
     """Install an SDK tracer provider exporting over OTLP/HTTP (``OTEL_EXPORTER_OTLP_*``
     settings), unless the application already installed one."""
+    from agenthost.errors import MissingExtra
+
     trace = _otel()
     try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        raise ConfigError(f"otel = true needs the OpenTelemetry SDK: {INSTALL_HINT}") from None
+        raise MissingExtra("otel", "otel = true (the SDK and its OTLP exporter)") from None
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError:
-        raise ConfigError(f"otel = true needs the OTLP exporter: {INSTALL_HINT}") from None
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
 

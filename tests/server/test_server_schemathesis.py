@@ -25,7 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.mark.skipif(not ST.exists(), reason="schemathesis CLI (st) is not installed")
 def test_no_server_errors(server: Server) -> None:
     command = [str(ST), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error"]
-    command += ["--max-examples", "5", "--workers", "2", "--no-color"]
+    # one worker: with two threads, hypothesis's ast.parse hits a CPython 3.11 bug
+    # ("AST constructor recursion depth mismatch"), an error of the tool, not the server
+    command += ["--max-examples", "5", "--workers", "1", "--no-color"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "passed" in result.stdout

@@ -1,10 +1,16 @@
-"""Debian's nginx in front of ``agenthost serve``, configured with the README's own snippet.
+"""Debian's nginx in front of ``agenthost serve``, configured with what the project ships.
 
-:func:`readme_snippet` is the ``location`` block of the README's "Behind a reverse
-proxy" section; :class:`Nginx` runs one nginx (no daemon, one process, everything in a
-temporary folder) with a ``server`` block per :class:`Site`, each holding that snippet
-with the site's upstream port in place of the README's 8000. A site may end TLS with a
-self-signed certificate for 127.0.0.1 (:func:`self_signed`).
+Two configurations, one machinery:
+
+- :class:`Nginx`, the README's own snippet: :func:`readme_snippet` is the ``location``
+  block of the README's "Behind a reverse proxy" section; it runs one nginx (no daemon,
+  one process, everything in a temporary folder) with a ``server`` block per
+  :class:`Site`, each holding that snippet with the site's upstream port in place of the
+  README's 8000. A site may end TLS with a self-signed certificate (:func:`self_signed`).
+- :class:`LoadBalancer`, the site of ``compose.yaml``: :func:`render` fills
+  ``deploy/nginx/templates/agenthost.conf.template`` the way the official nginx image's
+  entrypoint does (``${NAME}`` from a mapping; nginx's own ``$variables`` left alone), in
+  front of two upstreams, with an access log that names the upstream(s) of each request.
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ import ipaddress
 import os
 import re
 import shutil
+import signal
+import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +36,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from support.serve import free_port
+
 README = Path(__file__).parents[2] / "README.md"
 PREFIX = "/agents"  # the prefix of the README's snippet
 READY_TIMEOUT = 30.0
+TEMPLATE = Path(__file__).parents[2] / "deploy" / "nginx" / "templates" / "agenthost.conf.template"
+ACCESS_FORMAT = "$request_method $request_uri $status upstream=[$upstream_addr] [$upstream_status]"
 
 
 def nginx_binary() -> str:
@@ -43,6 +56,14 @@ def nginx_binary() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """``${NAME}`` -> ``values[NAME]``, as envsubst with only those names defined."""
+    missing = set(re.findall(r"\$\{(\w+)\}", template)) - set(values)
+    if missing:
+        raise KeyError(f"no value for {sorted(missing)}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 
 def readme_snippet() -> str:
@@ -179,3 +200,97 @@ class Nginx:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+class LoadBalancer:
+    """nginx balancing over two ``upstreams`` (``host:port``) with the shipped site."""
+
+    def __init__(self, workdir: Path, upstreams: tuple[str, str]) -> None:
+        self.binary = nginx_binary()
+        self.root = workdir / "nginx"
+        self.root.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_log = self.root / "access.log"
+        self.error_log = self.root / "error.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        site = render(
+            TEMPLATE.read_text(),
+            {
+                "AGENTHOST_APP1": upstreams[0],
+                "AGENTHOST_APP2": upstreams[1],
+                "NGINX_PORT": f"127.0.0.1:{self.port}",
+            },
+        )
+        (self.root / "agenthost.conf").write_text(site)
+        (self.root / "nginx.conf").write_text(self._main_config())
+
+    def _main_config(self) -> str:
+        temp = "\n".join(
+            f"    {kind}_temp_path {self.root / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers may write the temp paths
+        return f"""{user}daemon off;
+worker_processes 1;
+pid {self.root / "nginx.pid"};
+error_log {self.error_log} warn;
+events {{ worker_connections 512; }}
+http {{
+{temp}
+    log_format upstreams '{ACCESS_FORMAT}';
+    access_log {self.access_log} upstreams;
+    include {self.root / "agenthost.conf"};
+}}
+"""
+
+    def start(self) -> LoadBalancer:
+        command = [self.binary, "-p", str(self.root), "-c", str(self.root / "nginx.conf")]
+        check = subprocess.run(
+            [*command, "-t", "-e", str(self.error_log)], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, f"nginx -t failed:\n{check.stderr}"
+        self.process = subprocess.Popen(
+            [*command, "-e", str(self.error_log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:  # polling for the port to open, not synchronisation
+            if self.process.poll() is not None:
+                raise AssertionError(f"nginx exited:\n{self.errors()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"nginx not listening:\n{self.errors()}") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # fast shutdown
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def errors(self) -> str:
+        return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
+
+    def access(self) -> list[str]:
+        """The access log lines so far (nginx writes each when its request ends)."""
+        if not self.access_log.exists():
+            return []
+        return self.access_log.read_text(errors="replace").splitlines()
+
+    def __enter__(self) -> LoadBalancer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from agenthost.client import Client
 from agenthost.host import Host
 from agenthost.keys import DEFAULT_ID
+
+if TYPE_CHECKING:
+    from agenthost.client import Client
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, *, user_required: bool = True) -> None:
@@ -29,6 +31,8 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, user_required: bool
 
 
 def make_client(args: argparse.Namespace) -> Client:
+    from agenthost.client import Client  # needs httpx: the "client" extra
+
     return Client(
         args.url,
         user_id=args.user,

@@ -1,13 +1,30 @@
-"""``agenthost bench``: run the benchmark suite and write its report."""
+"""``agenthost bench``: run the benchmark suite and write its report.
+
+The suite is not part of the package: it lives beside it in the repository, in
+``bench/agenthost_bench``, and this command finds it there (importable already,
+or ``bench/`` under the current directory, or beside the source tree the
+package runs from, as in an editable install). Reports go to a directory outside
+the repository unless ``--out`` names one; ``--out bench/results`` refreshes the
+recorded report.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
+import tempfile
 from pathlib import Path
+from types import ModuleType
 
-HELP = "Run the benchmark suite (B1-B7) and write a JSON + Markdown report."
+HELP = "Run the benchmark suite (B1-B8, from a source checkout) and write a JSON + Markdown report."
+
+SUITE = "agenthost_bench"
+
+
+def default_out() -> Path:
+    return Path(tempfile.gettempdir()) / "agenthost-bench"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +35,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
+        "--output",
         type=Path,
-        default=Path("bench/results"),
-        help="directory for latest.json/latest.md and timestamped copies (default bench/results)",
+        default=None,
+        help="directory for latest.json/latest.md and timestamped copies (default "
+        f"{default_out()}; bench/results updates the recorded report)",
     )
     parser.add_argument(
-        "--postgres", metavar="URL", help="PostgreSQL URL for B7 (default $AGENTHOST_TEST_POSTGRES)"
+        "--postgres", metavar="URL", help="PostgreSQL URL for B7 and B8 (else they skip it)"
     )
+    parser.add_argument("--redis", metavar="URL", help="Redis URL for B8 (else it skips Redis)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def find_suite() -> ModuleType | None:
+    """The ``agenthost_bench`` package, put on ``sys.path`` from the repository if need be."""
+    try:
+        return importlib.import_module(f"{SUITE}.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (SUITE, f"{SUITE}.cli"):
+            raise
+    source_root = Path(__file__).resolve().parents[3]  # src/agenthost/commands -> repository
+    for bench in (Path.cwd() / "bench", source_root / "bench"):
+        if (bench / SUITE / "cli.py").is_file():
+            sys.path.insert(0, str(bench))
+            return importlib.import_module(f"{SUITE}.cli")
+    return None
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -37,48 +72,32 @@ def _command_line(args: argparse.Namespace) -> str:
         words += ["--only", args.only]
     if args.reps:
         words += ["--reps", str(args.reps)]
-    if args.out != Path("bench/results"):
+    if args.out is not None:
         words += ["--out", str(args.out)]
     if args.postgres:
         words += ["--postgres", "URL"]
+    if args.redis:
+        words += ["--redis", "URL"]
     return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from agenthost.benchmarks.report import failed, run_suite, write
-    from agenthost.benchmarks.suite import Options, select
-
-    try:
-        workloads = select(args.only)
-    except ValueError as exc:
-        print(f"agenthost bench: {exc}", file=sys.stderr)
+    suite = find_suite()
+    if suite is None:
+        print(
+            "agenthost bench: the benchmark suite is not installed with the package; run this "
+            "from a checkout of the repository (it lives in bench/agenthost_bench)",
+            file=sys.stderr,
+        )
         return 2
-    reps = args.reps or (3 if args.quick else 5)
-    if reps < 1:
-        print("agenthost bench: --reps must be at least 1", file=sys.stderr)
-        return 2
-    options = Options.make(quick=args.quick, postgres=args.postgres)
-    steps = sum(min(reps, w.max_reps or reps) for w in workloads if w.skip(options) is None)
-    command = _command_line(args)
-    with tqdm(total=steps, unit="run", disable=args.no_progress, file=sys.stderr) as bar:
-        started = False
-
-        def progress(step: str) -> None:
-            nonlocal started
-            if started:
-                bar.update(1)
-            started = True
-            bar.set_description(step)
-
-        report = run_suite(workloads, options, reps=reps, command=command, progress=progress)
-        bar.update(1 if started else 0)
-    json_path, md_path = write(report, args.out)
-    print(md_path.read_text())
-    print(f"report: {json_path} and {md_path}")
-    broken = failed(report)
-    if broken:
-        print(f"agenthost bench: failed: {', '.join(broken)}", file=sys.stderr)
-        return 1
-    return 0
+    status: int = suite.run(
+        out=args.out or default_out(),
+        command=_command_line(args),
+        quick=args.quick,
+        only=args.only,
+        reps=args.reps,
+        postgres=args.postgres,
+        redis=args.redis,
+        progress=not args.no_progress,
+    )
+    return status

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from agenthost.agent import Agent
 from agenthost.errors import AgentHostError
+from agenthost.extras import require
 
 HELP = (
     "Run the Alice/Bob demo (isolation, and a triage agent handing each to another agent) "
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     session = "demo-" + os.urandom(3).hex()
     try:
         if args.serve:
+            require("server", "the HTTP server (--serve)")
             with _server() as url:
                 transcript = _play(_remote(url, None, None), session, handoffs=True)
         elif args.url:

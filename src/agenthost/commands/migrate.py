@@ -74,7 +74,7 @@ async def _sqlite(url: str) -> int:
     store = open_store(url)
     await store.open()
     await store.close()
-    print(f"{url}: SQLite schema is current (it is created and checked when the store opens)")
+    print(f"{url}: tables created where missing (SQLite has no versioned migrations)")
     return 0
 
 

@@ -9,7 +9,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ConfigError
+from agenthost.errors import ConfigError, MissingExtra
+from agenthost.extras import require
 
 if TYPE_CHECKING:
     from agenthost.settings import Settings
@@ -126,6 +127,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        require("server", "the HTTP server")
+    except MissingExtra as exc:
+        print(f"agenthost serve: {exc.message}", file=sys.stderr)
+        return 2
     from agenthost.server.logs import configure_logging
     from agenthost.settings import SETTINGS_ENV, Settings
 

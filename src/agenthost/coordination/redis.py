@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from agenthost.coordination.base import DEFAULT_TTL, DEFAULT_WAIT_TIMEOUT, LeaseCoordinator
 from agenthost.coordination.base import option_seconds as _seconds
-from agenthost.errors import StoreUnavailable
+from agenthost.errors import MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.stores.redis import connect, parse_url, redact, session_id_of
+
+try:
+    from redis.exceptions import RedisError
+except ModuleNotFoundError as exc:  # pragma: no cover - stores.redis above says it first
+    raise MissingExtra("redis", "Redis support (store, coordination)") from exc
 
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -17,17 +17,14 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ModelError
+from agenthost.errors import MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
-from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
-from agenthost.models.openai import retry_after
+from agenthost.models.base import ModelChunk, ModelRequest, TextChunk, retry_after
 
 try:
     import anthropic
-except ImportError as exc:
-    raise ImportError(
-        'Anthropic models need the anthropic SDK: pip install "agenthost[anthropic]"'
-    ) from exc
+except ModuleNotFoundError as exc:
+    raise MissingExtra("anthropic", "Anthropic models") from exc
 
 if TYPE_CHECKING:
     from agenthost.models.providers import Provider

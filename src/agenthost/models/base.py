@@ -81,3 +81,12 @@ async def complete(model: Model, request: ModelRequest) -> ModelReply:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for models without usage."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def retry_after(response: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 3600 else None

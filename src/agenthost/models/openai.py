@@ -6,14 +6,14 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agenthost.errors import ConfigError, ModelError
+from agenthost.errors import ConfigError, MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
-from agenthost.models.base import ModelChunk, ModelRequest, TextChunk
+from agenthost.models.base import ModelChunk, ModelRequest, TextChunk, retry_after
 
 try:
     import openai
-except ImportError as exc:  # pragma: no cover - openai is a core dependency
-    raise ImportError('OpenAIModel needs the openai SDK: pip install "openai>=1.40"') from exc
+except ModuleNotFoundError as exc:
+    raise MissingExtra("openai", "the OpenAI model adapter (openai:<model>)") from exc
 
 if TYPE_CHECKING:
     from agenthost.models.providers import Provider
@@ -40,15 +40,6 @@ def model_error(name: str, exc: openai.APIError) -> ModelError:
         retryable = status in (408, 409, 429) or status >= 500
         return ModelError(message, retryable=retryable, retry_after=retry_after(exc.response))
     return ModelError(message)
-
-
-def retry_after(response: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number of seconds), if present and sane."""
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return value if 0 <= value <= 3600 else None
 
 
 def to_openai_messages(instructions: str, messages: Sequence[Message]) -> list[dict[str, Any]]:

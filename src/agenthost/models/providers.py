@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agenthost.errors import ConfigError
+from agenthost.extras import require
 from agenthost.models.base import Model
 
 Kind = Literal["openai", "anthropic", "offline"]
@@ -137,13 +138,8 @@ class Providers:
     def check(self, spec: str) -> None:
         """Raise ``ConfigError`` unless ``spec`` names a model this host can reach."""
         provider, _ = self.split(spec)
-        if provider.kind == "anthropic":
-            try:
-                import anthropic  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    f'model {spec!r} needs the anthropic SDK: pip install "agenthost[anthropic]"'
-                ) from None
+        if provider.kind != "offline":  # the SDK of the provider's kind: its extra
+            require(provider.kind, f"model {spec!r}")
         provider.check_key()
 
     def model(self, spec: str) -> Model:

@@ -16,15 +16,8 @@ See :mod:`agenthost.quotas.core` for what is counted and when, and
 from __future__ import annotations
 
 from agenthost.errors import ConfigError
-from agenthost.quotas.core import (
-    Admission,
-    Check,
-    QuotaBackend,
-    Quotas,
-    Refusal,
-    admitted,
-    settled,
-)
+from agenthost.quotas.base import Check, QuotaBackend, Refusal
+from agenthost.quotas.core import Admission, Quotas, admitted, settled
 from agenthost.quotas.limits import (
     LIMIT_NAMES,
     Effective,

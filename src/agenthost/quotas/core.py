@@ -30,9 +30,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Literal
 
 from agenthost.errors import (
     AgentHostError,
@@ -45,83 +45,21 @@ from agenthost.errors import (
 from agenthost.events import Done, ErrorEvent, Event
 from agenthost.keys import SessionKey
 from agenthost.models.base import estimate_tokens
+from agenthost.quotas.base import SEP, Check, Kind, QuotaBackend
 from agenthost.quotas.limits import Effective, Limits, Overrides, QuotaPolicy, TenantLimits
+from agenthost.quotas.memory import MemoryQuotaBackend
 
 if TYPE_CHECKING:
     from agenthost.turn import Turn
 
 log = logging.getLogger("agenthost.quotas")
 
-Kind = Literal["rate", "turns", "sessions", "tokens"]
-SEP = "\x1f"  # ids are printable: a control character cannot occur inside one
 RATE_WINDOW = 60.0
 DEFAULT_LEASE = 60.0
 DEFAULT_REFRESH = 5.0
 DEFAULT_SESSION_TTL = 3600.0
 DAY = 86_400
 SWEEP_EVERY = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One limit to check and count: ``limit`` members of ``kind`` in scope ``scope``.
-
-    ``member`` is what is counted (a request token, a session); ``seconds`` how long
-    it counts (the rate window, the lease, the session TTL; for tokens, until the
-    day's counter may be dropped).
-    """
-
-    kind: Kind
-    scope: str
-    limit: int
-    member: str
-    seconds: float
-    level: Literal["user", "tenant"]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Which check refused (its index) and, when known, seconds until it may pass."""
-
-    index: int
-    retry_after: float | None
-
-
-class QuotaBackend(Protocol):
-    """Where counters live: in this process, Redis or PostgreSQL.
-
-    Every method is atomic on the backend's side; none is called unless a limit applies.
-    """
-
-    shared: bool
-
-    async def admit(self, checks: Sequence[Check]) -> Refusal | None:
-        """Check all; if every one passes, count all (else count none)."""
-        ...
-
-    async def release(self, checks: Sequence[Check]) -> None:
-        """Stop counting these members (turn leases when a turn ends)."""
-        ...
-
-    async def renew(self, checks: Sequence[Check]) -> None:
-        """Extend these leases by their ``seconds`` from now."""
-        ...
-
-    async def add_tokens(self, checks: Sequence[Check], tokens: int) -> None: ...
-
-    async def overrides(self) -> Overrides: ...
-
-    async def overrides_version(self) -> str:
-        """Changes whenever an override does (cheap to ask)."""
-        ...
-
-    async def set_tenant(self, tenant_id: str, limits: TenantLimits | None) -> None: ...
-
-    async def set_user(self, tenant_id: str, user_id: str, limits: Limits | None) -> None: ...
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 _ERRORS: dict[Kind, type[QuotaExceeded]] = {
@@ -208,16 +146,23 @@ class Admission:
 
 
 class Admitted:
-    """``async with`` an admission: taken on entry (or given), finished on exit."""
+    """``async with`` an admission around ``inner`` (the session lock): the admission is
+    taken (or given) on entry, before ``inner`` is entered, and finished on exit."""
 
-    __slots__ = ("given", "key", "quotas", "session", "ticket")
+    __slots__ = ("given", "inner", "key", "quotas", "session", "ticket")
 
     def __init__(
-        self, quotas: Quotas | None, key: SessionKey, given: Admission | None, session: bool
+        self,
+        quotas: Quotas | None,
+        key: SessionKey,
+        given: Admission | None,
+        inner: AbstractAsyncContextManager[None] | None,
+        session: bool,
     ) -> None:
         self.quotas = quotas
         self.key = key
         self.given = given
+        self.inner = inner
         self.session = session
         self.ticket: Admission | None = None
 
@@ -226,11 +171,23 @@ class Admitted:
         if ticket is None and self.quotas is not None:
             ticket = await self.quotas.admit(self.key, session=self.session)
         self.ticket = ticket
+        if self.inner is not None:
+            try:
+                await self.inner.__aenter__()
+            except BaseException:
+                if ticket is not None:
+                    await ticket.finish()
+                raise
         return ticket
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self.ticket is not None:
-            await self.ticket.finish()
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            if self.inner is not None:
+                return await self.inner.__aexit__(*exc)
+            return None
+        finally:
+            if self.ticket is not None:
+                await self.ticket.finish()
 
 
 class _NoAdmission:
@@ -272,12 +229,19 @@ async def _settling(
 
 
 def admitted(
-    quotas: Quotas | None, key: SessionKey, given: Admission | None, *, session: bool = True
-) -> Admitted | _NoAdmission:
-    """The admission a Host enters around a turn (nothing at all without limits)."""
+    quotas: Quotas | None,
+    key: SessionKey,
+    given: Admission | None,
+    inner: AbstractAsyncContextManager[None] | None = None,
+    *,
+    session: bool = True,
+) -> AbstractAsyncContextManager[Admission | None]:
+    """What a Host enters around a turn: the admission (``as ticket``), with ``inner``
+    (the session lock, which enters as ``None``) inside it. With no limit in force this is
+    ``inner`` itself: the turn's path has no step more than without quotas."""
     if given is None and (quotas is None or not quotas.policy.may_limit):
-        return NO_ADMISSION
-    return Admitted(quotas, key, given, session)
+        return NO_ADMISSION if inner is None else inner
+    return Admitted(quotas, key, given, inner, session)
 
 
 class Quotas:
@@ -305,8 +269,6 @@ class Quotas:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if backend is None:
-            from agenthost.quotas.memory import MemoryQuotaBackend
-
             backend = MemoryQuotaBackend(clock=clock)
         if policy is None:
             policy = QuotaPolicy(user=user, tenant=tenant, overrides=overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from agenthost.quotas.core import Check, Refusal
+from agenthost.quotas.base import Check, Refusal
 from agenthost.quotas.limits import Limits, Overrides, TenantLimits
 
 TURN_RETRY = 1.0

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from agenthost.quotas.core import Check, Refusal
+from agenthost.quotas.base import Check, Refusal
 from agenthost.quotas.limits import Limits, Overrides, TenantLimits
 from agenthost.stores.postgres import (
     advisory_key,

@@ -26,7 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from agenthost.quotas.core import SEP, Check, Refusal
+from agenthost.quotas.base import SEP, Check, Refusal
 from agenthost.quotas.limits import Limits, Overrides, TenantLimits
 from agenthost.stores.redis import parse_url, redact, unavailable
 

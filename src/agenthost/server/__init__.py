@@ -16,7 +16,11 @@ streaming, ``agenthost.server.sse.event_stream(events, encode=...)`` starts a
 turn's events (so start-up errors keep their status) and streams the rest.
 """
 
-from agenthost.server.app import build_host, create_app
-from agenthost.server.auth import Identity, Principal
+from agenthost.extras import require
+
+require("server", "the HTTP server")  # before anything below imports fastapi
+
+from agenthost.server.app import build_host, create_app  # noqa: E402
+from agenthost.server.auth import Identity, Principal  # noqa: E402
 
 __all__ = ["Identity", "Principal", "build_host", "create_app"]

@@ -37,8 +37,8 @@ log = logging.getLogger("agenthost.server")
 
 StreamEvent = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 RECENT = 1000
-CANCEL_REASON = "canceled by the client"
 """Finished tasks kept in memory: those the store may not know (never started)."""
+CANCEL_REASON = "canceled by the client"
 
 
 @dataclass(eq=False, slots=True)

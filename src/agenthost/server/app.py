@@ -17,13 +17,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
 from agenthost import __version__
 from agenthost.agent import Agent
 from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
-from agenthost.errors import ConfigError
+from agenthost.errors import ConfigError, MissingExtra
+from agenthost.extras import installed
 from agenthost.host import Host
 from agenthost.locks import Coordinator
 from agenthost.models.failover import RetryPolicy
@@ -53,6 +54,11 @@ ROUTE_MODULES = (
     "agenthost.server.openai_compat",
     "agenthost.server.a2a",
 )
+
+OPTIONAL_ROUTES = {
+    "agenthost.server.a2a": ("a2a", "A2A", ("/a2a", "/.well-known/agent-card.json")),
+}
+"""Route modules that need an extra: module -> (extra, feature, paths to answer without it)."""
 
 DESCRIPTION = """One agent, many users: every user's sessions are isolated and persistent.
 
@@ -183,11 +189,30 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     app.state.authenticator = build_authenticator(settings)
     errors.install(app)
     for name in ROUTE_MODULES:
-        app.include_router(importlib.import_module(name).router)
+        app.include_router(_router(name))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     guardrails.install(app, settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _router(module: str) -> APIRouter:
+    """The module's router; for an optional one whose extra is not installed, routes that
+    answer 501 with the ``pip install`` hint instead."""
+    optional = OPTIONAL_ROUTES.get(module)
+    if optional is None or installed(optional[0]):
+        router: APIRouter = importlib.import_module(module).router
+        return router
+    extra, feature, paths = optional
+    log.warning("%s is off: %s", feature, MissingExtra(extra, feature).message)
+    stub = APIRouter(include_in_schema=False)
+
+    async def unavailable() -> None:
+        raise MissingExtra(extra, feature)
+
+    for path in paths:
+        stub.add_api_route(path, unavailable, methods=["GET", "POST"])
+    return stub
 
 
 def freeze_startup_heap() -> None:

@@ -30,6 +30,7 @@ from agenthost.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    MissingExtra,
     ModelError,
     NotFound,
     QuotaExceeded,
@@ -55,6 +56,7 @@ STATUS: dict[type[AgentHostError], int] = {
     TurnTimeout: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
+    MissingExtra: 501,
 }
 
 _HTTP_CODES = {

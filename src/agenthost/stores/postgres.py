@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import asyncpg
 import orjson
 
-from agenthost.errors import ConfigError, Conflict, InvalidInput, StoreUnavailable
+from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores import sql
@@ -48,6 +47,11 @@ from agenthost.stores.base import (
     pending_from_json,
     pending_to_json,
 )
+
+try:
+    import asyncpg
+except ModuleNotFoundError as exc:
+    raise MissingExtra("postgres", "PostgreSQL support (store, coordination)") from exc
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs

@@ -38,14 +38,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agenthost.errors import ConfigError, Conflict, StoreUnavailable
+from agenthost.errors import ConfigError, Conflict, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores.base import (
@@ -57,6 +51,16 @@ from agenthost.stores.base import (
     pending_from_json,
     pending_to_json,
 )
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ModuleNotFoundError as exc:
+    raise MissingExtra("redis", "Redis support (store, coordination)") from exc
 
 T = TypeVar("T")
 SEP = "\x1f"

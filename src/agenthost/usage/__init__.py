@@ -16,12 +16,12 @@ store                        ledger
 from __future__ import annotations
 
 from agenthost.usage.memory import MemoryUsageLedger
-from agenthost.usage.meter import (
+from agenthost.usage.meter import UsageMeter
+from agenthost.usage.rows import (
     COUNTERS,
     DIMENSIONS,
     Dimension,
     UsageLedger,
-    UsageMeter,
     UsageRow,
     check_group_by,
     utc_day,

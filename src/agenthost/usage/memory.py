@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from agenthost.usage.meter import Dimension, Key, UsageRow, group
+from agenthost.usage.rows import Dimension, Key, UsageRow, group
 
 
 class MemoryUsageLedger:

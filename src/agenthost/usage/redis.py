@@ -21,7 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from agenthost.stores.redis import connect, parse_url, unavailable
-from agenthost.usage.meter import COUNTERS, Dimension, UsageRow, group
+from agenthost.usage.rows import COUNTERS, Dimension, UsageRow, group
 
 SEP = "\x1f"
 

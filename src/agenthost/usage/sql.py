@@ -21,7 +21,7 @@ from typing import Any
 
 from agenthost.errors import StoreUnavailable
 from agenthost.stores import sql
-from agenthost.usage.meter import COUNTERS, DIMENSIONS, Dimension, UsageRow
+from agenthost.usage.rows import COUNTERS, DIMENSIONS, Dimension, UsageRow
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS usage_daily (

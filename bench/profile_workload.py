@@ -1,7 +1,7 @@
 """Profile one in-process workload with pyinstrument (a dev dependency).
 
-    .venv/bin/python bench/profile.py b1 --store sqlite
-    .venv/bin/python bench/profile.py b6 --store memory --html /tmp/b6.html
+    .venv/bin/python bench/profile_workload.py b1 --store sqlite
+    .venv/bin/python bench/profile_workload.py b6 --store memory --html /tmp/b6.html
 
 For the HTTP workloads, sample the running server instead (py-spy is not a
 dependency: ``pip install py-spy``)::
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from agenthost.benchmarks import inprocess
+from agenthost_bench import inprocess
 
 WORKLOADS = {
     "b1": lambda store, scale: inprocess.sequential_turns(store, scale),

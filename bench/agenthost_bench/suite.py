@@ -1,50 +1,16 @@
-"""The suite: workloads B1-B7, their targets, repetitions and medians."""
+"""The suite: workloads B1-B8, their targets, repetitions and medians."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agenthost.benchmarks import inprocess, memory, quotas
-from agenthost.benchmarks.inprocess import Results, Scale
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """What one invocation of the suite was asked to do."""
-
-    quick: bool = False
-    scale: Scale = field(default_factory=Scale)
-    postgres: str | None = None
-    redis: str | None = None
-    b4_live: int = 10_000
-    b4_touched: int = 100_000
-    b4_max_live: int = 1000
-    http_seconds: float = 10.0
-    http_warmup: float = 2.0
-    http_connections: int = 64
-    http_users: int = 1000
-
-    @classmethod
-    def make(cls, *, quick: bool, postgres: str | None = None) -> Options:
-        postgres = postgres or os.environ.get("AGENTHOST_TEST_POSTGRES") or None
-        redis = os.environ.get("AGENTHOST_TEST_REDIS") or None  # B8's Redis variants
-        if quick:
-            return cls(
-                quick=True,
-                scale=Scale.quick(),
-                postgres=postgres,
-                redis=redis,
-                b4_live=2000,
-                b4_touched=10_000,
-                http_seconds=4.0,
-                http_warmup=1.0,
-            )
-        return cls(postgres=postgres, redis=redis)
+from agenthost_bench import http, inprocess, memory, quotas
+from agenthost_bench.inprocess import Results, Scale
+from agenthost_bench.options import Options
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +49,17 @@ def _sync(
     return lambda options: asyncio.run(fn(options.scale))
 
 
-def _http(workers_sets: str) -> Callable[[Options], Results]:
-    def run(options: Options) -> Results:
-        from agenthost.benchmarks import http
-
-        return http.run(workers_sets, options)
-
-    return run
+def _http(backend: str) -> Callable[[Options], Results]:
+    return lambda options: http.run(backend, options)
 
 
 def _http_skip(options: Options) -> str | None:
-    from agenthost.benchmarks import http
-
     return http.unavailable()
 
 
 def _postgres_skip(options: Options) -> str | None:
     if not options.postgres:
-        return "no PostgreSQL: set AGENTHOST_TEST_POSTGRES or pass --postgres URL"
+        return "no PostgreSQL: pass --postgres URL (make bench passes $AGENTHOST_TEST_POSTGRES)"
     return _http_skip(options)
 
 
@@ -174,7 +133,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "B8",
         "quotas: sequential turns with none, another tenant's only, a per-user rate limit "
-        "in Redis (and a turn lease), in PostgreSQL ($AGENTHOST_TEST_REDIS/_POSTGRES)",
+        "in Redis (and a turn lease; --redis URL), in PostgreSQL (--postgres URL)",
         lambda o: asyncio.run(quotas.b8(o.scale, o.redis, o.postgres)),
         (Target("other tenant limited", "added_p50_us", "<", 10, "others' limits: < 10 us added"),),
     ),

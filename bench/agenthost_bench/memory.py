@@ -3,8 +3,8 @@
 Memory figures need a process of their own (earlier workloads would leave
 their allocations in RSS), so the suite runs this module in a subprocess:
 
-    python -m agenthost.benchmarks.memory per-session --sessions 10000 [--tracemalloc]
-    python -m agenthost.benchmarks.memory bounded --sessions 100000 --max-live 1000
+    python -m agenthost_bench.memory per-session --sessions 10000 [--tracemalloc]
+    python -m agenthost_bench.memory bounded --sessions 100000 --max-live 1000
 
 and reads one JSON object from its standard output.
 """
@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from agenthost.agent import Agent
-from agenthost.benchmarks.machine import rss_bytes
 from agenthost.host import Host
 from agenthost.stores.sqlite import SQLiteStore
+from agenthost_bench.machine import rss_bytes
+from agenthost_bench.process import python_module
 
 Metrics = dict[str, float]
 
@@ -121,8 +122,10 @@ async def bounded(sessions: int, max_live: int) -> Metrics:
 
 def measure(args: list[str], timeout: float = 900) -> Metrics:
     """Run this module in a fresh interpreter and return the metrics it prints."""
+    command, env = python_module("memory", *args)
     done = subprocess.run(
-        [sys.executable, "-m", "agenthost.benchmarks.memory", *args],
+        command,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -153,7 +156,7 @@ def b4(live_sessions: int, touched: int, max_live: int) -> dict[str, Metrics]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agenthost.benchmarks.memory")
+    parser = argparse.ArgumentParser(prog="python -m agenthost_bench.memory")
     parser.add_argument("mode", choices=("per-session", "bounded"))
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--max-live", type=int, default=1000)

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from agenthost.agent import Agent
-from agenthost.benchmarks.inprocess import Metrics, Results, Scale, percentile, prompt, quiet_heap
 from agenthost.host import Host
 from agenthost.quotas import Limits, Overrides, QuotaBackend, Quotas, TenantLimits
 from agenthost.stores.memory import MemoryStore
+from agenthost_bench.inprocess import Metrics, Results, Scale, percentile, prompt, quiet_heap
 
 HIGH = 1_000_000_000  # a limit never reached: every turn is counted, none refused
 

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agenthost.benchmarks import machine
-from agenthost.benchmarks.inprocess import Results
-from agenthost.benchmarks.suite import Options, Workload, check, summarise
+from agenthost_bench import machine
+from agenthost_bench.inprocess import Results
+from agenthost_bench.options import Options
+from agenthost_bench.suite import Workload, check, summarise
 
 Progress = Callable[[str], None]
 """Called once before each repetition with a short description of it."""

@@ -1,6 +1,6 @@
 """A small HTTP/1.1 load generator for B5/B7, run in its own process:
 
-    python -m agenthost.benchmarks.loadgen --url http://127.0.0.1:8000 \\
+    python -m agenthost_bench.loadgen --url http://127.0.0.1:8000 \\
         --connections 64 --users 1000 --seconds 10 --warmup 2
 
 Each of ``connections`` keep-alive connections sends ``POST /v1/chat`` turns
@@ -264,7 +264,7 @@ def _runner() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agenthost.benchmarks.loadgen")
+    parser = argparse.ArgumentParser(prog="python -m agenthost_bench.loadgen")
     parser.add_argument("--url", required=True)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--users", type=int, default=1000)

@@ -1,11 +1,38 @@
-"""The SessionStore conformance suite: every backend, unchanged, through the ``store`` fixture."""
+"""The SessionStore conformance suite, for any backend: agenthost's own and yours.
+
+Every store agenthost ships passes it unchanged. To run it against another
+:class:`~agenthost.stores.SessionStore`, import it into a test module and give it a
+``store_factory`` fixture: a function that builds a new, unopened store over this
+test's data (it is called twice in one test, to check that data survives a close
+and a reopen)::
+
+    # tests/test_my_store.py   (needs pytest and pytest-asyncio: agenthost[testing])
+    import pytest
+    from agenthost.testing import *  # noqa: F403  the tests and their `store` fixture
+
+    @pytest.fixture
+    def store_factory(tmp_path):
+        return lambda: MyStore(tmp_path / "data")
+
+and, for readable assertion failures, in ``conftest.py``:
+``pytest.register_assert_rewrite("agenthost.testing")``. The tests are marked for
+pytest-asyncio, so they run in its strict and auto modes alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
+try:
+    import pytest_asyncio
+except ModuleNotFoundError as exc:
+    from agenthost.errors import MissingExtra
+
+    raise MissingExtra("testing", "agenthost.testing") from exc
 
 from agenthost.errors import Conflict
 from agenthost.events import RunStatus
@@ -15,6 +42,20 @@ from agenthost.stores import RunRecord, SessionStore, WriteBatch
 from agenthost.stores.base import PendingApproval
 
 KEY = SessionKey("acme", "alice", "s1")
+
+StoreFactory = Callable[[], SessionStore]
+"""Builds a new, unopened store over one test's data (the ``store_factory`` fixture)."""
+
+
+@pytest_asyncio.fixture
+async def store(store_factory: StoreFactory) -> AsyncIterator[SessionStore]:
+    """An opened store from ``store_factory``, closed after the test."""
+    opened = store_factory()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def make_messages(
@@ -506,16 +547,16 @@ async def test_concurrent_turns_on_many_sessions(store: SessionStore) -> None:
         assert all(m.content.startswith(f"{key}#") for m in stored)
 
 
-async def test_everything_survives_close_and_reopen(backend: Any) -> None:
+async def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> None:
     """Durable backends reopen their data; the memory backend reopens the same object."""
-    first = backend.make()
+    first = store_factory()
     await first.open()
     await append(first, KEY, 3, run=run_record("run_p"))
     await first.write(WriteBatch(KEY, 1001.0, 3, (), state={"k": "v"}, config={"model": "m"}))
     await first.set_memory("acme", "alice", {"remember": True})
     await first.close()
 
-    second = backend.make()
+    second = store_factory()
     await second.open()
     try:
         snapshot = await second.load(KEY, window=10)
@@ -535,3 +576,11 @@ async def test_ping_and_open_are_idempotent(store: SessionStore) -> None:
     await store.ping()
     await store.open()
     await store.ping()
+
+
+# Marked here, not by the importing module: pytest-asyncio's strict mode runs them too.
+for _name, _test in list(globals().items()):
+    if _name.startswith("test_"):
+        globals()[_name] = pytest.mark.asyncio(_test)
+
+__all__ = ["store", *(name for name in globals() if name.startswith("test_"))]

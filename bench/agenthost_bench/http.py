@@ -3,7 +3,7 @@
 Each measurement starts the server (``--workers N``, offline model, ``--auth
 none`` on 127.0.0.1) on a fresh SQLite file (B5) or the given PostgreSQL
 database (B7, with user ids unique to the run, erased afterwards), waits for
-``/healthz``, runs :mod:`agenthost.benchmarks.loadgen` in a separate process,
+``/healthz``, runs :mod:`agenthost_bench.loadgen` in a separate process,
 and stops the server. The load generator shares the machine's cores with the
 server, as it would on a one-box deployment.
 """
@@ -11,7 +11,6 @@ server, as it would on a one-box deployment.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -25,16 +24,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from agenthost.benchmarks.inprocess import Metrics, Results
-from agenthost.benchmarks.suite import Options
+from agenthost.errors import MissingExtra
+from agenthost.extras import installed
+from agenthost_bench.inprocess import Metrics, Results
+from agenthost_bench.options import Options
+from agenthost_bench.process import python_module
 
 WORKERS = {"1 worker": 1, "2 workers": 2}
 
 
 def unavailable() -> str | None:
     """Why the HTTP workloads cannot run here, or None."""
-    if importlib.util.find_spec("agenthost.commands.serve") is None:
-        return "`agenthost serve` is not built yet"
+    if not installed("server"):
+        return MissingExtra("server", "agenthost serve").message
     return None
 
 
@@ -109,10 +111,8 @@ def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
 
 def load(url: str, options: Options, prefix: str = "") -> Metrics:
     """Run the load generator against ``url`` in its own process; return its figures."""
-    command = [
-        sys.executable,
-        "-m",
-        "agenthost.benchmarks.loadgen",
+    command, env = python_module(
+        "loadgen",
         "--url",
         url,
         "--connections",
@@ -125,9 +125,14 @@ def load(url: str, options: Options, prefix: str = "") -> Metrics:
         str(options.http_warmup),
         "--prefix",
         prefix,
-    ]
+    )
     done = subprocess.run(
-        command, capture_output=True, text=True, check=False, timeout=300 + options.http_seconds
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300 + options.http_seconds,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr.strip()[-2000:]}")
