@@ -23,8 +23,7 @@ from agenthost import (
     tool,
     tool_call,
 )
-from agenthost.usage import MemoryUsageLedger, SQLiteUsageLedger, UsageRow
-from agenthost.usage import Dimension
+from agenthost.usage import Dimension, MemoryUsageLedger, SQLiteUsageLedger, UsageRow
 from support.clock import FakeClock
 
 DAY = 86_400
