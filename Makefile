@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
+	@echo "Installing agenthost and its dependencies into $(VENV) (once; about a minute)..."
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
+	@echo "Installed: $(BIN)/agenthost"
 
 run: $(STAMP)
 	$(BIN)/agenthost serve

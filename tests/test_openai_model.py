@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -10,8 +11,11 @@ from agenthost import Agent, Host, ModelError, tool
 from agenthost.messages import Message, ToolCall
 from agenthost.models import ModelSettings, complete
 from agenthost.models.base import ModelRequest, TextChunk
+from agenthost.models.failover import RetryPolicy
 from agenthost.models.openai import OpenAIModel
-from support.fake_openai import FakeOpenAI, serve
+from agenthost.models.providers import Provider
+from support.fake_openai import FakeOpenAI, SilentServer, serve
+from support.serve import free_port
 
 
 @pytest.fixture(scope="module")
@@ -98,4 +102,41 @@ async def test_bad_credentials_are_a_model_error(fake: tuple[FakeOpenAI, str]) -
     model = OpenAIModel("fake-model", base_url=url, api_key="wrong", max_retries=0)
     with pytest.raises(ModelError, match="AuthenticationError"):
         await complete(model, ModelRequest("", [Message("user", "hi")]))
+    await model.aclose()
+
+
+async def test_a_provider_that_never_answers_fails_the_turn_within_its_budget() -> None:
+    """It accepts and never answers: each attempt ends at the timeout, the error names the
+    provider's URL (never the key) and the cause, and the session is usable at once."""
+    with SilentServer() as silent:
+        provider = Provider("openai", base_url=silent.url + "/v1", api_key="sk-secret", timeout=0.3)
+        agent, retry = Agent(model="openai:slow"), RetryPolicy(retries=1, budget=10)
+        async with Host(
+            agent, providers=[provider], retry=retry, policy="reject", models=["offline"]
+        ) as host:
+            with pytest.raises(ModelError) as info:
+                await asyncio.wait_for(host.run("hi", user_id="u", session_id="s"), 60)
+            message = info.value.message
+            assert message.startswith("openai:slow (2 attempts): ")
+            assert f"openai:slow at {silent.url}/v1: no answer within 0.3 s" in message
+            assert "model_timeout" in message and "sk-secret" not in message
+            assert silent.accepted == 2  # the first attempt and one retry
+            # reject policy: a turn still holding the session would be SessionBusy
+            ok = await host.run(
+                "My name is Bo", user_id="u", session_id="s", config={"model": "offline"}
+            )
+            assert ok.reply == "Nice to meet you, Bo!"
+
+
+async def test_a_provider_that_refuses_connections_is_named_with_the_cause() -> None:
+    port = free_port()
+    model = OpenAIModel(
+        "m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout=5, max_retries=0
+    )
+    with pytest.raises(ModelError) as info:
+        await complete(model, ModelRequest("", [Message("user", "hi")]))
+    assert info.value.message == (
+        f"openai:m at http://127.0.0.1:{port}/v1: cannot connect: Connection refused"
+    )
+    assert info.value.retryable
     await model.aclose()

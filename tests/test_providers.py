@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from agenthost import Agent, ConfigError, Host, InvalidInput
+from agenthost.bootstrap import build_host
 from agenthost.models.providers import Provider, Providers
-from agenthost.server.app import build_host
 from agenthost.settings import Settings
 from support.fake_openai import FakeOpenAI, serve
 
@@ -187,7 +187,7 @@ tools = ["support.agents:lookup"]
 
 
 def test_bad_agent_and_provider_tables_are_clear_errors(tmp_path: Path) -> None:
-    from agenthost.server.app import build_agents
+    from agenthost.bootstrap import build_agents
 
     config = tmp_path / "agenthost.toml"
     config.write_text('[agents.a]\nmodle = "offline"\n')

@@ -109,8 +109,9 @@ def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
         log.close()
 
 
-def load(url: str, options: Options, prefix: str = "") -> Metrics:
+def load(url: str, options: Options, prefix: str = "", *, verify: bool = True) -> Metrics:
     """Run the load generator against ``url`` in its own process; return its figures."""
+    extra = [] if verify else ["--no-verify"]
     command, env = python_module(
         "loadgen",
         "--url",
@@ -125,6 +126,7 @@ def load(url: str, options: Options, prefix: str = "") -> Metrics:
         str(options.http_warmup),
         "--prefix",
         prefix,
+        *extra,
     )
     done = subprocess.run(
         command,
@@ -149,8 +151,61 @@ def _erase_users(url: str, prefix: str, users: int) -> None:
             urllib.request.urlopen(request, timeout=10).close()
 
 
+@contextlib.contextmanager
+def floor_serving(workers: int, directory: Path) -> Iterator[str]:
+    from agenthost_bench import floor
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with floor.serving(port, workers, directory) as process:
+        _wait_ready(url, process)
+        yield url
+
+
+def _with_floor(results: Results, options: Options) -> Results:
+    """Measure the bare ASGI floor beside each variant; add the ratios."""
+    for label, workers in WORKERS.items():
+        with (
+            tempfile.TemporaryDirectory(prefix="agenthost-bench-floor-") as tmp,
+            floor_serving(workers, Path(tmp)) as url,
+        ):
+            floor = results[f"floor, {label}"] = load(url, options, verify=False)
+        ours = results[label]
+        results[f"ratio, {label}"] = {
+            "turns_per_s_ratio": ours["turns_per_s"] / floor["turns_per_s"],
+            "p99_ratio": ours["p99_ms"] / floor["p99_ms"] if floor["p99_ms"] else 0.0,
+        }
+    return results
+
+
 def run(backend: str, options: Options) -> Results:
-    """One repetition of B5 (``backend="sqlite"``) or B7 (``"postgres"``): 1 worker, then 2."""
+    """One repetition of B5 (``backend="sqlite"``) or B7 (``"postgres"``): 1 worker, then 2;
+    B5 also measures the bare ASGI floor (:mod:`agenthost_bench.floor`) beside them."""
+    results = _run(backend, options)
+    if backend == "sqlite":
+        return _with_floor(results, options)
+    return _with_postgres_floor(results, options)
+
+
+def _with_postgres_floor(results: Results, options: Options) -> Results:
+    """pgbench committing a turn's two statements, with as many connections as the
+    served processes' pools hold (10 each), beside each variant; add the ratios."""
+    from agenthost_bench import pgfloor
+
+    if pgfloor.unavailable() or not options.postgres:
+        return results
+    for label, workers in WORKERS.items():
+        floor = pgfloor.measure(
+            options.postgres, clients=10 * workers, seconds=options.http_seconds
+        )
+        results[f"pgbench floor, {label}"] = floor
+        results[f"ratio, {label}"] = {
+            "turns_per_s_ratio": results[label]["turns_per_s"] / floor["turns_per_s"]
+        }
+    return results
+
+
+def _run(backend: str, options: Options) -> Results:
     results: Results = {}
     for label, workers in WORKERS.items():
         with tempfile.TemporaryDirectory(prefix="agenthost-bench-http-") as tmp:

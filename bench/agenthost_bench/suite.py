@@ -100,13 +100,18 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         "B5",
-        "HTTP end to end: agenthost serve on SQLite, 64 connections, 1,000 users",
+        "HTTP end to end: agenthost serve on SQLite, 64 connections, 1,000 users; "
+        "beside a bare ASGI app on the same uvicorn (the floor)",
         _http("sqlite"),
         (
             Target("2 workers", "turns_per_s", ">=", 1500, ">= 1,500 turns/s with 2 workers"),
             Target("2 workers", "p99_ms", "<", 100, "p99 < 100 ms with 2 workers"),
             Target("1 worker", "errors", "==", 0, "no failed requests (1 worker)"),
             Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
+            Target("ratio, 1 worker", "turns_per_s_ratio", ">=", 0.5, ">= 0.5x the floor (1)"),
+            Target("ratio, 2 workers", "turns_per_s_ratio", ">=", 0.5, ">= 0.5x the floor (2)"),
+            Target("ratio, 1 worker", "p99_ratio", "<=", 2.0, "p99 <= 2x the floor's (1)"),
+            Target("ratio, 2 workers", "p99_ratio", "<=", 2.0, "p99 <= 2x the floor's (2)"),
         ),
         skip=_http_skip,
     ),
@@ -122,11 +127,14 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         "B7",
-        "scale-out: B5 on PostgreSQL, 1 process vs 2",
+        "scale-out: B5 on PostgreSQL, 1 process vs 2; beside pgbench committing a turn's "
+        "two statements (the floor)",
         _http("postgres"),
         (
             Target("1 worker", "errors", "==", 0, "no failed requests (1 worker)"),
             Target("2 workers", "errors", "==", 0, "no failed requests (2 workers)"),
+            Target("ratio, 1 worker", "turns_per_s_ratio", ">=", 0.5, ">= 0.5x pgbench (1)"),
+            Target("ratio, 2 workers", "turns_per_s_ratio", ">=", 0.5, ">= 0.5x pgbench (2)"),
         ),
         skip=_postgres_skip,
     ),

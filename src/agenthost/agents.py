@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agenthost.agent import Agent
 from agenthost.config import RESERVED_AGENT_KEY
-from agenthost.errors import ConfigError, Conflict, InvalidInput, NotFound
+from agenthost.errors import AgentHostError, ConfigError, Conflict, InvalidInput, NotFound
 from agenthost.handoffs import transfer_name, transfer_schema
 
 AGENT_KEY = RESERVED_AGENT_KEY
@@ -245,16 +247,27 @@ def _as_list(agents: AgentsLike | AgentSet) -> list[Agent]:
 
 
 def import_path(path: str, what: str) -> Any:
-    """Import ``package.module:attribute`` (attribute may be dotted)."""
+    """Import ``package.module:attribute`` (attribute may be dotted).
+
+    Like uvicorn, the current directory is importable: ``myagent:agent`` finds
+    ``./myagent.py``. A module that fails while importing is one ``ConfigError``.
+    """
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"{what} {path!r} must look like 'package.module:attribute'")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import {what} {path!r}: {exc}") from None
+    except AgentHostError:
+        raise
+    except Exception as exc:  # the module itself failed: a SyntaxError, a NameError, ...
+        raise ConfigError(f"importing {what} {path!r} failed: {type(exc).__name__}: {exc}") from exc
     return target
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from agenthost.errors import AgentHostError, MissingExtra
+from agenthost.keys import id_to_header
 
 try:
     import httpx
@@ -40,9 +41,9 @@ class Client:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if user_id:
-            headers["X-User-Id"] = user_id
+            headers["X-User-Id"] = id_to_header(user_id)
         if tenant_id:
-            headers["X-Tenant-Id"] = tenant_id
+            headers["X-Tenant-Id"] = id_to_header(tenant_id)
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def __enter__(self) -> Client:
@@ -58,12 +59,14 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise RemoteError(
-                0, "unreachable", f"cannot reach {self.http.base_url}: {exc}"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.is_error:
             raise _error(response)
         return response.json()
+
+    def _unreachable(self, exc: httpx.TransportError) -> RemoteError:
+        reason = str(exc) or type(exc).__name__
+        return RemoteError(0, "unreachable", f"cannot reach {self.http.base_url}: {reason}")
 
     def chat(
         self,
@@ -83,16 +86,19 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``)."""
         body = _body(message=message, session_id=session_id, stream=True)
-        with self.http.stream("POST", _chat_path(agent), json=body) as response:
-            if response.is_error:
-                response.read()
-                raise _error(response)
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+        try:
+            with self.http.stream("POST", _chat_path(agent), json=body) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error(response)
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     def approve(self, session_id: str, call_id: str, approve: bool) -> dict[str, Any]:
-        path = f"/v1/sessions/{session_id}/approvals/{call_id}"
+        path = f"/v1/sessions/{_segment(session_id)}/approvals/{_segment(call_id)}"
         result: dict[str, Any] = self._call("POST", path, json={"approve": approve})
         return result
 
@@ -107,20 +113,25 @@ class Client:
         return result
 
     def session(self, session_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/v1/sessions/{session_id}")
+        result: dict[str, Any] = self._call("GET", f"/v1/sessions/{_segment(session_id)}")
         return result
 
     def messages(self, session_id: str, *, page: int = 500) -> Iterator[dict[str, Any]]:
         after: int | None = 0
         while after is not None:
             params = {"after_seq": after, "limit": page}
-            data = self._call("GET", f"/v1/sessions/{session_id}/messages", params=params)
+            data = self._call("GET", f"/v1/sessions/{_segment(session_id)}/messages", params=params)
             yield from data["messages"]
             after = data["next_after_seq"]
 
     def delete_session(self, session_id: str) -> int:
-        deleted: int = self._call("DELETE", f"/v1/sessions/{session_id}")["deleted"]
+        deleted: int = self._call("DELETE", f"/v1/sessions/{_segment(session_id)}")["deleted"]
         return deleted
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: every id is reachable, '/' and '%' included."""
+    return quote(value, safe="")
 
 
 def _chat_path(agent: str | None) -> str:

@@ -45,9 +45,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -58,12 +66,49 @@ from pydantic_settings import (
 
 from agenthost.errors import ConfigError
 from agenthost.quotas.config import QuotaSettings
+from agenthost.urls import redact
 
 SERVICE_USER = "*"
 ADMIN_USER = "!admin"
 DEFAULT_TOML = "agenthost.toml"
 SETTINGS_ENV = "AGENTHOST_SERVE_SETTINGS"
 """Where ``agenthost serve --workers N`` hands the effective settings to worker processes."""
+
+CLI_FLAGS = (
+    "host",
+    "port",
+    "workers",
+    "store",
+    "model",
+    "models",
+    "model_timeout",
+    "agent",
+    "agents",
+    "default_agent",
+    "fallback_models",
+    "model_retries",
+    "model_retry_budget",
+    "auth",
+    "policy",
+    "max_live_sessions",
+    "session_ttl",
+    "cleanup_interval",
+    "session_retention",
+    "turn_timeout",
+    "max_body_bytes",
+    "history_window",
+    "coordination",
+    "jwt_public_key",
+    "jwt_tenant_claim",
+    "jwt_audience",
+    "log_level",
+    "cors_origins",
+    "cors_max_age",
+    "root_path",
+    "forwarded_allow_ips",
+)
+"""Settings that ``agenthost serve`` also takes as flags (``--max-live-sessions``)."""
+_SECRETS = ("api_keys", "jwt_secret", "jwt_public_key")
 
 _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "agenthost_toml_file", default=None
@@ -131,13 +176,7 @@ def _origin(value: str) -> str:
 
 
 def _mask_url(url: str | None) -> str | None:
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(url) if url else url
 
 
 class AgentTable(BaseModel):
@@ -163,7 +202,7 @@ class ProviderTable(BaseModel):
     kind: Literal["openai", "anthropic"] = "openai"
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout: float = Field(60.0, gt=0)
+    timeout: float | None = Field(None, gt=0, description="default: the model_timeout setting")
 
 
 class Settings(BaseSettings):
@@ -193,6 +232,12 @@ class Settings(BaseSettings):
     providers: dict[str, ProviderTable] = Field(default_factory=dict)
     fallback_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="models tried when the default agent's model fails"
+    )
+    model_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a provider may take to connect or to send the next part of a "
+        "reply, per attempt (a [providers.<name>] timeout overrides it)",
     )
     model_retries: int = Field(2, ge=0, le=10, description="retries of a failing model call")
     model_retry_budget: float = Field(
@@ -340,6 +385,8 @@ class Settings(BaseSettings):
         try:
             values = {k: v for k, v in (overrides or {}).items() if v is not None}
             return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc)) from None
         except ValueError as exc:
             raise ConfigError(f"invalid settings: {exc}") from None
         finally:
@@ -407,6 +454,30 @@ class Settings(BaseSettings):
                 f"{self.workers} each worker would see different sessions; use a sqlite:///, "
                 "postgresql:// or redis:// store, or --workers 1"
             )
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for invalid settings, naming each setting and where it can be changed."""
+    problems = []
+    for error in exc.errors()[:5]:
+        path = [str(p) for p in error.get("loc", ())]
+        name = path[0] if path else "settings"
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            message = message[:1].lower() + message[1:]
+        got = error.get("input")
+        shown = ""
+        if isinstance(got, str | int | float) and name not in _SECRETS:
+            shown = f" (got {str(got)[:60]!r})" if isinstance(got, str) else f" (got {got!r})"
+        where = [f"--{name.replace('_', '-')}"] if name in CLI_FLAGS else []
+        where += [f"AGENTHOST_{name.upper()}", f"{name} in {DEFAULT_TOML}"]
+        problems.append(
+            f"{'.'.join(path) or name}: {message}{shown}; "
+            f"set it with {', '.join(where[:-1])} or {where[-1]}"
+        )
+    return "invalid setting " + "; ".join(problems)
 
 
 def is_loopback(host: str) -> bool:

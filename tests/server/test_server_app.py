@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,3 +164,25 @@ async def test_state_the_store_cannot_hold_is_422(
         "/v1/sessions/odd", content=b'{"state": ' + state + b"}", headers=headers
     )
     assert patch.status_code == 422
+
+
+async def test_probes_answer_head_as_load_balancers_send_it(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = await client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_the_docs_pages_load_nothing_from_outside(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    page = (await client.get(path)).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r"url: '([^']+)'", page)
+    assert assets, page
+    assert all(a.startswith("/") for a in assets), assets  # no CDN, no web fonts
+    for asset in assets:
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+        assert len(response.content) > 100, asset
+    assert (await client.get("/docs/assets/../app.py")).status_code == 404

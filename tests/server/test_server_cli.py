@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from agenthost import __version__
 from agenthost.cli import main
 from support.agents import AGENT
-from support.serve import KEYS, Server, uid
+from support.serve import KEYS, Server, free_port, serve_environment, uid
 
 
 def store(tmp_path: Path) -> list[str]:
@@ -105,3 +112,163 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_against_a_server(open_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--url", open_server.url]) == 0
     assert "isolated" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"agenthost {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["chat", "--user", "a", "hi"],
+        ["chat", "--user", "a", "--session", "s"],  # interactive: fails on the first turn
+        ["sessions", "list", "--user", "a"],
+        ["sessions", "show", "s", "--user", "a"],
+        ["demo"],
+    ],
+)
+def test_a_server_that_is_down_is_one_line_for_every_command(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n"))
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main([*command, "--url", url]) == 1
+    err = capsys.readouterr().err.splitlines()  # the demo's progress bar comes first
+    assert err[-1] == f"agenthost {command[0]}: cannot reach {url}: [Errno 111] Connection refused"
+    assert not any("Traceback" in line for line in err)
+
+
+def failing_provider(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A model whose provider refuses connections: every turn fails (503 on a server)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    return ["--model", "openai:gone"]
+
+
+def test_chat_exits_non_zero_when_the_turn_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = failing_provider(monkeypatch)
+    db = ["--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    assert main(["chat", "--user", "a", *db, *model, "hi"]) == 1
+    assert "cannot connect" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("hi\n/quit\n"))
+    assert main(["chat", "--user", "a", *db, *model]) == 1
+    assert main(["chat", "--user", "a", *db, "--model", "offline", "hi"]) == 0
+
+
+def test_chat_against_a_server_exits_non_zero_when_the_turn_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = failing_provider(monkeypatch)
+    env = {"OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"], "OPENAI_API_KEY": "sk-test"}
+    flags = ["--store", "memory://", *model, "--model-retries", "0"]
+    with Server(flags, tmp_path / "server.log", env) as server:
+        assert main(["chat", "--user", "a", "--url", server.url, "hi"]) == 1
+        assert "model_error" in capsys.readouterr().out
+
+
+def test_an_agent_module_in_the_current_directory_is_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cli_agent_here.py").write_text(
+        "from agenthost import Agent, FunctionModel\n"
+        "agent = Agent(name='here', model=FunctionModel(lambda request: 'from here'))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    args = ["chat", "--user", "a", "--store", "memory://", "--agent", "cli_agent_here:agent", "x"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == "from here\n"
+
+
+def test_the_cli_builds_its_host_without_the_server_package(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from agenthost.cli import main\n"
+        f"assert main(['chat', '--user', 'a', '--store', 'sqlite:///{tmp_path}/x.db', 'hi']) == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('agenthost.server', 'fastapi')))\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "You said: hi\n"
+
+
+class Terminal:
+    """A child process on a pseudo-terminal, as a person at a keyboard runs it."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            args, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+        )
+        os.close(slave)
+        self.screen = b""
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.screen.count(text.encode()) < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{text!r} never appeared in {self.screen!r}"
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                self.screen += os.read(self.master, 4096)
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> int:
+        """Read to the end (EIO once the child closed the terminal), then let it exit:
+        a child's last close of a terminal waits while its output is unread."""
+        while select.select([self.master], [], [], 60)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.screen += chunk
+        os.close(self.master)
+        return self.process.wait(timeout=60)
+
+
+def test_interactive_chat_has_line_editing_and_history(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    env = serve_environment({"TERM": "xterm", "AGENTHOST_CHAT_HISTORY": str(history)})
+    command = [sys.executable, "-m", "agenthost.cli", "chat", "--user", "u"]
+    terminal = Terminal([*command, "--store", "memory://"], env)
+    try:
+        terminal.wait_for("you> ")
+        terminal.type("helo\x1b[Dl\r")  # a typo mended with the left arrow
+        terminal.wait_for("You said: hello")
+        terminal.wait_for("you> ", count=2)
+        terminal.type("\x1b[A\r")  # up arrow: the previous line again
+        terminal.wait_for("You said: hello", count=2)
+        terminal.wait_for("you> ", count=3)
+        terminal.type("\x04")  # Ctrl-D
+        assert terminal.close() == 0, terminal.screen
+    finally:
+        terminal.kill()
+    assert b"^[[" not in terminal.screen  # arrow keys are keys, not printed escape codes
+    assert history.read_text().splitlines()[-1] == "hello"
+    # the next session starts with that history
+    terminal = Terminal([*command, "--store", "memory://"], env)
+    try:
+        terminal.wait_for("you> ")
+        terminal.type("\x1b[A\r")
+        terminal.wait_for("You said: hello")
+        terminal.wait_for("you> ", count=2)
+        terminal.type("\x04")
+        assert terminal.close() == 0, terminal.screen
+    finally:
+        terminal.kill()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -200,3 +201,39 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class SilentServer:
+    """A loopback TCP server that accepts every connection, reads what is sent and never
+    answers: a provider that hangs. ``accepted`` counts the connections (one per attempt)."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.accepted = 0
+        self._connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            self._connections.append(connection)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._socket.close()
+        for connection in self._connections:
+            connection.close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -43,7 +43,7 @@ def make_client(args: argparse.Namespace) -> Client:
 
 def make_host(args: argparse.Namespace) -> Host:
     """An in-process Host on the configured store (flags > env > TOML, like ``serve``)."""
-    from agenthost.server.app import build_host
+    from agenthost.bootstrap import build_host
     from agenthost.settings import Settings
 
     overrides: dict[str, Any] = {
@@ -53,8 +53,7 @@ def make_host(args: argparse.Namespace) -> Host:
         "agents": args.agents,
     }
     settings = Settings.load(overrides, config_file=args.config)
-    # A CLI process is short-lived: no background sweeper.
-    return build_host(settings.model_copy(update={"cleanup_interval": None}))
+    return build_host(settings, sweeper=False)  # a CLI process is short-lived
 
 
 def is_import_path(value: str | None) -> bool:

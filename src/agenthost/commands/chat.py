@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from agenthost.commands._shared import (
@@ -22,6 +25,9 @@ from agenthost.keys import DEFAULT_ID, SessionKey
 HELP = "Chat as a user: one message, or an interactive session when no message is given."
 
 PROMPT = "you> "
+HISTORY_ENV = "AGENTHOST_CHAT_HISTORY"
+"""The interactive history file (default ``~/.agenthost_history``; empty: none)."""
+HISTORY_LINES = 1000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when every turn completed; 1 when one failed (the model or store was down) or the
+    server could not be reached: a script can tell."""
     try:
         if args.url:
             return _remote(args)
@@ -45,16 +53,46 @@ def _lines(args: argparse.Namespace) -> Iterable[str]:
         yield args.message
         return
     print(f"Chatting as {args.user!r} in session {args.session or 'default'!r}. Ctrl-D quits.")
-    while True:
-        try:
-            line = input(PROMPT)
-        except EOFError:
-            print()
-            return
-        if line.strip() in ("/quit", "/exit"):
-            return
-        if line.strip():
-            yield line
+    with _line_editing():
+        while True:
+            try:
+                line = input(PROMPT)
+            except EOFError:
+                print()
+                return
+            if line.strip() in ("/quit", "/exit"):
+                return
+            if line.strip():
+                yield line
+
+
+@contextlib.contextmanager
+def _line_editing() -> Iterator[None]:
+    """Arrow keys, line editing and history for the prompt (readline, where Python has
+    it), kept across runs in ``~/.agenthost_history`` (``$AGENTHOST_CHAT_HISTORY``)."""
+    try:
+        import readline
+    except ImportError:  # a Python built without it: plain input()
+        yield
+        return
+    path = os.environ.get(HISTORY_ENV, "~/.agenthost_history")
+    history = Path(path).expanduser() if path else None
+    if history is not None:
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+    readline.set_history_length(HISTORY_LINES)
+    try:
+        yield
+    finally:
+        if history is not None:
+            with contextlib.suppress(OSError):
+                readline.write_history_file(history)
+
+
+def _failed(event: dict[str, Any]) -> bool:
+    return event["type"] == "error" or (
+        event["type"] == "done" and event.get("status") in ("failed", "interrupted")
+    )
 
 
 def _show(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -92,13 +130,15 @@ def _remote(args: argparse.Namespace) -> int:
         def answer(call_id: str, approve: bool) -> None:
             print(client.approve(session, call_id, approve)["reply"])
 
+        failed = False
         for line in _lines(args):
             done = None
             for event in client.stream(line, session_id=session, agent=agent_name(args)):
                 done = _show(event) or done
+                failed = failed or _failed(event)
             if args.message is None:
                 _ask_approvals(done, answer)
-    return 0
+    return 1 if failed else 0
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -110,18 +150,23 @@ def _local(args: argparse.Namespace) -> int:
         def answer(call_id: str, approve: bool) -> None:
             runner.run(_approve(host, key, call_id, approve))
 
+        failed = False
         try:
             for line in _lines(args):
-                done = runner.run(_turn(host, key, line, agent_name(args)))
+                done, turn_failed = runner.run(_turn(host, key, line, agent_name(args)))
+                failed = failed or turn_failed
                 if args.message is None:
                     _ask_approvals(done, answer)
         finally:
             runner.run(host.close())
-    return 0
+    return 1 if failed else 0
 
 
-async def _turn(host: Host, key: SessionKey, text: str, agent: str | None) -> dict[str, Any] | None:
+async def _turn(
+    host: Host, key: SessionKey, text: str, agent: str | None
+) -> tuple[dict[str, Any] | None, bool]:
     done = None
+    failed = False
     events = host.stream(
         text,
         tenant_id=key.tenant_id,
@@ -130,8 +175,10 @@ async def _turn(host: Host, key: SessionKey, text: str, agent: str | None) -> di
         agent=agent,
     )
     async for event in events:
-        done = _show(event.to_dict()) or done
-    return done
+        data = event.to_dict()
+        done = _show(data) or done
+        failed = failed or _failed(data)
+    return done, failed
 
 
 async def _approve(host: Host, key: SessionKey, call_id: str, approve: bool) -> None:

@@ -79,20 +79,18 @@ async def _sqlite(url: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agenthost.errors import AgentHostError
+    from agenthost.errors import AgentHostError, ConfigError
+    from agenthost.urls import parse_url
 
     url = args.store or os.environ.get("AGENTHOST_STORE") or "sqlite:///agenthost.db"
-    scheme = url.partition("://")[0].lower()
     try:
-        if scheme in ("postgresql", "postgres"):
+        scheme = parse_url(url).scheme
+        if scheme == "postgresql":
             return asyncio.run(_postgres(url, args.status))
         if scheme == "sqlite":
             return asyncio.run(_sqlite(url))
-        if scheme in ("redis", "rediss", "memory"):
-            print(f"{scheme} stores have no schema: nothing to migrate")
-            return 0
+        print(f"{scheme} stores have no schema: nothing to migrate")
+        return 0
     except AgentHostError as exc:
         print(f"agenthost migrate: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"agenthost migrate: unknown store scheme {scheme!r}", file=sys.stderr)
-    return 2
+        return 2 if isinstance(exc, ConfigError) else 1

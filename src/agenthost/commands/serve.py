@@ -1,57 +1,31 @@
-"""``agenthost serve``: run the HTTP server (FastAPI on uvicorn)."""
+"""``agenthost serve``: run the HTTP server (FastAPI on uvicorn).
+
+Before uvicorn starts, the settings are checked, the port is tried and the store
+(and the lock service, if any) is opened once: whatever stops the server from
+starting is one line on stderr naming the problem and the setting to change
+(exit status 2 for settings, 1 for a service that is down), with the traceback
+only under ``--log-level debug``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
+import socket
 import sys
-from typing import TYPE_CHECKING, Any
+import traceback
+from typing import Any
 
-from agenthost.errors import ConfigError, MissingExtra
+from agenthost.errors import AgentHostError, ConfigError, MissingExtra
 from agenthost.extras import require
-
-if TYPE_CHECKING:
-    from agenthost.settings import Settings
+from agenthost.settings import CLI_FLAGS
 
 HELP = "Run the HTTP server (settings: flags > AGENTHOST_* env > agenthost.toml)."
 
 log = logging.getLogger("agenthost.server")
-
-# flag -> settings field; flags left out keep the env/TOML/default value.
-_FIELDS = (
-    "host",
-    "port",
-    "workers",
-    "store",
-    "model",
-    "models",
-    "agent",
-    "agents",
-    "default_agent",
-    "fallback_models",
-    "model_retries",
-    "model_retry_budget",
-    "auth",
-    "policy",
-    "max_live_sessions",
-    "session_ttl",
-    "cleanup_interval",
-    "session_retention",
-    "turn_timeout",
-    "max_body_bytes",
-    "history_window",
-    "coordination",
-    "jwt_public_key",
-    "jwt_tenant_claim",
-    "jwt_audience",
-    "log_level",
-    "cors_origins",
-    "cors_max_age",
-    "root_path",
-    "forwarded_allow_ips",
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--store", help="store URL: sqlite:///agenthost.db, memory://, postgresql://, redis://")
     add("--model", help="default model: offline, offline:200ms, openai:<name>, <provider>:<name>")
     add("--models", help="comma-separated extra models sessions may choose")
-    add("--agent", help="import path 'module:attribute' of an agenthost.Agent to serve")
+    add("--agent", help="'module:attribute' of an Agent to serve (found in the current directory)")
     add(
         "--agents",
         help="import path 'module:attribute' of several Agents (a list, a dict by name, or a "
@@ -70,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add("--default-agent", help="the agent of routes that name none (default: the first)")
     add("--fallback-models", help="comma-separated models tried when the model fails")
+    add("--model-timeout", type=float, help="seconds a provider may take per attempt (default 30)")
     add("--model-retries", type=int, help="retries of a failing model call (default 2)")
     add(
         "--model-retry-budget",
@@ -119,10 +94,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values = {
-        name: getattr(args, name, None)
-        for name in (*_FIELDS, "insecure_bind", "log_content", "cors_allow_credentials")
-    }
+    names = (*CLI_FLAGS, "insecure_bind", "log_content", "cors_allow_credentials")
+    values = {name: getattr(args, name, None) for name in names}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -133,33 +106,85 @@ def run(args: argparse.Namespace) -> int:
         print(f"agenthost serve: {exc.message}", file=sys.stderr)
         return 2
     from agenthost.server.logs import configure_logging
-    from agenthost.settings import SETTINGS_ENV, Settings
+    from agenthost.settings import Settings
 
     try:
         settings = Settings.load(overrides(args), config_file=args.config)
         settings.check()
     except ConfigError as exc:
-        print(f"agenthost serve: {exc.message}", file=sys.stderr)
-        return 2
+        return _failed(exc, debug=False)
+    debug = settings.log_level == "debug"
     configure_logging(settings.log_level)
-    log.info("settings", extra={"fields": {"settings": settings.masked()}})
     try:
-        if settings.workers > 1:
-            os.environ[SETTINGS_ENV] = json.dumps(settings.revealed())
-            _run_uvicorn("agenthost.server.app:app_from_environment", settings, factory=True)
-        else:
-            from agenthost.server.app import create_app, freeze_startup_heap
+        _check_port(settings.host, settings.port)
+        from agenthost.bootstrap import preflight
 
-            app = create_app(settings)
-            freeze_startup_heap()
-            _run_uvicorn(app, settings, factory=False)
-    except ConfigError as exc:
-        print(f"agenthost serve: {exc.message}", file=sys.stderr)
-        return 2
+        asyncio.run(preflight(settings))
+    except Exception as exc:
+        return _failed(exc, debug=debug)
+    log.info("settings", extra={"fields": {"settings": settings.masked()}})
+    print(_open_hint(settings.host, settings.port), flush=True)
+    try:
+        _serve(settings)
+    except Exception as exc:
+        return _failed(exc, debug=debug)
     return 0
 
 
-def _run_uvicorn(app: Any, settings: Settings, *, factory: bool) -> None:
+def _serve(settings: Any) -> None:
+    from agenthost.settings import SETTINGS_ENV
+
+    if settings.workers > 1:
+        os.environ[SETTINGS_ENV] = json.dumps(settings.revealed())
+        _run_uvicorn("agenthost.server.app:app_from_environment", settings, factory=True)
+    else:
+        from agenthost.server.app import create_app, freeze_startup_heap
+
+        app = create_app(settings)
+        freeze_startup_heap()
+        _run_uvicorn(app, settings, factory=False)
+
+
+def _failed(exc: BaseException, *, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, AgentHostError):
+        print(f"agenthost serve: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    hint = "" if debug else " (--log-level debug shows the traceback)"
+    print(f"agenthost serve: cannot start: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    return 1
+
+
+def _check_port(host: str, port: int) -> None:
+    """A port another process holds is a clear error now, not a log line from uvicorn."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: unknown host ({exc.strerror}); "
+            "change --host (AGENTHOST_HOST)"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {reason}; choose another --port "
+                "(AGENTHOST_PORT) or stop what is using it"
+            ) from None
+
+
+def _open_hint(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return f"agenthost: open {base}/ for the chat page, {base}/docs for the API (Ctrl-C stops)"
+
+
+def _run_uvicorn(app: Any, settings: Any, *, factory: bool) -> None:
     import uvicorn
 
     from agenthost.server.proxy import uvicorn_proxy_options

@@ -21,53 +21,51 @@ from typing import TYPE_CHECKING
 
 from agenthost.errors import ConfigError
 from agenthost.locks import Coordinator
+from agenthost.urls import SCHEMES, parse_url
 
 if TYPE_CHECKING:
     from agenthost.coordination.files import FileLockCoordinator
     from agenthost.coordination.postgres import PostgresCoordinator
     from agenthost.coordination.redis import RedisCoordinator
 
-_POSTGRES = ("postgresql", "postgres")
-_REDIS = ("redis", "rediss")
-
-
-def _scheme(url: str) -> str:
-    return url.partition("://")[0].lower()
-
 
 def sqlite_lock_path(store_url: str) -> str | None:
     """The lock file beside a ``sqlite:///`` database (None for an in-memory database)."""
-    path = store_url.partition("://")[2].removeprefix("/").partition("?")[0] or "agenthost.db"
+    path = parse_url(store_url).path
     return None if path == ":memory:" else f"{path}.locks"
 
 
 def build_coordinator(
     store_url: str, coordination_url: str | None = None, workers: int = 1
 ) -> Coordinator | None:
-    """Pick the coordinator for a store URL, an optional coordination URL and a worker count."""
-    if coordination_url:
-        scheme = _scheme(coordination_url)
-        if scheme in _REDIS:
-            from agenthost.coordination.redis import RedisCoordinator
+    """Pick the coordinator for a store URL, an optional coordination URL and a worker count.
 
-            return RedisCoordinator(coordination_url)
-        if scheme in _POSTGRES:
+    Both URLs go through :func:`agenthost.urls.parse_url`, so a bad option is an error here.
+    """
+    store = parse_url(store_url)
+    if coordination_url:
+        scheme = coordination_url.partition("://")[0]
+        if SCHEMES.get(scheme.lower()) not in ("redis", "rediss", "postgresql"):
+            raise ConfigError(
+                f"coordination URL scheme {scheme!r} is not supported: "
+                "use redis:// or postgresql://"
+            )
+        if parse_url(coordination_url, what="coordination URL").scheme == "postgresql":
             from agenthost.coordination.postgres import PostgresCoordinator
 
             return PostgresCoordinator(coordination_url)
-        raise ConfigError(
-            f"coordination URL scheme {scheme!r} is not supported: use redis:// or postgresql://"
-        )
-    scheme = _scheme(store_url)
-    if scheme in _POSTGRES:
+        from agenthost.coordination.redis import RedisCoordinator
+
+        return RedisCoordinator(coordination_url)
+    if store.scheme == "postgresql":
         from agenthost.coordination.postgres import PostgresCoordinator
 
         return PostgresCoordinator(store_url)
-    if scheme in _REDIS:
+    if store.scheme in ("redis", "rediss"):
         from agenthost.coordination.redis import RedisCoordinator
 
         return RedisCoordinator(store_url)
-    if scheme == "sqlite" and workers > 1:
+    if store.scheme == "sqlite" and workers > 1:
         path = sqlite_lock_path(store_url)
         if path is not None:
             from agenthost.coordination.files import FileLockCoordinator

@@ -90,3 +90,32 @@ def retry_after(response: Any) -> float | None:
     except (AttributeError, TypeError, ValueError):
         return None
     return value if 0 <= value <= 3600 else None
+
+
+def endpoint(base_url: object) -> str:
+    """A provider's base URL for messages: without a password or a trailing slash."""
+    from agenthost.urls import redact
+
+    return redact(str(base_url).rstrip("/"))
+
+
+def read_timeout(timeout: object) -> float:
+    """Seconds of an SDK client's timeout (a number, or an ``httpx.Timeout``'s read part)."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    read = getattr(timeout, "read", None)
+    return float(read) if isinstance(read, int | float) else 0.0
+
+
+def connection_cause(exc: BaseException) -> str:
+    """Why a connection failed, from the OS error under an SDK's wrapper ("Connection
+    refused"), else the first cause the SDK wrapped."""
+    import os
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    found = exc.__cause__ or exc
+    return f"{type(found).__name__}: {found}" if str(found) else type(found).__name__

@@ -21,33 +21,58 @@ _NAME_STATEMENTS = (
     re.compile(r"私の名前は\s*([^\s,.!?;:、。！？]+?)\s*(?:です|だ|$)"),
     re.compile(r"제 이름은\s*([^\s,.!?;:]+?)\s*(?:입니다|이에요|예요|$)"),
 )
-_NAME_QUESTIONS = (
-    (
-        re.compile(r"what(?:'s| is) my name", re.IGNORECASE),
-        "Your name is {}.",
-        "I don't know your name yet.",
-    ),
-    (re.compile(r"我叫什么|我的名字是什么"), "你的名字是 {}", "我还不知道你的名字。"),
-    (re.compile(r"私の名前は(?:何|なに)"), "あなたの名前は{}です。", "まだお名前を知りません。"),
-    (re.compile(r"제 이름(?:이|은) 뭐"), "당신의 이름은 {}입니다.", "아직 이름을 모릅니다."),
+_EN = ("Your name is {}.", "I don't know your name yet.")
+_ZH = ("你的名字是 {}", "我还不知道你的名字。")
+_JA = ("あなたの名前は{}です。", "まだお名前を知りません。")
+_KO = ("당신의 이름은 {}입니다.", "아직 이름을 모릅니다.")
+_NAME_QUESTIONS = tuple(
+    (re.compile(pattern, re.IGNORECASE), known, unknown)
+    for pattern, (known, unknown) in (
+        (r"what(?:'s| is) my name|who am i\b|my name is (?:what|who)\b", _EN),
+        (r"(?:do|did) you (?:know|remember) my name", _EN),
+        (r"我叫(?:什么|啥)|我的名字(?:是|叫)(?:什么|啥)|我是谁", _ZH),
+        (r"私の名前は(?:何|なに|なん)|私は(?:誰|だれ)", _JA),
+        (r"제 이름(?:이|은) (?:뭐|무엇)|저는 누구", _KO),
+    )
 )
+_INTERROGATIVES = frozenset({"what", "who", "何"})
+_INTERROGATIVE_PREFIXES = ("什么", "啥", "谁", "なに", "なん", "だれ", "誰", "뭐", "무엇", "누구")
+"""Never a name, nor the start of one: "我叫什么名字?" asks, it does not tell."""
 _TOOL_COMMAND = re.compile(r"^/tool\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
 _HANDOFF_COMMAND = re.compile(r"^/handoff\s+([A-Za-z0-9_-]+)\s*$")
 _TRANSFER = "transfer_to_"
 # The patterns after the first of each group need CJK text: ASCII text skips them.
 _ASCII_NAME_STATEMENTS = _NAME_STATEMENTS[:2]
-_ASCII_NAME_QUESTIONS = _NAME_QUESTIONS[:1]
+_ASCII_NAME_QUESTIONS = tuple(q for q in _NAME_QUESTIONS if q[0].pattern.isascii())
+
+
+def _interrogative(word: str) -> bool:
+    return word.lower() in _INTERROGATIVES or word.startswith(_INTERROGATIVE_PREFIXES)
+
+
+def _asks_name(content: str) -> bool:
+    questions = _ASCII_NAME_QUESTIONS if content.isascii() else _NAME_QUESTIONS
+    return any(pattern.search(content) for pattern, _, _ in questions)
+
+
+def _stated_name(content: str) -> str | None:
+    """The name a message states ("My name is Alice"), never one it asks about."""
+    if _asks_name(content):
+        return None
+    for pattern in _ASCII_NAME_STATEMENTS if content.isascii() else _NAME_STATEMENTS:
+        match = pattern.search(content)
+        name = match.group(1) if match else None
+        if name and not _interrogative(name):
+            return name
+    return None
 
 
 def _recall_name(messages: list[Message]) -> str | None:
     for message in reversed(messages):
-        if message.role != "user":
-            continue
-        ascii_only = message.content.isascii()
-        for pattern in _ASCII_NAME_STATEMENTS if ascii_only else _NAME_STATEMENTS:
-            match = pattern.search(message.content)
-            if match:
-                return match.group(1)
+        if message.role == "user":
+            name = _stated_name(message.content)
+            if name is not None:
+                return name
     return None
 
 
@@ -117,7 +142,7 @@ class OfflineModel:
             if pattern.search(content):
                 name = _recall_name(messages[:-1])
                 return (known.format(name) if name else unknown), None
-        stated = _recall_name([last])
+        stated = _stated_name(content)
         if stated is not None:
             return f"Nice to meet you, {stated}!", None
         return f"You said: {content}", None

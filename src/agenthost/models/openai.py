@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from agenthost.errors import ConfigError, MissingExtra, ModelError
 from agenthost.messages import Message, ToolCall, Usage
-from agenthost.models.base import ModelChunk, ModelRequest, TextChunk, retry_after
+from agenthost.models.base import (
+    ModelChunk,
+    ModelRequest,
+    TextChunk,
+    connection_cause,
+    endpoint,
+    read_timeout,
+    retry_after,
+)
 
 try:
     import openai
@@ -30,11 +38,21 @@ def openai_client(provider: Provider) -> openai.AsyncOpenAI:
     )
 
 
-def model_error(name: str, exc: openai.APIError) -> ModelError:
-    """The provider's failure as a ``ModelError``; timeouts, 429 and 5xx are retryable."""
-    message = f"{name}: {type(exc).__name__}: {exc}"
-    if isinstance(exc, openai.APIConnectionError):  # timeouts included
-        return ModelError(message, retryable=True)
+def model_error(
+    name: str, exc: openai.APIError, client: openai.AsyncOpenAI | None = None
+) -> ModelError:
+    """The provider's failure as a ``ModelError`` naming the model, the provider's URL (never
+    its key) and the cause; timeouts, lost connections, 429 and 5xx are retryable."""
+    where = f"{name} at {endpoint(client.base_url)}" if client is not None else name
+    if isinstance(exc, openai.APITimeoutError) and client is not None:
+        return ModelError(
+            f"{where}: no answer within {read_timeout(client.timeout):g} s; the provider is "
+            "slow or down (its timeout: model_timeout, or timeout in [providers.<name>])",
+            retryable=True,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelError(f"{where}: cannot connect: {connection_cause(exc)}", retryable=True)
+    message = f"{where}: {type(exc).__name__}: {exc}"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         retryable = status in (408, 409, 429) or status >= 500
@@ -156,4 +174,4 @@ class OpenAIModel:
             if not saw_usage:
                 yield Usage(requests=1)
         except openai.APIError as exc:
-            raise model_error(self.name, exc) from exc
+            raise model_error(self.name, exc, self.client) from exc

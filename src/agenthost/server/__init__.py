@@ -20,7 +20,8 @@ from agenthost.extras import require
 
 require("server", "the HTTP server")  # before anything below imports fastapi
 
-from agenthost.server.app import build_host, create_app  # noqa: E402
+from agenthost.bootstrap import build_host  # noqa: E402
+from agenthost.server.app import create_app  # noqa: E402
 from agenthost.server.auth import Identity, Principal  # noqa: E402
 
 __all__ = ["Identity", "Principal", "build_host", "create_app"]

@@ -10,7 +10,6 @@ To add a router, list its module in :data:`ROUTE_MODULES`.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
 import logging
@@ -21,23 +20,19 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
 from agenthost import __version__
-from agenthost.agent import Agent
-from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents
-from agenthost.errors import ConfigError, MissingExtra
+from agenthost.bootstrap import build_host
+from agenthost.errors import MissingExtra
 from agenthost.extras import installed
 from agenthost.host import Host
-from agenthost.locks import Coordinator
-from agenthost.models.failover import RetryPolicy
-from agenthost.models.providers import Provider
-from agenthost.server import errors, guardrails
+from agenthost.server import errors, lean
 from agenthost.server.auth import build_authenticator
 from agenthost.server.cors import cors_middleware
 from agenthost.server.limits import BodyLimitMiddleware
 from agenthost.server.metrics import Metrics, MetricsObserver, RequestMetricsMiddleware
+from agenthost.server.paths import IdPathMiddleware
 from agenthost.server.proxy import root_path_middleware
 from agenthost.server.requestid import RequestIdMiddleware
 from agenthost.settings import Settings
-from agenthost.turn import TurnObserver
 
 log = logging.getLogger("agenthost.server")
 
@@ -49,6 +44,7 @@ ROUTE_MODULES = (
     "agenthost.server.routes.admin",
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
+    "agenthost.server.routes.docs",
     "agenthost.server.routes.usage",
     "agenthost.server.routes.quotas",
     "agenthost.server.openai_compat",
@@ -68,83 +64,6 @@ with `--auth none`). Service and admin credentials name the user they act for wi
 `{"error": {"code": ..., "message": ..., "request_id": ...}}`; every response has an
 `X-Request-Id` header (yours, if you sent a valid one).
 """
-
-
-def load_agent(path: str) -> Agent:
-    """Import ``module:attribute``; the attribute is an Agent or a function returning one."""
-    target = import_path(path, "agent")
-    if not isinstance(target, Agent) and callable(target):
-        target = target()
-    if not isinstance(target, Agent):
-        raise ConfigError(f"{path!r} is a {type(target).__name__}, not an agenthost.Agent")
-    return target
-
-
-def build_agent(settings: Settings) -> Agent:
-    if settings.agent:
-        return load_agent(settings.agent)
-    return Agent(
-        name=settings.agent_name,
-        model=settings.model,
-        instructions=settings.instructions,
-        history_window=settings.history_window,
-    )
-
-
-def build_agents(settings: Settings) -> AgentSet:
-    """The agents to serve: ``agents`` (an import path or tables), else the one agent."""
-    if isinstance(settings.agents, str):
-        agents = load_agents(settings.agents)
-    elif settings.agents:
-        agents = [
-            agent_from_table(
-                name,
-                table.model_dump(exclude_defaults=True),
-                default_model=settings.model,
-                history_window=settings.history_window,
-            )
-            for name, table in settings.agents.items()
-        ]
-    else:
-        agent = build_agent(settings)
-        if settings.fallback_models and not settings.agent:
-            agent = dataclasses.replace(agent, fallback_models=tuple(settings.fallback_models))
-        agents = [agent]
-    return AgentSet(agents, default=settings.default_agent)
-
-
-def build_coordinator(settings: Settings) -> Coordinator | None:
-    """The cross-process coordinator for ``settings`` (None: in-process locks only).
-
-    This is the one place where it is chosen (see :mod:`agenthost.coordination`).
-    """
-    from agenthost.coordination import build_coordinator as choose
-
-    return choose(settings.store, settings.coordination, settings.workers)
-
-
-def build_host(settings: Settings, *, observer: TurnObserver | None = None) -> Host:
-    providers = [
-        Provider(name, table.kind, table.base_url, table.api_key_env, timeout=table.timeout)
-        for name, table in settings.providers.items()
-    ]
-    retry = RetryPolicy(retries=settings.model_retries, budget=settings.model_retry_budget)
-    return Host(
-        build_agents(settings),
-        providers=providers,
-        retry=retry,
-        store=settings.store,
-        policy=settings.policy,
-        max_live_sessions=settings.max_live_sessions,
-        session_ttl=settings.session_ttl,
-        cleanup_interval=settings.cleanup_interval,
-        session_retention=settings.session_retention,
-        turn_timeout=settings.turn_timeout,
-        models=settings.models,
-        coordinator=build_coordinator(settings),
-        observer=observer,
-        **guardrails.host_options(settings),
-    )
 
 
 class _App(FastAPI):
@@ -182,6 +101,8 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routes.docs: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.host = host
@@ -190,8 +111,13 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     errors.install(app)
     for name in ROUTE_MODULES:
         app.include_router(_router(name))
+    lean.install(app)
+    app.add_middleware(IdPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    guardrails.install(app, settings)
+    if settings.otel:  # the request's traceparent becomes the turns' parent span
+        from agenthost.tracing import TraceContextMiddleware
+
+        app.add_middleware(TraceContextMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

@@ -14,6 +14,10 @@ Modes (``Settings.auth``):
   an admin. ``exp`` and ``sub`` are required; signature, expiry and (if set)
   audience are checked.
 
+Id headers (``X-User-Id``, ``X-Tenant-Id``, and ``X-Session-Id`` where a route reads
+it) follow :func:`agenthost.keys.id_from_header`: UTF-8 bytes, or ``UTF-8''`` and
+the percent-encoded UTF-8, so a header names the same user as the body does.
+
 A route turns the identity into the :class:`Principal` it acts for with
 ``identity.principal(body.user_id)``: a user credential may act only for its
 own user (naming another is 403); service and admin credentials must name the
@@ -33,7 +37,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthost.errors import ConfigError, Forbidden, InvalidId, InvalidInput, Unauthorized
-from agenthost.keys import DEFAULT_ID, validate_id
+from agenthost.keys import DEFAULT_ID, id_from_header, validate_id
 from agenthost.settings import ADMIN_USER, SERVICE_USER, ApiKey, Settings
 
 
@@ -64,6 +68,11 @@ class Identity:
 
     def principal(self, user_id: str | None = None) -> Principal:
         """The principal for a request that names ``user_id`` (body) or ``X-User-Id``."""
+        if user_id is not None and self.named_user is not None and user_id != self.named_user:
+            raise InvalidInput(
+                "user_id in the body and the X-User-Id header name different users",
+                field="user_id",
+            )
         wanted = user_id if user_id is not None else self.named_user
         tenant = self._tenant()
         if wanted is None:
@@ -225,23 +234,60 @@ def build_authenticator(settings: Settings) -> Authenticator:
     return NoAuth()
 
 
+def header_id(value: str | None, header: str) -> str | None:
+    """An id header's value as :func:`agenthost.keys.id_from_header` reads it (422 if bad).
+
+    Starlette hands header values over decoded as Latin-1, which maps every byte to one
+    character: encoding them back gives the bytes the client sent.
+    """
+    return None if value is None else id_from_header(value.encode("latin-1"), header)
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API key or a JWT, per the server's mode")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None for any other form)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def identify(
+    authenticator: Authenticator, token: str | None, user: str | None, tenant: str | None
+) -> Identity:
+    """The caller: its credential checked, the user and tenant it named in headers read."""
+    identity = authenticator.authenticate(token)
+    if user is None and tenant is None:
+        return identity
+    return replace(
+        identity,
+        named_user=header_id(user, "X-User-Id"),
+        named_tenant=header_id(tenant, "X-Tenant-Id"),
+    )
 
 
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_user_id: Annotated[
-        str | None, Header(description="The user a service or admin credential acts for")
+        str | None,
+        Header(
+            description="The user a service or admin credential acts for: UTF-8, or UTF-8'' "
+            "and the percent-encoded UTF-8 (UTF-8''Jos%C3%A9)"
+        ),
     ] = None,
     x_tenant_id: Annotated[
-        str | None, Header(description="The tenant an admin (or --auth none) acts in")
+        str | None,
+        Header(description="The tenant an admin (or --auth none) acts in; encoded as X-User-Id"),
     ] = None,
 ) -> Identity:
     """FastAPI dependency: the caller's :class:`Identity` (401 if credentials are bad)."""
-    authenticator: Authenticator = request.app.state.authenticator
-    identity = authenticator.authenticate(credentials.credentials if credentials else None)
-    return replace(identity, named_user=x_user_id, named_tenant=x_tenant_id)
+    token = credentials.credentials if credentials else None
+    return identify(request.app.state.authenticator, token, x_user_id, x_tenant_id)
 
 
 async def require_admin(identity: Annotated[Identity, Depends(authenticate)]) -> Identity:

@@ -178,6 +178,8 @@ async def _agenthost_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    if error.get("type") == "extra_forbidden":
+        return f"unknown field {where!r}"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 

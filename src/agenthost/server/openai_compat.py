@@ -29,8 +29,9 @@ from starlette.responses import JSONResponse, Response
 from agenthost.errors import NotFound
 from agenthost.events import Event
 from agenthost.host import Host
-from agenthost.keys import DEFAULT_ID
+from agenthost.keys import DEFAULT_ID, id_to_header
 from agenthost.protocols import openai_chat as oc
+from agenthost.server.auth import header_id
 from agenthost.server.deps import CurrentHost, CurrentIdentity
 from agenthost.server.requestid import current_request_id
 from agenthost.server.schemas import ERRORS
@@ -92,7 +93,8 @@ async def chat_completions(
     _check_model(host, body.model)
     oc.check_request(body)
     messages = oc.to_messages(body.messages)
-    session_id = oc.session_from(x_session_id, body.metadata) or DEFAULT_ID
+    session_header = header_id(x_session_id, oc.SESSION_HEADER)
+    session_id = oc.session_from(session_header, body.metadata) or DEFAULT_ID
     stateless = (x_agenthost_stateless or "").strip().lower() in TRUE
     where = _Where(tenant_id=who.tenant_id, user_id=who.user_id, session_id=session_id)
     if stateless:
@@ -108,7 +110,7 @@ async def chat_completions(
         plan = oc.reconcile(messages, await host.history(**where))
         run_id = new_run_id()
         headers = {
-            oc.SESSION_HEADER: session_id,
+            oc.SESSION_HEADER: id_to_header(session_id),
             oc.RUN_HEADER: run_id,
             oc.HISTORY_HEADER: plan.header,
         }

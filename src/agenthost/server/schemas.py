@@ -49,6 +49,15 @@ AgentName = Annotated[
     AfterValidator(_printable),
 ]
 
+
+class RequestBody(BaseModel):
+    """A body of our own API: an unknown field is a 422 naming it, never silently dropped
+    (``{"user": "bob"}`` for ``user_id`` would otherwise act for the default user).
+    The OpenAI-compatible and A2A bodies keep the tolerance their specs ask for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 CONFIG_DESCRIPTION = (
     "Per-session model configuration: model (from the server's allow-list), "
     "temperature (0-2), top_p (0-1), max_tokens; null removes a key."
@@ -78,11 +87,11 @@ class ToolCallOut(BaseModel):
     arguments: str = Field(description="JSON text of the arguments")
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestBody):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"message": "My name is Alice", "user_id": "alice", "session_id": "s1"}]
-        }
+        },
     )
 
     message: Text
@@ -118,9 +127,9 @@ class ChatResponse(BaseModel):
     model: str | None = Field(None, description="The model that produced the reply")
 
 
-class SeedChatRequest(BaseModel):
+class SeedChatRequest(RequestBody):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": "user-a", "message": "My name is Alice"}]}
+        json_schema_extra={"examples": [{"user_id": "user-a", "message": "My name is Alice"}]},
     )
 
     user_id: Id
@@ -132,9 +141,9 @@ class SeedChatResponse(BaseModel):
     reply: str
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(RequestBody):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"session_id": "s1", "state": {"topic": "billing"}}]}
+        json_schema_extra={"examples": [{"session_id": "s1", "state": {"topic": "billing"}}]},
     )
 
     session_id: SessionId | None = Field(None, description="Generated when omitted")
@@ -144,9 +153,9 @@ class SessionCreate(BaseModel):
     agent: AgentName | None = Field(None, description="Start the session with this agent")
 
 
-class SessionPatch(BaseModel):
+class SessionPatch(RequestBody):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"config": {"model": "offline", "temperature": 0.2}}]}
+        json_schema_extra={"examples": [{"config": {"model": "offline", "temperature": 0.2}}]},
     )
 
     state: JsonObject | None = Field(None, description="JSON merge patch of the state")
@@ -206,7 +215,7 @@ class MessagePage(BaseModel):
     )
 
 
-class ApprovalRequest(BaseModel):
+class ApprovalRequest(RequestBody):
     model_config = ConfigDict(json_schema_extra={"examples": [{"approve": True}]})
 
     approve: bool

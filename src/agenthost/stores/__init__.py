@@ -5,14 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import cast
 
-from agenthost.errors import ConfigError
 from agenthost.stores.base import RunRecord, SessionRecord, SessionStore, Snapshot, WriteBatch
 from agenthost.stores.memory import MemoryStore
 from agenthost.stores.sqlite import SQLiteStore
+from agenthost.urls import parse_url
 
 _BACKENDS = {
     "postgresql": ("agenthost.stores.postgres", "PostgresStore"),
-    "postgres": ("agenthost.stores.postgres", "PostgresStore"),
     "redis": ("agenthost.stores.redis", "RedisStore"),
     "rediss": ("agenthost.stores.redis", "RedisStore"),
 }
@@ -20,21 +19,16 @@ _BACKENDS = {
 
 def open_store(url: str) -> SessionStore:
     """``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-    ``postgresql://...``, ``redis://...``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigError(f"store URL {url!r} has no scheme; e.g. sqlite:///agenthost.db")
-    if scheme == "memory":
+    ``postgresql://...``, ``redis://...``; the options each takes are listed in
+    :mod:`agenthost.urls` (an unknown or invalid one is a ``ConfigError``)."""
+    parsed = parse_url(url)
+    if parsed.scheme == "memory":
         return MemoryStore(max_messages=None)
-    if scheme == "sqlite":
-        path, _, query = rest.removeprefix("/").partition("?")
-        full = "durability=full" in query
-        return SQLiteStore(path or "agenthost.db", durability="full" if full else "normal")
-    backend = _BACKENDS.get(scheme)
-    if backend is not None:  # imported lazily: asyncpg/redis load only when used
-        module, name = backend
-        return cast(SessionStore, getattr(importlib.import_module(module), name)(url))
-    raise ConfigError(f"unknown store scheme {scheme!r}: use memory, sqlite, postgresql or redis")
+    if parsed.scheme == "sqlite":
+        full = parsed.options.get("durability") == "full"
+        return SQLiteStore(parsed.path, durability="full" if full else "normal")
+    module, name = _BACKENDS[parsed.scheme]  # imported lazily: asyncpg/redis load only when used
+    return cast(SessionStore, getattr(importlib.import_module(module), name)(url))
 
 
 __all__ = [

@@ -30,10 +30,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from agenthost import urls
 from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
@@ -237,14 +238,12 @@ def advisory_key(name: str) -> int:
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
-    """Split our options off a ``postgresql://`` URL: ``(dsn for asyncpg, options)``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in _OUR_OPTIONS}
-    rest = [(k, v) for k, v in query if k not in _OUR_OPTIONS]
-    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
-    dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return dsn, ours
+    """Split our options off a ``postgresql://`` URL: ``(dsn for asyncpg, options)``.
+
+    The one parser is :func:`agenthost.urls.parse_url`, which also checks the options.
+    """
+    parsed = urls.parse_url(url)
+    return parsed.driver_url, dict(parsed.options)
 
 
 def redact(dsn: str) -> str:

@@ -35,10 +35,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from agenthost import urls
 from agenthost.errors import ConfigError, Conflict, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
@@ -167,12 +168,12 @@ _SESSION_FIELDS = (
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
-    """Split our options off a ``redis://`` URL: ``(url for redis-py, options)``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in _OUR_OPTIONS}
-    rest = urlencode([(k, v) for k, v in query if k not in _OUR_OPTIONS])
-    return urlunsplit(parts._replace(query=rest)), ours
+    """Split our options off a ``redis://`` URL: ``(url for redis-py, options)``.
+
+    The one parser is :func:`agenthost.urls.parse_url`, which also checks the options.
+    """
+    parsed = urls.parse_url(url)
+    return parsed.driver_url, dict(parsed.options)
 
 
 def redact(url: str) -> str:

@@ -5,17 +5,16 @@ All need an admin credential.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from agenthost.server.deps import AdminIdentity, CurrentHost
-from agenthost.server.schemas import ERRORS, ID_PATTERN, CleanupResult, Evicted, LiveSessions, Stats
+from agenthost.server.paths import SessionPath, TenantPath, UserPath
+from agenthost.server.schemas import ERRORS, CleanupResult, Evicted, LiveSessions, Stats
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
-
-IdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=ID_PATTERN)]
 
 
 @router.get("/stats", response_model=Stats, summary="Session counts, limits and lifecycle totals")
@@ -36,7 +35,11 @@ async def live_sessions(host: CurrentHost, admin: AdminIdentity) -> dict[str, An
     summary="Evict one idle session from memory (it stays in the store)",
 )
 async def evict(
-    tenant_id: IdPath, user_id: IdPath, session_id: IdPath, host: CurrentHost, admin: AdminIdentity
+    tenant_id: TenantPath,
+    user_id: UserPath,
+    session_id: SessionPath,
+    host: CurrentHost,
+    admin: AdminIdentity,
 ) -> Evicted:
     return Evicted(evicted=host.evict(tenant_id=tenant_id, user_id=user_id, session_id=session_id))
 

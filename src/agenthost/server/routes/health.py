@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from agenthost.errors import AgentHostError, StoreUnavailable
+from agenthost.errors import AgentHostError
 from agenthost.server.deps import CurrentHost
 from agenthost.server.errors import from_exception
 from agenthost.server.metrics import Metrics
@@ -15,11 +15,14 @@ from agenthost.server.schemas import ERRORS, Health
 router = APIRouter(tags=["health"])
 
 
+# HEAD too: load balancers probe with it. Documented once, under GET.
+@router.head("/healthz", include_in_schema=False, response_model=None)
 @router.get("/healthz", response_model=Health, summary="The process is up")
 async def healthz() -> Health:
     return Health(status="ok")
 
 
+@router.head("/readyz", include_in_schema=False, response_model=None)
 @router.get(
     "/readyz",
     response_model=Health,
@@ -31,8 +34,6 @@ async def readyz(host: CurrentHost) -> Health | Response:
         await host.ping()
     except AgentHostError as exc:
         return from_exception(exc)
-    except Exception as exc:
-        return from_exception(StoreUnavailable(f"store ping failed: {type(exc).__name__}"))
     return Health(status="ready")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from agenthost.agents import client_config, entry_name
@@ -19,10 +19,10 @@ from agenthost.errors import Conflict, NotFound
 from agenthost.host import Host
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.paths import CallPath, SessionPath
 from agenthost.server.routes.chat import SSE_DOC, wants_stream
 from agenthost.server.schemas import (
     ERRORS,
-    ID_PATTERN,
     ApprovalRequest,
     ChatResponse,
     Deleted,
@@ -36,13 +36,6 @@ from agenthost.server.sse import event_stream
 from agenthost.stores.base import SessionRecord
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
-
-SessionPath = Annotated[
-    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["s1"])
-]
-CallPath = Annotated[
-    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["call_1"])
-]
 
 
 async def _existing(host: Host, who: Principal, session_id: str) -> SessionRecord:

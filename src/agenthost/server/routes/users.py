@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from agenthost.server.deps import CurrentHost, CurrentIdentity
-from agenthost.server.schemas import ERRORS, ID_PATTERN, Deleted, UserExport
+from agenthost.server.paths import UserPath
+from agenthost.server.schemas import ERRORS, Deleted, UserExport
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
-
-UserPath = Annotated[
-    str, Path(min_length=1, max_length=255, pattern=ID_PATTERN, examples=["alice"])
-]
 
 
 @router.get(
