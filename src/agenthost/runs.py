@@ -430,6 +430,7 @@ class Runner:
         time_limit: float | None = None,
         publish: bool = False,
         claim: Claim | None = None,
+        admission: Any = None,
     ) -> tuple[LiveRun, AsyncIterator[Event]]:
         """Validate the turn (errors raise before anything is stored) and open its log."""
         if claim is not None:
@@ -452,6 +453,7 @@ class Runner:
                 agent=agent,
                 time_limit=time_limit,
                 on_begin=live.mark_began,
+                admission=admission,
             )
             if publish and claim is None:
                 await self.host.start()

@@ -73,6 +73,7 @@ from pydantic_settings import (
 )
 
 from agenthost.errors import ConfigError
+from agenthost.quotas.config import QuotaSettings
 from agenthost.urls import redact
 
 SERVICE_USER = "*"
@@ -336,6 +337,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="proxies trusted for X-Forwarded-For/-Proto"
     )
+    # -- guardrails: quotas ([quotas] table), usage metering, OpenTelemetry traces --------
+    quotas: QuotaSettings = QuotaSettings()
+    usage: bool = Field(True, description="meter usage per tenant, user, agent, model, day")
+    usage_flush_interval: float = Field(1.0, gt=0, description="seconds between usage writes")
+    otel: bool = Field(False, description="OpenTelemetry spans (pip install 'agenthost[otel]')")
+    otel_content: bool = Field(False, description="put message and tool text on spans")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -511,6 +518,10 @@ class Settings(BaseSettings):
                 "both --agent and --agents are set: serve one Agent with --agent, or several "
                 "with --agents (or [agents.<name>] tables)"
             )
+        if self.quotas.configured:  # counters every worker shares, or a clear refusal
+            from agenthost.quotas import choose_backend
+
+            choose_backend(self.store, self.coordination, self.workers)
         if self.workers > 1 and self.store.startswith("memory:"):
             raise ConfigError(
                 "--store memory:// keeps sessions inside one process, so with --workers "

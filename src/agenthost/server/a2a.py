@@ -318,17 +318,28 @@ class HostRequestHandler(RequestHandler):
                 claim = await runner.claim(_key_of(message.message_id), request, **ids)
                 if not claim.owned:
                     return claim.run_id, claim.key, 0
-            run = await runner.start(
-                text,
-                run_id=None if claim else new_run_id(),
-                message_meta=am.message_meta(message),
-                request_id=current_request_id(),
-                agent=context.state.get("agent"),
-                publish=True,
-                claim=claim,
-                keep_refusal=True,
-                **ids,
-            )
+            # Quotas are checked here, so that a refusal is this request's JSON-RPC error,
+            # also when the task then runs in the background (returnImmediately).
+            quotas = self.host.quotas
+            key = SessionKey(who.tenant_id, who.user_id, session_id)
+            admission = None if quotas is None else await quotas.admit(key)
+            try:
+                run = await runner.start(
+                    text,
+                    run_id=None if claim else new_run_id(),
+                    message_meta=am.message_meta(message),
+                    request_id=current_request_id(),
+                    agent=context.state.get("agent"),
+                    publish=True,
+                    claim=claim,
+                    keep_refusal=True,
+                    admission=admission,
+                    **ids,
+                )
+            except BaseException:
+                if admission is not None:
+                    await admission.finish()
+                raise
         self._remember(run.run_id, _request(message, run.key, run.run_id))
         return run.run_id, run.key, 0
 
