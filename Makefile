@@ -31,7 +31,8 @@ unit: $(STAMP)
 
 # BENCH_ARGS="--out bench/results" refreshes the recorded report (default: outside the repo).
 bench: $(STAMP)
-	$(BIN)/agenthost bench $(if $(AGENTHOST_TEST_POSTGRES),--postgres "$(AGENTHOST_TEST_POSTGRES)") $(BENCH_ARGS)
+	$(BIN)/agenthost bench $(if $(AGENTHOST_TEST_POSTGRES),--postgres "$(AGENTHOST_TEST_POSTGRES)") \
+		$(if $(AGENTHOST_TEST_REDIS),--redis "$(AGENTHOST_TEST_REDIS)") $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

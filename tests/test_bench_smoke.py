@@ -213,3 +213,12 @@ async def test_loadgen_connection_parses_keep_alive_responses() -> None:
     conn.data_received(b" Conflict\r\ncontent-length: 2\r\n\r\n{}")
     assert await second == (409, b"{}")
     assert transport.sent == [b"GET / HTTP/1.1\r\n\r\n"] * 2
+
+
+async def test_b8_quota_variants_report_their_added_latency() -> None:
+    from agenthost_bench import quotas
+
+    results = await quotas.b8(TINY, None, None)
+    assert set(results) == {"no quotas", "other tenant limited"}
+    assert results["no quotas"]["added_p50_us"] == 0
+    assert all(m["p50_us"] > 0 and m["p99_us"] >= m["p50_us"] for m in results.values())

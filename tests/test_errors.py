@@ -13,11 +13,16 @@ from agenthost.server.errors import from_exception, status_for
 STATUS = {
     "InvalidInput": 422,
     "InvalidId": 422,
+    "IdempotencyKeyReused": 422,
     "NotFound": 404,
     "SessionBusy": 409,
     "Conflict": 409,
     "SessionErased": 409,
     "QuotaExceeded": 429,
+    "RateLimited": 429,
+    "TokenBudgetExhausted": 429,
+    "TooManyConcurrentTurns": 429,
+    "TooManyLiveSessions": 429,
     "Unauthorized": 401,
     "Forbidden": 403,
     "ModelError": 503,
@@ -73,3 +78,9 @@ def test_codes_are_distinct_except_where_a_subclass_keeps_its_parents() -> None:
 
 def test_unauthorized_asks_for_a_bearer_token() -> None:
     assert from_exception(errors.Unauthorized("no key")).headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_refused_quota_says_when_to_retry() -> None:
+    refused = from_exception(errors.RateLimited("over", retry_after=2.1))
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "3"
+    assert "Retry-After" not in from_exception(errors.QuotaExceeded("too long")).headers

@@ -75,7 +75,7 @@ async def test_sqlite_schema_2_is_upgraded(tmp_path: Path) -> None:
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "user_memory" not in tables
         assert {"memories", "memories_fts", "summaries"} <= tables
@@ -109,7 +109,7 @@ async def test_postgres_migration_5_upgrades_a_version_4_schema() -> None:
     store = PostgresStore(base, schema=schema)
     await store.open()
     try:
-        assert await store.applied_migrations() == [1, 2, 3, 4, 5]
+        assert await store.applied_migrations() == [1, 2, 3, 4, 5, 6]
         await check_upgraded(store)
     finally:
         await store.close()

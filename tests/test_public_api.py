@@ -28,6 +28,7 @@ def test_public_names() -> None:
             "Host",
             "InvalidId",
             "InvalidInput",
+            "Limits",
             "LongTermMemory",
             "MemoryRecord",
             "MemoryStore",
@@ -38,6 +39,8 @@ def test_public_names() -> None:
             "NotFound",
             "OfflineModel",
             "QuotaExceeded",
+            "Quotas",
+            "RateLimited",
             "RunResult",
             "SQLiteStore",
             "SessionBusy",
@@ -45,6 +48,9 @@ def test_public_names() -> None:
             "SessionStore",
             "SessionSummary",
             "StoreUnavailable",
+            "TokenBudgetExhausted",
+            "TooManyConcurrentTurns",
+            "TooManyLiveSessions",
             "Tool",
             "ToolCall",
             "ToolCallEvent",
@@ -54,6 +60,7 @@ def test_public_names() -> None:
             "ToolSource",
             "Unauthorized",
             "Usage",
+            "UsageMeter",
             "__version__",
             "open_store",
             "tool",
@@ -72,7 +79,7 @@ def test_every_error_has_a_distinct_code() -> None:
         and issubclass(getattr(agenthost, n), agenthost.AgentHostError)
     ]
     codes = [e.code for e in errors]
-    assert len(codes) == len(set(codes)) == 13
+    assert len(codes) == len(set(codes)) == 17
 
 
 def test_agent_is_frozen_and_has_no_identity_fields() -> None:

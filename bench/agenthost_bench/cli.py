@@ -21,6 +21,7 @@ def run(
     only: str | None = None,
     reps: int | None = None,
     postgres: str | None = None,
+    redis: str | None = None,
     progress: bool = True,
 ) -> int:
     """Run the suite and write ``latest.json``/``latest.md`` (and timestamped copies) in ``out``.
@@ -36,7 +37,7 @@ def run(
     if reps < 1:
         print("agenthost bench: --reps must be at least 1", file=sys.stderr)
         return 2
-    options = Options.make(quick=quick, postgres=postgres)
+    options = Options.make(quick=quick, postgres=postgres, redis=redis)
     steps = sum(min(reps, w.max_reps or reps) for w in workloads if w.skip(options) is None)
     with tqdm(total=steps, unit="run", disable=not progress, file=sys.stderr) as bar:
         started = False

@@ -14,6 +14,7 @@ class Options:
     quick: bool = False
     scale: Scale = field(default_factory=Scale)
     postgres: str | None = None
+    redis: str | None = None  # B8's Redis variants
     b4_live: int = 10_000
     b4_touched: int = 100_000
     b4_max_live: int = 1000
@@ -23,15 +24,16 @@ class Options:
     http_users: int = 1000
 
     @classmethod
-    def make(cls, *, quick: bool, postgres: str | None = None) -> Options:
+    def make(cls, *, quick: bool, postgres: str | None = None, redis: str | None = None) -> Options:
         if quick:
             return cls(
                 quick=True,
                 scale=Scale.quick(),
                 postgres=postgres,
+                redis=redis,
                 b4_live=2000,
                 b4_touched=10_000,
                 http_seconds=4.0,
                 http_warmup=1.0,
             )
-        return cls(postgres=postgres)
+        return cls(postgres=postgres, redis=redis)

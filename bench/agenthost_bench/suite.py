@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agenthost_bench import http, inprocess, memory, recall
+from agenthost_bench import http, inprocess, memory, quotas, recall
 from agenthost_bench.inprocess import Results, Scale
 from agenthost_bench.options import Options
 
@@ -179,6 +179,13 @@ WORKLOADS: tuple[Workload, ...] = (
             Target("sqlite", "ratio_mean", "<=", 1.3, "turns 4,951-5,000 / 1-50 <= 1.3"),
             Target("sqlite", "name_recalled", "==", 1, "the name survives 5,000 turns"),
         ),
+    ),
+    Workload(
+        "B11",
+        "quotas: sequential turns with none, another tenant's only, a per-user rate limit "
+        "in Redis (and a turn lease; --redis URL), in PostgreSQL (--postgres URL)",
+        lambda o: asyncio.run(quotas.b8(o.scale, o.redis, o.postgres)),
+        (Target("other tenant limited", "added_p50_us", "<", 10, "others' limits: < 10 us added"),),
     ),
 )
 

@@ -12,9 +12,13 @@ from agenthost.errors import (
     ModelError,
     NotFound,
     QuotaExceeded,
+    RateLimited,
     SessionBusy,
     StoreUnavailable,
+    TokenBudgetExhausted,
     ToolError,
+    TooManyConcurrentTurns,
+    TooManyLiveSessions,
     Unauthorized,
 )
 from agenthost.events import (
@@ -32,9 +36,11 @@ from agenthost.keys import SessionKey
 from agenthost.memory import LongTermMemory
 from agenthost.messages import Message, ToolCall, Usage
 from agenthost.models import FunctionModel, ModelReply, ModelRequest, OfflineModel, tool_call
+from agenthost.quotas import Limits, Quotas
 from agenthost.stores import MemoryStore, SessionStore, SQLiteStore, open_store
 from agenthost.stores.base import MemoryRecord, SessionSummary
 from agenthost.tools import Tool, ToolContext, ToolSource, tool
+from agenthost.usage import UsageMeter
 
 __version__ = "0.1.0"
 
@@ -55,6 +61,7 @@ __all__ = [
     "Host",
     "InvalidId",
     "InvalidInput",
+    "Limits",
     "LongTermMemory",
     "MemoryRecord",
     "MemoryStore",
@@ -65,6 +72,8 @@ __all__ = [
     "NotFound",
     "OfflineModel",
     "QuotaExceeded",
+    "Quotas",
+    "RateLimited",
     "RunResult",
     "SQLiteStore",
     "SessionBusy",
@@ -72,6 +81,9 @@ __all__ = [
     "SessionStore",
     "SessionSummary",
     "StoreUnavailable",
+    "TokenBudgetExhausted",
+    "TooManyConcurrentTurns",
+    "TooManyLiveSessions",
     "Tool",
     "ToolCall",
     "ToolCallEvent",
@@ -81,6 +93,7 @@ __all__ = [
     "ToolSource",
     "Unauthorized",
     "Usage",
+    "UsageMeter",
     "__version__",
     "open_store",
     "tool",

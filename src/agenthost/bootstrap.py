@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from agenthost.agent import Agent
 from agenthost.agents import AgentSet, agent_from_table, import_path, load_agents, mcp_sources
@@ -26,6 +27,7 @@ from agenthost.locks import Coordinator
 from agenthost.memory import LongTermMemory
 from agenthost.models.failover import RetryPolicy
 from agenthost.models.providers import Provider, builtin_providers
+from agenthost.runs import RunOptions
 from agenthost.settings import Settings
 from agenthost.turn import TurnObserver
 from agenthost.urls import redact
@@ -134,7 +136,40 @@ def build_host(
         models=settings.models,
         coordinator=build_coordinator(settings),
         observer=observer,
+        runs=RunOptions(
+            idempotency_ttl=settings.idempotency_ttl,
+            events_retention=settings.run_events_retention,
+            poll_interval=settings.run_poll_interval,
+        ),
+        **guardrails(settings),
     )
+
+
+def guardrails(settings: Settings) -> dict[str, Any]:
+    """The Host's ``quotas``, ``usage`` and ``tracing`` as ``settings`` ask: each built
+    only when asked for (with ``otel = false`` nothing of OpenTelemetry is imported)."""
+    from agenthost.quotas.config import build_quotas
+    from agenthost.usage import UsageMeter, open_ledger
+
+    tracing = None
+    if settings.otel:
+        from agenthost.tracing import Tracing, configure_provider
+
+        configure_provider()
+        tracing = Tracing(capture_content=settings.otel_content)
+    usage = None
+    if settings.usage:
+        usage = UsageMeter(
+            open_ledger(settings.store), flush_interval=settings.usage_flush_interval
+        )
+    quotas = build_quotas(
+        settings.quotas,
+        store_url=settings.store,
+        coordination_url=settings.coordination,
+        workers=settings.workers,
+        session_ttl=settings.session_ttl,
+    )
+    return {"quotas": quotas, "usage": usage, "tracing": tracing}
 
 
 def _checks(host: Host) -> list[tuple[str, Callable[[], Awaitable[None]]]]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +15,9 @@ try:
     import httpx
 except ModuleNotFoundError as exc:
     raise MissingExtra("client", "the HTTP client (agenthost.client, --url)") from exc
+
+RUN_HEADER = "X-Agenthost-Run-Id"
+TERMINAL = frozenset({"done", "error"})
 
 
 class RemoteError(AgentHostError):
@@ -82,20 +86,68 @@ class Client:
         return result
 
     def stream(
-        self, message: str, *, session_id: str | None = None, agent: str | None = None
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        agent: str | None = None,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``)."""
+        """The turn's events as dicts (``{"type": "delta", "text": ...}``, ..., ``done``).
+
+        If the connection drops before the last event, the run is followed again at
+        ``/v1/runs/{run_id}/events`` from the last event id received (the server keeps
+        it running with ``--on-disconnect continue``; else it reports the interruption).
+        """
         body = _body(message=message, session_id=session_id, stream=True)
+        run_id: str | None = None
+        after = 0
         try:
             with self.http.stream("POST", _chat_path(agent), json=body) as response:
                 if response.is_error:
                     response.read()
                     raise _error(response)
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        yield json.loads(line[6:])
+                run_id = response.headers.get(RUN_HEADER)
+                for event_id, data in _events(response):
+                    after = event_id if event_id is not None else after
+                    yield data
+                    if data.get("type") in TERMINAL:
+                        return
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
+            if run_id is None:
+                raise self._unreachable(exc) from None
+        if run_id is None:
+            raise RemoteError(0, "connection_lost", "the stream ended before the turn finished")
+        if on_reconnect is not None:
+            on_reconnect(run_id)
+        yield from self.follow(run_id, after=after)
+
+    def follow(self, run_id: str, *, after: int = 0, attempts: int = 6) -> Iterator[dict[str, Any]]:
+        """A run's events after event id ``after``, until its end; reconnects when dropped."""
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": str(after)}
+            try:
+                with self.http.stream(
+                    "GET", f"/v1/runs/{run_id}/events", headers=headers
+                ) as response:
+                    if response.is_error:
+                        response.read()
+                        raise _error(response)
+                    for event_id, data in _events(response):
+                        after = event_id if event_id is not None else after
+                        failures = 0
+                        yield data
+                        if data.get("type") in TERMINAL:
+                            return
+            except httpx.TransportError:
+                pass
+            failures += 1
+            if failures >= attempts:
+                raise RemoteError(
+                    0, "connection_lost", f"lost the connection to run {run_id} {attempts} times"
+                )
+            time.sleep(min(0.2 * 2**failures, 5.0))
 
     def approve(self, session_id: str, call_id: str, approve: bool) -> dict[str, Any]:
         path = f"/v1/sessions/{_segment(session_id)}/approvals/{_segment(call_id)}"
@@ -133,6 +185,24 @@ class Client:
     def delete_session(self, session_id: str) -> int:
         deleted: int = self._call("DELETE", f"/v1/sessions/{_segment(session_id)}")["deleted"]
         return deleted
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """Server-Sent Events as (id, data): comments skipped, ``id:`` kept when sent."""
+    event_id: int | None = None
+    data: list[str] = []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event_id, json.loads("\n".join(data))
+            event_id, data = None, []
+        elif line.startswith("id:"):
+            text = line[3:].strip()
+            event_id = int(text) if text.isdigit() else None
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield event_id, json.loads("\n".join(data))
 
 
 def _segment(value: str) -> str:

@@ -6,12 +6,17 @@ codes in exactly one place (``agenthost.server.errors``)::
 
     AgentHostError
     ├── InvalidInput            bad argument: an id, a message, a config value
-    │   └── InvalidId           an id that is empty, too long or has control characters
+    │   ├── InvalidId           an id that is empty, too long or has control characters
+    │   └── IdempotencyKeyReused  an idempotency key sent again with a different request
     ├── NotFound                unknown session, run, approval (or not the caller's)
     ├── SessionBusy             a turn is running on this key and the policy is "reject"
     ├── Conflict                the session changed under us (another process wrote to it)
     │   └── SessionErased       the session was erased while a turn or write was using it
-    ├── QuotaExceeded           a limit was hit (request size, rate)
+    ├── QuotaExceeded           a limit was hit (request size, or one of these:)
+    │   ├── RateLimited             requests per minute (``rate_limited``)
+    │   ├── TokenBudgetExhausted    tokens per day (``token_budget_exhausted``)
+    │   ├── TooManyConcurrentTurns  turns running at once (``too_many_concurrent_turns``)
+    │   └── TooManyLiveSessions     sessions in use at once (``too_many_live_sessions``)
     ├── Unauthorized            missing or bad credentials
     ├── Forbidden               credentials valid, resource not theirs
     ├── ModelError              the model provider failed
@@ -48,6 +53,10 @@ class InvalidId(InvalidInput):
     code = "invalid_id"
 
 
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+
+
 class NotFound(AgentHostError, LookupError):
     code = "not_found"
 
@@ -65,7 +74,39 @@ class SessionErased(Conflict):
 
 
 class QuotaExceeded(AgentHostError):
+    """A limit was hit. ``retry_after`` (seconds) says when trying again can succeed,
+    ``None`` when it cannot be known (a request too large never will)."""
+
     code = "quota_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        scope: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.scope = scope  # "user" or "tenant": whose limit it was
+        self.limit = limit
+
+
+class RateLimited(QuotaExceeded):
+    code = "rate_limited"
+
+
+class TokenBudgetExhausted(QuotaExceeded):
+    code = "token_budget_exhausted"
+
+
+class TooManyConcurrentTurns(QuotaExceeded):
+    code = "too_many_concurrent_turns"
+
+
+class TooManyLiveSessions(QuotaExceeded):
+    code = "too_many_live_sessions"
 
 
 class Unauthorized(AgentHostError):
@@ -122,15 +163,20 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidId",
     "InvalidInput",
     "MissingExtra",
     "ModelError",
     "NotFound",
     "QuotaExceeded",
+    "RateLimited",
     "SessionBusy",
     "SessionErased",
     "StoreUnavailable",
+    "TokenBudgetExhausted",
+    "TooManyConcurrentTurns",
+    "TooManyLiveSessions",
     "ToolError",
     "TurnTimeout",
     "Unauthorized",

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
+from agenthost import reports
 from agenthost.agent import Agent
 from agenthost.agents import AgentSet, AgentsLike
 from agenthost.config import (
@@ -31,11 +32,15 @@ from agenthost.models import Model
 from agenthost.models.failover import RetryPolicy
 from agenthost.models.pool import ModelPool
 from agenthost.models.providers import Provider, Providers
+from agenthost.quotas import Admission, Quotas, admitted, settled
+from agenthost.runs import Runner, RunOptions
 from agenthost.session import Change, Sessions
 from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
 from agenthost.upkeep import upkeep_for
+from agenthost.usage import UsageMeter
+from agenthost.watch import Watcher, combine
 
 Policy = Literal["queue", "reject"]
 
@@ -72,7 +77,8 @@ class Host:
     ``models`` is the allow-list a session may choose from besides the agents' own:
     names such as ``"deepseek:deepseek-chat"`` on ``providers`` (created on first
     use, one client per provider) or model objects; ``retry`` is how failing
-    providers are retried before the next fallback model.
+    providers are retried before the next fallback model. ``quotas``, ``usage``, ``tracing``:
+    :mod:`agenthost.quotas`, :mod:`agenthost.usage`, :mod:`agenthost.tracing` (off: ``None``).
     """
 
     def __init__(
@@ -92,8 +98,12 @@ class Host:
         providers: Providers | Iterable[Provider] | None = None,
         retry: RetryPolicy | None = None,
         turn_timeout: float | None = None,
+        quotas: Quotas | None = None,
+        usage: UsageMeter | None = None,
+        tracing: Watcher | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        runs: RunOptions | None = None,
     ) -> None:
         if policy not in ("queue", "reject"):
             raise ValueError("policy must be 'queue' or 'reject'")
@@ -134,6 +144,8 @@ class Host:
         )
         self.default_model = self.models.default
         self.allowed_models = self.models.allowed
+        self.quotas, self.usage = quotas, usage
+        watcher = combine(usage, tracing)  # usage metering and spans follow each turn
         self._env = TurnEnv(
             self.agent,
             self.runtime,
@@ -142,6 +154,7 @@ class Host:
             agents=agents,
             models=self.models.for_agent,
             context=context_source(self.memories, agents),
+            watcher=watcher,
         )
         self.upkeep = upkeep_for(
             agents, self.runtime, self.memories, models=self.models, clock=clock, observer=observer
@@ -151,6 +164,7 @@ class Host:
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
         self.retention_deleted = 0
+        self.runner = Runner(self, runs or RunOptions())  # background, followed, idempotent runs
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -162,11 +176,15 @@ class Host:
             if self._started:
                 return
             await self.store.open()
+            for part in (self.quotas, self.usage):
+                if part is not None:
+                    await part.open()
             self._started = True
             if self.cleanup_interval:
                 self._sweeper = asyncio.create_task(self._sweep_forever(), name="agenthost-sweeper")
 
     async def close(self) -> None:
+        await self.runner.close()  # runs still going store their interruption first
         await self.upkeep.close()
         await self.memories.close()
         if self._sweeper is not None:
@@ -178,6 +196,9 @@ class Host:
         for source in self.agents.tool_sources().values():  # MCP connections of this loop
             await source.aclose()
         if self._started:
+            for part in (self.usage, self.quotas):  # usage first: it flushes what it holds
+                if part is not None:
+                    await part.close()
             await self.coordinator.close()
             await self.store.close()
             self._started = False
@@ -204,6 +225,7 @@ class Host:
         message_meta: dict[str, Any] | None = None,
         agent: str | None = None,
         time_limit: float | None = None,
+        admission: Admission | None = None,
     ) -> RunResult:
         """Run one turn and return its result; raises the typed error if it failed."""
         events = self.stream(
@@ -217,6 +239,7 @@ class Host:
             message_meta=message_meta,
             agent=agent,
             time_limit=time_limit,
+            admission=admission,
         )
         return await self._collect(events)
 
@@ -233,6 +256,8 @@ class Host:
         message_meta: dict[str, Any] | None = None,
         agent: str | None = None,
         time_limit: float | None = None,
+        on_begin: Callable[[], None] | None = None,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events; validation errors raise before anything is stored.
 
@@ -244,7 +269,9 @@ class Host:
         ``request_id`` is kept on the run record; ``message_meta`` (a JSON object)
         on the stored user message, e.g. a protocol's own message id. ``time_limit``
         (seconds) bounds this turn, within the agent's or Host's ``turn_timeout``: past
-        it the turn stops, is stored as failed and ends with ``TurnTimeout``.
+        it the turn stops, is stored as failed and ends with ``TurnTimeout``. ``on_begin``
+        is called once the user's message and the running run are stored. Quotas are
+        checked as the turn starts, unless ``admission`` (``Quotas.admit``) was taken before.
         """
         key = SessionKey.of(tenant_id=tenant_id, user_id=user_id, session_id=session_id)
         _check_message(text)
@@ -267,7 +294,18 @@ class Host:
             or not time_limit > 0
         ):
             raise InvalidInput("time_limit must be a positive number of seconds", field="timeout")
-        return self._stream(key, text, clean, run_id, request_id, message_meta, agent, time_limit)
+        return self._stream(
+            key,
+            text,
+            clean,
+            run_id,
+            request_id,
+            message_meta,
+            agent,
+            time_limit,
+            on_begin,
+            admission,
+        )
 
     def _turn_seconds(self, agent: Agent, limit: float | None = None) -> float | None:
         """A turn's deadline: the caller's ``limit``, capped by the agent's or Host's
@@ -287,12 +325,17 @@ class Host:
         meta: dict[str, Any] | None,
         agent: str | None = None,
         time_limit: float | None = None,
+        on_begin: Callable[[], None] | None = None,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         if not self._started:
             await self.start()
         sessions = self.runtime
         wait = self.policy == "queue"
-        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+        async with (
+            admitted(self.quotas, key, admission, sessions.locks.hold(key, wait=wait)) as ticket,
+            self.coordinator.hold(key, wait=wait),
+        ):
             live = await sessions.live(key, create=True)
             assert live is not None
             try:
@@ -318,9 +361,11 @@ class Host:
                         if attempt == 2:
                             raise
                         live = await self._reloaded(live)  # another process wrote: start over
+                if on_begin is not None:
+                    on_begin()
                 # aclosing: if our caller stops early, the turn closes (and stores its
                 # interruption) before the session lock is released, not at GC time.
-                async with contextlib.aclosing(turn.run_steps()) as events:
+                async with contextlib.aclosing(settled(ticket, turn, turn.run_steps())) as events:
                     async for event in events:
                         yield event
                 self.upkeep.after_turn(live)  # compaction, extraction: after the reply
@@ -385,19 +430,16 @@ class Host:
         now = self.clock()
         history = deque(messages[:-1])
         live = LiveSession(key, history, 0, len(history), {}, config, [], now, now)
-        scratch = Sessions(
-            MemoryStore(max_messages=None),
-            window=max(1, len(messages)),
-            cache=LiveSessionCache(max_live=1, ttl=None),
-            coordinator=LocalCoordinator(),
-            clock=self.clock,
-        )
+        scratch = Sessions.scratch(MemoryStore(max_messages=None), len(messages), self.clock)
         chosen = self.agents.named(agent)
         model = self.models.for_agent(chosen, config)
         env = dataclasses.replace(self._env, sessions=scratch, context=None)  # only its own
         turn = Turn(env, live, model, model_settings(config), agent=chosen)
         await turn.begin(messages[-1].content)
-        async with contextlib.aclosing(turn.run_steps()) as events:
+        async with (
+            admitted(self.quotas, key, None, session=False) as ticket,
+            contextlib.aclosing(settled(ticket, turn, turn.run_steps())) as events,
+        ):
             async for event in events:
                 yield event
 
@@ -435,7 +477,10 @@ class Host:
             await self.start()
         sessions = self.runtime
         wait = self.policy == "queue"
-        async with sessions.locks.hold(key, wait=wait), self.coordinator.hold(key, wait=wait):
+        async with (
+            admitted(self.quotas, key, None, sessions.locks.hold(key, wait=wait)) as ticket,
+            self.coordinator.hold(key, wait=wait),
+        ):
             live = await sessions.live(key, create=False)
             if live is not None and sessions.shared:
                 live = await sessions.reload(live, create=False)  # decide on the truth
@@ -453,7 +498,8 @@ class Host:
                 model = self.models.for_agent(agent, config)
                 turn = Turn(self._env, live, model, model_settings(config), run, agent)
                 turn.limit(self._turn_seconds(agent))
-                async with contextlib.aclosing(turn.resume({call_id: approved})) as events:
+                resumed = settled(ticket, turn, turn.resume({call_id: approved}))
+                async with contextlib.aclosing(resumed) as events:
                     async for event in events:
                         yield event
                 self.upkeep.after_turn(live)
@@ -662,27 +708,7 @@ class Host:
     async def export_user(self, *, user_id: str, tenant_id: str = DEFAULT_ID) -> dict[str, Any]:
         """Everything stored about a user: sessions with messages, runs and summaries, and
         their memories."""
-        records = await self.sessions(user_id=user_id, tenant_id=tenant_id)
-        sessions = []
-        for record in records:
-            messages = await self.store.messages(record.key)
-            runs = await self.store.runs(record.key, limit=10_000)
-            summaries = await self.store.summaries(record.key)
-            sessions.append(
-                {
-                    **record.to_dict(),
-                    "messages": [m.to_dict() for m in messages],
-                    "runs": [r.to_dict() for r in runs],
-                    "summaries": [s.to_dict() for s in summaries],
-                }
-            )
-        memories = await self.memories.export(user_id=user_id, tenant_id=tenant_id)
-        return {
-            "tenant_id": tenant_id,
-            "user_id": user_id,
-            "sessions": sessions,
-            "memories": memories,
-        }
+        return await reports.export_user(self, user_id=user_id, tenant_id=tenant_id)
 
     async def get_run(self, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
         """A run record by id (None if unknown, or not of ``tenant_id`` when given)."""
@@ -740,8 +766,9 @@ class Host:
                     break
                 await asyncio.sleep(0)  # let turns run between batches
             self.retention_deleted += deleted
+        runs_purged = await self.runner.purge()
         self.sweeps += 1
-        return {"expired": expired, "deleted": deleted}
+        return {"expired": expired, "deleted": deleted, "runs_purged": runs_purged}
 
     async def _sweep_forever(self) -> None:
         assert self.cleanup_interval
@@ -752,44 +779,10 @@ class Host:
 
     async def stats(self) -> dict[str, Any]:
         await self.start()
-        live = len(self.cache)
-        active = self.cache.busy_count()
-        sources = self.agents.tool_sources()
-        return {
-            "total_sessions": await self.store.count_sessions(),
-            "live_sessions": live,
-            "active_sessions": active,
-            "idle_sessions": live - active,
-            "max_live_sessions": self.cache.max_live,
-            "session_ttl_seconds": self.cache.ttl,
-            "cleanup_interval_seconds": self.cleanup_interval,
-            "session_retention_seconds": self.session_retention,
-            "evictions": self.cache.evictions,
-            "expirations": self.cache.expirations,
-            "retention_deleted": self.retention_deleted,
-            "sweeps": self.sweeps,
-            "locks_held": len(self.runtime.locks),
-            "write_conflicts": self.runtime.conflicts,
-            "policy": self.policy,
-            "agents": self.agents.live_counts(self.cache),
-            **({"mcp": {n: s.stats() for n, s in sources.items()}} if sources else {}),
-            **self.upkeep.stats(),
-        }
+        return await reports.stats(self)
 
     def live_sessions(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "tenant_id": s.key.tenant_id,
-                "user_id": s.key.user_id,
-                "session_id": s.key.session_id,
-                "created_at": s.created_at,
-                "last_used": s.last_used,
-                "busy": s.busy,
-                "agent": self.agents.active(s.config).name,
-                "messages_in_window": len(s.window),
-            }
-            for s in self.cache
-        ]
+        return [{**s.info(), "agent": self.agents.active(s.config).name} for s in self.cache]
 
     @property
     def lock_count(self) -> int:

@@ -36,6 +36,19 @@ class LiveSession:
     stale: bool = False
     summary: SessionSummary | None = None
 
+    def info(self) -> dict[str, Any]:
+        """What the admin listing shows of a live session."""
+        key = self.key
+        return {
+            "tenant_id": key.tenant_id,
+            "user_id": key.user_id,
+            "session_id": key.session_id,
+            "created_at": self.created_at,
+            "last_used": self.last_used,
+            "busy": self.busy,
+            "messages_in_window": len(self.window),
+        }
+
     def append(self, messages: list[Message]) -> None:
         self.window.extend(messages)
         self.last_seq = messages[-1].seq

@@ -74,6 +74,16 @@ class Sessions:
         self.locks = KeyedLocks()
         self.conflicts = 0  # stale copies found at write time (another writer got there)
 
+    @classmethod
+    def scratch(cls, store: SessionStore, window: int, clock: Callable[[], float]) -> Sessions:
+        """A runtime of one throwaway session (stateless turns): in-process locks only."""
+        from agenthost.locks import LocalCoordinator
+
+        cache = LiveSessionCache(max_live=1, ttl=None)
+        return cls(
+            store, window=max(1, window), cache=cache, coordinator=LocalCoordinator(), clock=clock
+        )
+
     @property
     def shared(self) -> bool:
         """Whether other processes write the same store (so a copy may go stale)."""

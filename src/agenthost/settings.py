@@ -73,6 +73,7 @@ from pydantic_settings import (
 )
 
 from agenthost.errors import ConfigError
+from agenthost.quotas.config import QuotaSettings
 from agenthost.urls import redact
 
 SERVICE_USER = "*"
@@ -107,6 +108,10 @@ CLI_FLAGS = (
     "memory",
     "compaction",
     "coordination",
+    "on_disconnect",
+    "idempotency_ttl",
+    "run_events_retention",
+    "run_poll_interval",
     "jwt_public_key",
     "jwt_tenant_claim",
     "jwt_audience",
@@ -306,6 +311,16 @@ class Settings(BaseSettings):
         300.0, gt=0, description="seconds a turn may take, model and tools together"
     )
     coordination: str | None = Field(None, description="redis:// URL for cross-process locks")
+    on_disconnect: Literal["interrupt", "continue"] = Field(
+        "interrupt", description="what a turn does when its streaming client goes away"
+    )
+    idempotency_ttl: float = Field(86_400.0, gt=0, description="seconds a key is remembered")
+    run_events_retention: float = Field(
+        3600.0, gt=0, description="seconds a run's events are kept after its last one"
+    )
+    run_poll_interval: float = Field(
+        0.2, gt=0, le=60, description="seconds between reads of a run followed from elsewhere"
+    )
     insecure_bind: bool = False
     log_content: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -322,6 +337,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="proxies trusted for X-Forwarded-For/-Proto"
     )
+    # -- guardrails: quotas ([quotas] table), usage metering, OpenTelemetry traces --------
+    quotas: QuotaSettings = QuotaSettings()
+    usage: bool = Field(True, description="meter usage per tenant, user, agent, model, day")
+    usage_flush_interval: float = Field(1.0, gt=0, description="seconds between usage writes")
+    otel: bool = Field(False, description="OpenTelemetry spans (pip install 'agenthost[otel]')")
+    otel_content: bool = Field(False, description="put message and tool text on spans")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -390,7 +411,7 @@ class Settings(BaseSettings):
             raise ValueError("api_keys must be 'key:tenant:user,...', a list or a table")
         return [i if isinstance(i, ApiKey) else parse_api_key(str(i)) for i in items]
 
-    @field_validator("log_level", "auth", "policy", mode="before")
+    @field_validator("log_level", "auth", "policy", "on_disconnect", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -497,6 +518,10 @@ class Settings(BaseSettings):
                 "both --agent and --agents are set: serve one Agent with --agent, or several "
                 "with --agents (or [agents.<name>] tables)"
             )
+        if self.quotas.configured:  # counters every worker shares, or a clear refusal
+            from agenthost.quotas import choose_backend
+
+            choose_backend(self.store, self.coordination, self.workers)
         if self.workers > 1 and self.store.startswith("memory:"):
             raise ConfigError(
                 "--store memory:// keeps sessions inside one process, so with --workers "

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -53,6 +53,9 @@ from agenthost.session import Sessions
 from agenthost.stores.base import PendingApproval, RunRecord
 from agenthost.tools import Tool, ToolContext
 
+if TYPE_CHECKING:
+    from agenthost.watch import TurnWatch, Watcher
+
 
 class TurnObserver(Protocol):
     """Hooks for metrics and logs; called synchronously, so keep them cheap."""
@@ -76,6 +79,7 @@ class TurnEnv:
     agents: AgentSet | None = None
     models: Callable[[Agent, dict[str, Any]], Model] | None = None
     context: ContextSource | None = None  # memories and summary before the window
+    watcher: Watcher | None = None  # usage metering, tracing (agenthost.watch)
 
 
 class CancelReason(str):
@@ -110,6 +114,7 @@ class Turn:
         "timeout",
         "tools",
         "usage",
+        "watch",
     )
 
     def __init__(
@@ -133,6 +138,7 @@ class Turn:
         self.run = run or RunRecord(new_run_id(), live.key, "running", env.clock())
         self.usage = self.run.usage
         self.open_calls: dict[str, str] = {}
+        self.watch: TurnWatch | None = None
         self.timeout: float | None = None
         self.deadline: float | None = None  # event-loop time the turn must end by
         self.context: TurnContext | None = None  # what the speaking agent sees before the window
@@ -231,6 +237,9 @@ class Turn:
     async def guard(self, inner: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
         """Turn any failure into a closed, stored run and an ``error`` event."""
         partial: list[str] = []
+        watcher = self.env.watcher
+        if watcher is not None:
+            self.watch = watcher.watch(self)
         try:
             async for event in inner:
                 if type(event) is Delta:
@@ -248,6 +257,9 @@ class Turn:
             error = ModelError(f"{type(exc).__name__}: {exc}")
             await self.close("failed", error.message, "".join(partial))
             yield ErrorEvent(error, self.run.run_id)
+        finally:
+            if self.watch is not None:
+                self.watch.ended()
 
     async def close(self, status: RunStatus, error: str, partial: str) -> None:
         if self.run.status in ("completed", "failed", "interrupted", "awaiting_approval"):
@@ -323,6 +335,9 @@ class Turn:
             )
             parts: list[str] = []
             calls: list[ToolCall] = []
+            watch = self.watch
+            if watch is not None:
+                watch.model_started(request)
             began = time.perf_counter()
             self.answered = self.model.name
             chunks = self.model.stream(request)
@@ -342,6 +357,8 @@ class Turn:
             if observer is not None:
                 observer.model_called(self.answered, time.perf_counter() - began, agent.name)
             text = "".join(parts)
+            if watch is not None:
+                watch.model_finished(text, calls)
             meta = {"agent": agent.name, "model": self.answered}
             assistant = Message("assistant", text, tuple(calls), run_id=self.run.run_id, meta=meta)
             if not calls:
@@ -496,6 +513,9 @@ class Turn:
             self.run.run_id,
             orjson.loads(orjson.dumps(state)) if spec.context_param else state,
         )
+        watch = self.watch
+        if watch is not None:
+            watch.tool_started(call)
         try:
             if self.deadline is None:
                 content = await spec.call(call.arguments, context)
@@ -511,7 +531,12 @@ class Turn:
         except TurnTimeout:
             raise
         except Exception as exc:
-            return f"error: {type(exc).__name__}: {exc}", True, state
+            content = f"error: {type(exc).__name__}: {exc}"
+            if watch is not None:
+                watch.tool_finished(call, content, True)
+            return content, True, state
+        if watch is not None:
+            watch.tool_finished(call, content, False)
         if spec.context_param and context.state != state:
             return content, False, context.state
         return content, False, state

@@ -198,11 +198,8 @@ async def test_shutdown_interrupts_running_tasks_and_stores_why() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             task = (await client.post("/a2a", json=body)).json()["result"]["task"]
         assert task["status"]["state"] == "TASK_STATE_WORKING"
-        running = app.state.a2a_tasks.get(task["id"])
-        if not running.reply:  # checked and subscribed with no await between: no race
-            async with running.subscribe() as events:
-                await anext(events)
-        assert running.reply == ["thinking..."]  # the model is mid-turn
+        first = await anext(host.runner.follow(task["id"]))
+        assert first.data == {"type": "delta", "text": "thinking..."}  # the model is mid-turn
         store = host.store
     # the app's lifespan is over: the task was cancelled before the host closed
     await store.open()

@@ -172,10 +172,9 @@ class A2A:
 
     async def thinking(self, task_id: str) -> None:
         """Wait until the task's model has started (stored the user message, said something)."""
-        live = self.app.state.a2a_tasks.get(task_id)
-        if not live.reply:  # checked and subscribed with no await between: no race
-            async with live.subscribe() as events:
-                await anext(events)
+        async for event in self.app.state.host.runner.follow(task_id):
+            if event.type == "delta":
+                return
 
     async def canceled(self, **ids: str) -> dict[str, Any]:
         task = await self.working(**ids)

@@ -41,7 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="directory for latest.json/latest.md and timestamped copies (default "
         f"{default_out()}; bench/results updates the recorded report)",
     )
-    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL URL for B7 (else B7 skips)")
+    parser.add_argument(
+        "--postgres", metavar="URL", help="PostgreSQL URL for B7 and B8 (else they skip it)"
+    )
+    parser.add_argument("--redis", metavar="URL", help="Redis URL for B8 (else it skips Redis)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,6 +76,8 @@ def _command_line(args: argparse.Namespace) -> str:
         words += ["--out", str(args.out)]
     if args.postgres:
         words += ["--postgres", "URL"]
+    if args.redis:
+        words += ["--redis", "URL"]
     return shlex.join(words)
 
 
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         only=args.only,
         reps=args.reps,
         postgres=args.postgres,
+        redis=args.redis,
         progress=not args.no_progress,
     )
     return status

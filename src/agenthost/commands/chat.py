@@ -111,6 +111,9 @@ def _show(event: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "error":
         print(f"\n[error {event['code']}: {event['message']}]", flush=True)
     elif kind == "done":
+        status = event.get("status", "completed")
+        if status not in ("completed", "awaiting_approval"):
+            print(f"\n[{status}: {event.get('error') or 'the turn did not finish'}]", end="")
         print()
         return event
     return None
@@ -133,12 +136,19 @@ def _remote(args: argparse.Namespace) -> int:
         failed = False
         for line in _lines(args):
             done = None
-            for event in client.stream(line, session_id=session, agent=agent_name(args)):
+            events = client.stream(
+                line, session_id=session, agent=agent_name(args), on_reconnect=_reconnecting
+            )
+            for event in events:
                 done = _show(event) or done
                 failed = failed or _failed(event)
             if args.message is None:
                 _ask_approvals(done, answer)
     return 1 if failed else 0
+
+
+def _reconnecting(run_id: str) -> None:
+    print(f"\n[connection lost: following run {run_id} again]", file=sys.stderr, flush=True)
 
 
 def _local(args: argparse.Namespace) -> int:

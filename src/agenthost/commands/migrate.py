@@ -41,6 +41,7 @@ async def _postgres(url: str, status_only: bool) -> int:
         else:
             applied = await store.migrate()
             current = await store.applied_migrations()
+            await _guardrail_tables(url)
     finally:
         await store.close()
     names = {m.version: m.name for m in MIGRATIONS}
@@ -54,6 +55,17 @@ async def _postgres(url: str, status_only: bool) -> int:
         latest = max(current) if current else 0
         print(f"{where}: schema at version {latest}" + ("" if applied else " (nothing to apply)"))
     return 0
+
+
+async def _guardrail_tables(url: str) -> None:
+    """The quota and usage tables (also created on first use, unless ``migrate=false``)."""
+    from agenthost.quotas.postgres import PostgresQuotaBackend
+    from agenthost.usage import PostgresUsageLedger
+
+    for part in (PostgresQuotaBackend(url, migrate=True), PostgresUsageLedger(url, migrate=True)):
+        await part.open()
+        await part.close()
+    print("quota and usage tables: current")
 
 
 async def _sqlite(url: str) -> int:

@@ -73,6 +73,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="built-in agent: summarise what falls out of a long session's window",
     )
     add("--coordination", help="redis:// URL for cross-process session locks")
+    add(
+        "--on-disconnect",
+        choices=("interrupt", "continue"),
+        help="a streaming client goes away: interrupt its turn (default), or let it run on "
+        "to be followed at /v1/runs/{id}/events",
+    )
+    add("--idempotency-ttl", type=float, help="seconds an Idempotency-Key is remembered (1 day)")
+    add("--run-events-retention", type=float, help="seconds a run's events are kept (1 hour)")
+    add("--run-poll-interval", type=float, help="seconds between reads of a followed run (0.2)")
     add("--jwt-public-key", help="RS256 public key file (or set AGENTHOST_JWT_PUBLIC_KEY)")
     add("--jwt-tenant-claim", help="JWT claim holding the tenant (default 'tenant')")
     add("--jwt-audience", help="required JWT audience")

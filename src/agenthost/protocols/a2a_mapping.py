@@ -17,6 +17,7 @@ The mapping:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -330,8 +331,42 @@ def error_note(error: str, *, task_id: str, context_id: str) -> A2AMessage:
 # -- errors ---------------------------------------------------------------------------
 
 
+class QuotaExceededError(A2AError):
+    """A quota refused the request: JSON-RPC error :data:`QUOTA_EXCEEDED_CODE`; its
+    ``data`` names the limit (``code``: ``rate_limited``...) and ``retryAfter`` (seconds).
+    A2A defines no such error; v0.3 clients get it as -32603 with the same ``data``."""
+
+    message = "A quota was exceeded"
+
+
+QUOTA_EXCEEDED_CODE = -32029
+"""In JSON-RPC's range for server errors; 29 as in HTTP 429."""
+
+
+def _register_quota_error() -> None:
+    """Teach the SDK's JSON-RPC layer our error's code (its maps are keyed by class)."""
+    from a2a.server.jsonrpc_models import JSONRPCError
+    from a2a.server.request_handlers import response_helpers
+    from a2a.utils import errors
+
+    errors.JSON_RPC_ERROR_CODE_MAP.setdefault(QuotaExceededError, QUOTA_EXCEEDED_CODE)
+    errors.A2A_ERROR_REASONS.setdefault(QuotaExceededError, "RESOURCE_EXHAUSTED")
+    response_helpers.EXCEPTION_MAP.setdefault(QuotaExceededError, JSONRPCError)
+
+
+_register_quota_error()
+
+
 def to_a2a_error(exc: AgentHostError) -> A2AError:
-    """agenthost's errors as JSON-RPC errors: bad input -> invalid params, unknown -> not found."""
+    """agenthost's errors as JSON-RPC errors: bad input -> invalid params, unknown -> not
+    found, a refused quota -> :class:`QuotaExceededError`."""
+    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+        data: dict[str, Any] = {"code": exc.code, "retryAfter": max(1, math.ceil(exc.retry_after))}
+        if exc.limit is not None:
+            data["limit"] = exc.limit
+        if exc.scope is not None:
+            data["scope"] = exc.scope
+        return QuotaExceededError(message=exc.message, data=data)
     if isinstance(exc, InvalidInput | QuotaExceeded):
         return InvalidParamsError(message=exc.message, data={"code": exc.code})
     if isinstance(exc, NotFound):

@@ -34,11 +34,12 @@ reads them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -78,7 +79,7 @@ from a2a.utils.task import (
     encode_list_tasks_cursor,
     validate_history_length,
 )
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from agenthost import __version__
@@ -89,7 +90,7 @@ from agenthost.keys import SessionKey, validate_id
 from agenthost.messages import Message
 from agenthost.protocols import a2a_mapping as am
 from agenthost.server.a2a_input import Screened, screen
-from agenthost.server.a2a_runs import LiveTask, LiveTasks, StreamEvent
+from agenthost.server.a2a_runs import CANCEL_REASON, StreamEvent, TaskFold
 from agenthost.server.auth import Principal
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
 from agenthost.server.requestid import current_request_id
@@ -99,17 +100,10 @@ from agenthost.turn import new_run_id
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+RECENT = 1000
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    tasks: LiveTasks | None = getattr(app.state, "a2a_tasks", None)
-    if tasks is not None:  # before the Host closes: running turns store their interruption
-        await tasks.close()
-
-
-router = APIRouter(tags=["a2a"], lifespan=_lifespan)
+router = APIRouter(tags=["a2a"])
 
 
 @router.get("/.well-known/agent-card.json", summary="The A2A agent card (public)")
@@ -213,8 +207,7 @@ def _dispatcher(request: Request) -> JsonRpcDispatcher:
     dispatcher: JsonRpcDispatcher | None = getattr(state, "a2a_dispatcher", None)
     if dispatcher is None:
         _quiet_client_errors()
-        state.a2a_tasks = LiveTasks()
-        handler = HostRequestHandler(state.host, state.a2a_tasks)
+        handler = HostRequestHandler(state.host)
         dispatcher = JsonRpcDispatcher(handler, _ContextBuilder(), enable_v0_3_compat=True)
         state.a2a_dispatcher = dispatcher
     return dispatcher
@@ -262,9 +255,11 @@ async def _history(host: Host, key: SessionKey) -> list[Message]:
 class HostRequestHandler(RequestHandler):
     """The A2A methods on the Host: tasks are runs, contexts are the caller's sessions."""
 
-    def __init__(self, host: Host, tasks: LiveTasks) -> None:
+    def __init__(self, host: Host) -> None:
         self.host = host
-        self.tasks = tasks
+        # the client's message of tasks started here, for tasks that never reached the
+        # store (refused at once: a busy session); bounded, the store has the rest
+        self.requests: OrderedDict[str, A2AMessage] = OrderedDict()
 
     # -- sending -------------------------------------------------------------------
 
@@ -274,11 +269,17 @@ class HostRequestHandler(RequestHandler):
     ) -> Task | A2AMessage:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who, context)
-        if params.configuration.return_immediately:
-            return live.snapshot(history_length)
-        await live.done.wait()
-        return await self._task(live.task_id, who, history_length)
+        task_id, key, after = await self._start(params.message, who, context)
+        with _as_a2a_errors():
+            if params.configuration.return_immediately:
+                fold = TaskFold(task_id, key.session_id)
+                for event in await self.host.runner.so_far(task_id, after=after):
+                    fold.apply(event, self.host.clock())
+                return await self._snapshot(fold, history_length)
+            async for event in self.host.runner.follow(task_id, after=after):
+                if event.terminal:
+                    break
+            return await self._task(task_id, who, history_length)
 
     @validate_request_params
     async def on_message_send_stream(
@@ -286,38 +287,65 @@ class HostRequestHandler(RequestHandler):
     ) -> AsyncGenerator[StreamEvent]:
         who = _principal(context)
         history_length = _history_length(params.configuration)
-        live = await self._start(params.message, who, context)
-        async for event in _follow(live, history_length):
+        task_id, key, after = await self._start(params.message, who, context)
+        async for event in self._stream(task_id, key, after, history_length):
             yield event
 
     async def _start(
         self, message: A2AMessage, who: Principal, context: ServerCallContext
-    ) -> LiveTask:
+    ) -> tuple[str, SessionKey, int]:
+        """Start (or find, for a retried messageId) the task; its id, key and first seq - 1."""
         if message.task_id:
             with _as_a2a_errors():
                 return await self._continue(message, who, context)
         text = am.message_text(message, context.state.get("data"))
         session_id = _context_id(message.context_id) if message.context_id else new_context_id()
-        run_id = new_run_id()
+        ids: dict[str, Any] = {
+            "tenant_id": who.tenant_id,
+            "user_id": who.user_id,
+            "session_id": session_id,
+        }
+        runner = self.host.runner
         with _as_a2a_errors():
-            events = self.host.stream(
-                text,
-                tenant_id=who.tenant_id,
-                user_id=who.user_id,
-                session_id=session_id,
-                run_id=run_id,
-                message_meta=am.message_meta(message),
-                request_id=current_request_id(),
-                agent=context.state.get("agent"),
-            )
-        key = SessionKey(who.tenant_id, who.user_id, session_id)
-        return self.tasks.start(
-            LiveTask(run_id, key, _request(message, key, run_id), time.time()), events
-        )
+            claim = None
+            if message.message_id:  # the client's id for this message: a resend is a retry
+                request = {
+                    "route": "a2a",
+                    "agent": context.state.get("agent"),
+                    "text": text,
+                    "context_id": message.context_id,
+                }
+                claim = await runner.claim(_key_of(message.message_id), request, **ids)
+                if not claim.owned:
+                    return claim.run_id, claim.key, 0
+            # Quotas are checked here, so that a refusal is this request's JSON-RPC error,
+            # also when the task then runs in the background (returnImmediately).
+            quotas = self.host.quotas
+            key = SessionKey(who.tenant_id, who.user_id, session_id)
+            admission = None if quotas is None else await quotas.admit(key)
+            try:
+                run = await runner.start(
+                    text,
+                    run_id=None if claim else new_run_id(),
+                    message_meta=am.message_meta(message),
+                    request_id=current_request_id(),
+                    agent=context.state.get("agent"),
+                    publish=True,
+                    claim=claim,
+                    keep_refusal=True,
+                    admission=admission,
+                    **ids,
+                )
+            except BaseException:
+                if admission is not None:
+                    await admission.finish()
+                raise
+        self._remember(run.run_id, _request(message, run.key, run.run_id))
+        return run.run_id, run.key, 0
 
     async def _continue(
         self, message: A2AMessage, who: Principal, context: ServerCallContext
-    ) -> LiveTask:
+    ) -> tuple[str, SessionKey, int]:
         """A message naming a task: only an input-required task (awaiting approval) takes one."""
         task_id = message.task_id
         run = await self._run(task_id, who)
@@ -325,7 +353,8 @@ class HostRequestHandler(RequestHandler):
             raise TaskNotFoundError(
                 message=f"task {task_id} is not in context {message.context_id}"
             )
-        if self.tasks.is_running(task_id):
+        live = self.host.runner.local(task_id)
+        if (live is not None and not live.ended) or run.status == "running":
             raise _no_message(task_id, TaskState.TASK_STATE_WORKING, context)
         if run.status != "awaiting_approval":
             raise _no_message(task_id, am.STATE_OF_RUN[run.status], context)
@@ -337,8 +366,54 @@ class HostRequestHandler(RequestHandler):
         if not calls:
             raise TaskNotFoundError(message=f"task {task_id} has no approval waiting")
         events = _answer(self.host, run.key, calls, approved)
-        request = _request(message, run.key, task_id)
-        return self.tasks.start(LiveTask(task_id, run.key, request, time.time()), events)
+        live = await self.host.runner.adopt(events, run_id=task_id, key=run.key)
+        self._remember(task_id, _request(message, run.key, task_id))
+        return task_id, run.key, live.first_seq - 1
+
+    def _remember(self, task_id: str, request: A2AMessage) -> None:
+        self.requests[task_id] = request
+        while len(self.requests) > RECENT:
+            self.requests.popitem(last=False)
+
+    async def _stream(
+        self,
+        task_id: str,
+        key: SessionKey,
+        after: int,
+        history_length: int | None,
+        *,
+        catch_up: bool = False,
+    ) -> AsyncIterator[StreamEvent]:
+        """The task, then every update until its final status: ids make it seamless.
+
+        The task first is as it was at ``after`` (the sender's stream shows every
+        update), or with ``catch_up`` as it is now (a subscriber joining late).
+        """
+        runner = self.host.runner
+        fold = TaskFold(task_id, key.session_id, seq=after)
+        with _as_a2a_errors():
+            if catch_up:
+                for event in await runner.so_far(task_id, after=after):
+                    fold.apply(event, self.host.clock())
+            yield await self._snapshot(fold, history_length)
+            if fold.ended:
+                return
+            async for event in runner.follow(task_id, after=fold.seq):
+                for update in fold.apply(event, self.host.clock()):
+                    yield update
+
+    async def _snapshot(self, fold: TaskFold, history_length: int | None) -> Task:
+        """A task from its fold: the reply so far, the history as stored (or as sent)."""
+        run = await self.host.get_run(fold.task_id)
+        if run is not None:
+            messages = await _history(self.host, run.key)
+            history = am.history_of(fold.task_id, messages, fold.context_id)
+            at = am.status_at(run) if fold.ended else self.host.clock()
+        else:
+            request = self.requests.get(fold.task_id)
+            history = [request] if request is not None else []
+            at = self.host.clock()
+        return fold.task(at, history, history_length)
 
     # -- reading -------------------------------------------------------------------
 
@@ -405,17 +480,23 @@ class HostRequestHandler(RequestHandler):
         return run
 
     async def _task(self, task_id: str, who: Principal, history_length: int | None) -> Task:
-        live = self.tasks.get(task_id)
-        if live is not None and not _owned(live.key, who):
-            live = None
-        if live is not None and self.tasks.is_running(task_id):
-            return live.snapshot(history_length)
         run = await self.host.get_run(task_id) if task_id else None
-        if run is not None and _owned(run.key, who):
+        if run is not None:
+            if not _owned(run.key, who):
+                raise TaskNotFoundError(message=f"task {task_id} not found")
+            if run.status == "running":  # the reply so far, as its events tell it
+                fold = TaskFold(task_id, run.key.session_id)
+                for event in await self.host.runner.so_far(task_id):
+                    fold.apply(event, self.host.clock())
+                return await self._snapshot(fold, history_length)
             return await self._build(run, await _history(self.host, run.key), history_length)
-        if live is not None:  # finished without ever being stored (cancelled while queued)
-            return live.snapshot(history_length)
-        raise TaskNotFoundError(message=f"task {task_id} not found")
+        view = await self.host.runner.view(task_id) if task_id else None
+        if view is None or not _owned(view.key, who):
+            raise TaskNotFoundError(message=f"task {task_id} not found")
+        fold = TaskFold(task_id, view.key.session_id)  # queued, or refused before it began
+        for event in await self.host.runner.so_far(task_id):
+            fold.apply(event, self.host.clock())
+        return await self._snapshot(fold, history_length)
 
     async def _build(
         self, run: RunRecord, messages: list[Message], history_length: int | None
@@ -450,16 +531,15 @@ class HostRequestHandler(RequestHandler):
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[StreamEvent]:
         who = _principal(context)
-        live = self.tasks.get(params.id)
-        if live is None or not _owned(live.key, who) or not self.tasks.is_running(params.id):
-            with _as_a2a_errors():
-                task = await self._task(params.id, who, 0)
+        with _as_a2a_errors():
+            task = await self._task(params.id, who, 0)
+        if task.status.state != TaskState.TASK_STATE_WORKING:
             state = TaskState.Name(task.status.state)
             raise UnsupportedOperationError(
-                message=f"task {params.id} is not running in this server process ({state}); "
-                "use GetTask"
+                message=f"task {params.id} is not running ({state}); use GetTask"
             )
-        async for event in _follow(live, None):
+        key = SessionKey(who.tenant_id, who.user_id, task.context_id)
+        async for event in self._stream(params.id, key, 0, None, catch_up=True):
             yield event
 
     @validate_request_params
@@ -467,24 +547,19 @@ class HostRequestHandler(RequestHandler):
         self, params: CancelTaskRequest, context: ServerCallContext
     ) -> Task | None:
         who = _principal(context)
-        live = self.tasks.get(params.id)
         with _as_a2a_errors():
-            if live is not None and _owned(live.key, who) and self.tasks.is_running(params.id):
-                await self.tasks.cancel(live)
-                return await self._task(params.id, who, None)
             task = await self._task(params.id, who, None)
-        state = task.status.state
-        if state in am.TERMINAL:
-            raise TaskNotCancelableError(
-                message=f"task {params.id} is already {TaskState.Name(state)}"
-            )
-        if state == TaskState.TASK_STATE_INPUT_REQUIRED:
-            raise TaskNotCancelableError(
-                message=f"task {params.id} waits for approval: answer it with no"
-            )
-        raise TaskNotCancelableError(
-            message=f"task {params.id} is running in another server process"
-        )
+            state = task.status.state
+            if state in am.TERMINAL:
+                raise TaskNotCancelableError(
+                    message=f"task {params.id} is already {TaskState.Name(state)}"
+                )
+            if state == TaskState.TASK_STATE_INPUT_REQUIRED:
+                raise TaskNotCancelableError(
+                    message=f"task {params.id} waits for approval: answer it with no"
+                )
+            await self.host.runner.cancel(params.id, reason=CANCEL_REASON)  # in any process
+            return await self._task(params.id, who, None)
 
     # -- not offered -----------------------------------------------------------------
 
@@ -546,6 +621,13 @@ def _no_message(task_id: str, state: TaskState, context: ServerCallContext) -> A
     return UnsupportedOperationError(message=text, data=data)
 
 
+def _key_of(message_id: str) -> str:
+    """The idempotency key of an A2A message id (its own namespace; long ids hashed)."""
+    if len(message_id) <= 251:
+        return "a2a:" + message_id
+    return "a2a#" + hashlib.sha256(message_id.encode()).hexdigest()
+
+
 def _context_id(value: str) -> str:
     """A client's contextId, checked as the session id it becomes (errors name contextId)."""
     try:
@@ -578,14 +660,6 @@ def _request(message: A2AMessage, key: SessionKey, task_id: str) -> A2AMessage:
     out.CopyFrom(message)
     out.context_id, out.task_id = key.session_id, task_id
     return out
-
-
-async def _follow(live: LiveTask, history_length: int | None) -> AsyncIterator[StreamEvent]:
-    """A task's stream: its state now, then every update until the final status."""
-    async with live.subscribe() as events:  # subscribe and snapshot with no await between
-        yield live.snapshot(history_length)
-        async for event in events:
-            yield event
 
 
 async def _answer(

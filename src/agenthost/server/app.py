@@ -39,6 +39,7 @@ log = logging.getLogger("agenthost.server")
 ROUTE_MODULES = (
     "agenthost.server.routes.chat",
     "agenthost.server.routes.agents",
+    "agenthost.server.routes.runs",
     "agenthost.server.routes.sessions",
     "agenthost.server.routes.users",
     "agenthost.server.routes.memories",
@@ -46,6 +47,8 @@ ROUTE_MODULES = (
     "agenthost.server.routes.health",
     "agenthost.server.routes.web",
     "agenthost.server.routes.docs",
+    "agenthost.server.routes.usage",
+    "agenthost.server.routes.quotas",
     "agenthost.server.openai_compat",
     "agenthost.server.a2a",
 )
@@ -113,6 +116,10 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
     lean.install(app)
     app.add_middleware(IdPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.otel:  # the request's traceparent becomes the turns' parent span
+        from agenthost.tracing import TraceContextMiddleware
+
+        app.add_middleware(TraceContextMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

@@ -5,11 +5,18 @@ Every :class:`agenthost.errors.AgentHostError` maps to a status by class;
 request validation failures are 422 (400 for a body that is not JSON);
 Starlette's own HTTP errors keep their status; anything else is a 500 whose
 body says nothing about the failure (the server log has the traceback).
+
+A refused quota (:class:`~agenthost.errors.QuotaExceeded`) is 429 with a
+``Retry-After`` header (whole seconds) when it is known. Routes of the
+OpenAI-compatible API answer in OpenAI's error shape, which adds ``type`` and
+``param`` to ours (``{"error": {"message", "type", "param", "code"}}``), so the
+``openai`` SDK raises its own typed errors (``RateLimitError`` for a 429).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +36,7 @@ from agenthost.errors import (
     QuotaExceeded,
     SessionBusy,
     StoreUnavailable,
+    TokenBudgetExhausted,
     ToolError,
     TurnTimeout,
     Unauthorized,
@@ -91,17 +99,83 @@ def error_response(
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-def from_exception(exc: AgentHostError) -> JSONResponse:
+def retry_after(exc: QuotaExceeded) -> str | None:
+    """The ``Retry-After`` value for a refused quota: whole seconds, at least 1."""
+    if exc.retry_after is None:
+        return None
+    return str(max(1, math.ceil(exc.retry_after)))
+
+
+def from_exception(exc: AgentHostError, *, openai: bool = False) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, QuotaExceeded) and (after := retry_after(exc)) is not None:
+        headers["Retry-After"] = after
     if status >= 500:
         log.warning("request failed: %s: %s", exc.code, exc.message)
-    return error_response(status, exc.code, exc.message, headers)
+    if openai:
+        param = exc.field if isinstance(exc, InvalidInput) else None
+        kind = "insufficient_quota" if isinstance(exc, TokenBudgetExhausted) else None
+        return openai_response(status, exc.code, exc.message, headers, kind=kind, param=param)
+    return error_response(status, exc.code, exc.message, headers or None)
+
+
+# -- OpenAI's error shape, on the OpenAI-compatible routes ----------------------------
+
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai(request: Request) -> bool:
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root):  # served under a path prefix
+        path = path[len(root) :]
+    return path.startswith(OPENAI_PATHS)
+
+
+def openai_type(status: int) -> str:
+    return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def openai_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    kind: str | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    """Our error body with OpenAI's ``type`` and ``param`` added."""
+    body = error_body(code, message)
+    body["error"].update(type=kind or openai_type(status), param=param)
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _respond(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if is_openai(request):
+        return openai_response(status, code, message, headers)
+    return error_response(status, code, message, headers)
 
 
 async def _agenthost_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentHostError)
-    return from_exception(exc)
+    return from_exception(exc, openai=is_openai(request))
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -116,24 +190,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "malformed_json", "the request body is not valid JSON")
+        return _respond(request, 400, "malformed_json", "the request body is not valid JSON")
     # Only locations and messages: the offending input is never echoed back.
     message = "; ".join(_describe(e) for e in errors[:10]) or "invalid request"
-    return error_response(422, "invalid_input", message)
+    return _respond(request, 422, "invalid_input", message)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+    return _respond(request, exc.status_code, code, detail, dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
     )
-    return error_response(500, "internal_error", "internal server error")
+    return _respond(request, 500, "internal_error", "internal server error")
 
 
 def install(app: FastAPI) -> None:

@@ -99,7 +99,13 @@ async def chat(request: Request) -> Response:
     )
     body = _chat_request(value)
     answer = await converse(
-        body, state.host, identity, state.settings, headers.get("accept"), agent=None
+        body,
+        state.host,
+        identity,
+        state.settings,
+        headers.get("accept"),
+        agent=None,
+        idempotency_key=headers.get("idempotency-key"),
     )
     if isinstance(answer, Response):
         return answer

@@ -2,7 +2,9 @@
 
 Requests are counted by route template (``/v1/sessions/{session_id}``), never by
 raw path, so the label set stays bounded. Turn, model and token metrics carry the
-agent's name: a label bounded by the agents the server was started with.
+agent's name: a label bounded by the agents the server was started with. Usage is counted by tenant
+and agent, never by user; tenants beyond the first :data:`MAX_TENANTS` seen share the
+label ``_other``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from agenthost.server.series import StatsSeries
 from agenthost.stores.base import RunRecord
 
 if TYPE_CHECKING:
+    from agenthost.errors import QuotaExceeded
     from agenthost.host import Host
+    from agenthost.usage import UsageRow
 
+MAX_TENANTS = 1000
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 turn_log = logging.getLogger("agenthost.turn")
@@ -85,12 +90,63 @@ class Metrics:
         self.live_sessions = Gauge(
             "agenthost_live_sessions", "Sessions held in memory right now", registry=r
         )
+        self.usage_turns = Counter(
+            "agenthost_usage_turns",
+            "Turns finished, by tenant and agent",
+            ["tenant", "agent"],
+            registry=r,
+        )
+        self.usage_errors = Counter(
+            "agenthost_usage_errors",
+            "Turns failed, by tenant and agent",
+            ["tenant", "agent"],
+            registry=r,
+        )
+        self.usage_tokens = Counter(
+            "agenthost_usage_tokens",
+            "Model tokens by tenant, agent and kind (input, output)",
+            ["tenant", "agent", "kind"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "agenthost_quota_refusals",
+            "Requests refused by a quota, by limit (error code) and level (user, tenant)",
+            ["code", "level"],
+            registry=r,
+        )
+        self._tenants: set[str] = set()
         self.series = StatsSeries()  # the dashboard's recent history (GET /v1/admin/series)
 
     def watch(self, host: Host) -> None:
         self.live_sessions.set_function(lambda: host.live_count)
         if host.agents.tool_sources():
             self.registry.register(MCPCollector(host))
+        if host.usage is not None:
+            host.usage.listeners.append(self.record_usage)
+        if host.quotas is not None:
+            host.quotas.listeners.append(self.record_refusal)
+
+    def _tenant_label(self, tenant_id: str) -> str:
+        if tenant_id in self._tenants:
+            return tenant_id
+        if len(self._tenants) < MAX_TENANTS:
+            self._tenants.add(tenant_id)
+            return tenant_id
+        return "_other"
+
+    def record_usage(self, tenant_id: str, user_id: str, agent: str, row: UsageRow) -> None:
+        tenant = self._tenant_label(tenant_id)
+        if row.turns:
+            self.usage_turns.labels(tenant, agent).inc(row.turns)
+        if row.errors:
+            self.usage_errors.labels(tenant, agent).inc(row.errors)
+        if row.input_tokens:
+            self.usage_tokens.labels(tenant, agent, "input").inc(row.input_tokens)
+        if row.output_tokens:
+            self.usage_tokens.labels(tenant, agent, "output").inc(row.output_tokens)
+
+    def record_refusal(self, error: QuotaExceeded) -> None:
+        self.quota_refusals.labels(error.code, error.scope or "").inc()
 
 
 class MCPCollector(Collector):

@@ -26,17 +26,19 @@ from typing import Annotated, Any, TypedDict
 from fastapi import APIRouter, Header
 from starlette.responses import JSONResponse, Response
 
-from agenthost.errors import NotFound
-from agenthost.events import Event
+from agenthost.errors import InvalidInput, NotFound
+from agenthost.events import Event, RunResult
 from agenthost.host import Host
+from agenthost.idempotency import Claim
 from agenthost.keys import DEFAULT_ID, id_to_header
 from agenthost.protocols import openai_chat as oc
+from agenthost.runevents import RunEvent, decode, error_of, result_of
 from agenthost.server.auth import header_id
-from agenthost.server.deps import CurrentHost, CurrentIdentity
+from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
 from agenthost.server.requestid import current_request_id
+from agenthost.server.runstream import REPLAYED_HEADER, started_by_request
 from agenthost.server.schemas import ERRORS
-from agenthost.server.sse import event_stream
-from agenthost.turn import new_run_id
+from agenthost.server.sse import aclose, event_stream
 
 router = APIRouter(tags=["openai"], responses=ERRORS)
 
@@ -84,9 +86,13 @@ async def chat_completions(
     body: oc.ChatCompletionRequest,
     host: CurrentHost,
     identity: CurrentIdentity,
+    settings: CurrentSettings,
     x_session_id: Annotated[str | None, Header(description="The session to use")] = None,
     x_agenthost_stateless: Annotated[
         str | None, Header(description="1: use exactly these messages, store nothing")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Header(description="Retries with this key run the turn once")
     ] = None,
 ) -> Response:
     who = identity.principal(body.user)
@@ -98,6 +104,11 @@ async def chat_completions(
     stateless = (x_agenthost_stateless or "").strip().lower() in TRUE
     where = _Where(tenant_id=who.tenant_id, user_id=who.user_id, session_id=session_id)
     if stateless:
+        if idempotency_key is not None:
+            raise InvalidInput(
+                "Idempotency-Key does not apply to stateless calls: they store nothing",
+                field="Idempotency-Key",
+            )
         headers = {oc.STATELESS_HEADER: "1"}
         config = oc.sampling_config(body)
         agent = body.model
@@ -106,44 +117,106 @@ async def chat_completions(
                 body, host.stream_stateless(messages, config=config, agent=agent, **where), headers
             )
         result = await host.run_stateless(messages, config=config, agent=agent, **where)
+        return JSONResponse(_completion(body, result, _completion_id(), True), headers=headers)
+    claim = None
+    if idempotency_key is not None:
+        request = body.model_dump(mode="json", exclude={"stream", "stream_options"})
+        request = {"route": "openai", "session_id": session_id, "request": request}
+        claim = await host.runner.claim(idempotency_key, request, **where)
+        if not claim.owned:
+            return await _retried(host, body, claim)
+    plan = oc.reconcile(messages, await host.history(**where))
+    detached = settings.on_disconnect == "continue"
+    options: dict[str, Any] = {
+        "request_id": current_request_id(),
+        "agent": body.model,
+        "claim": claim,
+        "publish": detached,
+        **where,
+    }
+    if body.stream:
+        run = await host.runner.start(plan.text, **options)
     else:
-        plan = oc.reconcile(messages, await host.history(**where))
-        run_id = new_run_id()
-        headers = {
-            oc.SESSION_HEADER: id_to_header(session_id),
-            oc.RUN_HEADER: run_id,
-            oc.HISTORY_HEADER: plan.header,
-        }
-        request_id = current_request_id()
-        if body.stream:
-            events = host.stream(
-                plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
-            )
-            return await _stream(body, events, headers)
-        result = await host.run(
-            plan.text, run_id=run_id, request_id=request_id, agent=body.model, **where
-        )
-    reply = oc.completion(
+        run = await host.runner.run(plan.text, **options)  # in this request's task
+    headers = {
+        oc.SESSION_HEADER: id_to_header(session_id),
+        oc.RUN_HEADER: run.run_id,
+        oc.HISTORY_HEADER: plan.header,
+    }
+    if body.stream:
+        events = _typed(started_by_request(run, detached=detached), who.tenant_id)
+        return await _stream(body, events, headers, completion_id=_completion_id(run.run_id))
+    assert run.last is not None
+    result = _result(run.last.data, who.tenant_id)
+    return JSONResponse(_completion(body, result, _completion_id(run.run_id)), headers=headers)
+
+
+async def _retried(host: Host, body: oc.ChatCompletionRequest, claim: Claim) -> Response:
+    """A request whose key was claimed before: the first run's completion, not a second run."""
+    headers = {
+        oc.SESSION_HEADER: id_to_header(claim.key.session_id),
+        oc.RUN_HEADER: claim.run_id,
+        REPLAYED_HEADER: "true",
+    }
+    completion_id = _completion_id(claim.run_id)
+    tenant = claim.key.tenant_id
+    if body.stream:
+        events = _typed(host.runner.follow(claim.run_id), tenant)
+        return await _stream(body, events, headers, completion_id=completion_id)
+    data = claim.result
+    if data is None:
+        async for event in host.runner.follow(claim.run_id):
+            data = event.data
+    if data is None:
+        raise NotFound(f"run {claim.run_id} of this idempotency key is gone")
+    result = _result(data, tenant)
+    return JSONResponse(_completion(body, result, completion_id), headers=headers)
+
+
+def _completion(
+    body: oc.ChatCompletionRequest, result: RunResult, completion_id: str, stateless: bool = False
+) -> dict[str, Any]:
+    return oc.completion(
         result,
-        completion_id=_completion_id(),
+        completion_id=completion_id,
         created=int(time.time()),
         model=result.agent or body.model,
         stateless=stateless,
     )
-    return JSONResponse(reply, headers=headers)
 
 
-def _completion_id() -> str:
-    return "chatcmpl-" + os.urandom(12).hex()
+def _result(data: dict[str, Any], tenant_id: str) -> RunResult:
+    if data.get("type") == "error":
+        raise error_of(str(data.get("code")), str(data.get("message")))
+    return result_of(data, tenant_id=tenant_id)
+
+
+async def _typed(events: AsyncIterator[RunEvent], tenant_id: str) -> AsyncIterator[Event]:
+    try:
+        async for item in events:
+            event = decode(item.data, tenant_id=tenant_id)
+            if event is not None:
+                yield event
+    finally:
+        await aclose(events)
+
+
+def _completion_id(run_id: str | None = None) -> str:
+    """A completion's id: derived from its run (a retried request gets the same one)."""
+    return "chatcmpl-" + (run_id.removeprefix("run_") if run_id else os.urandom(12).hex())
 
 
 async def _stream(
-    body: oc.ChatCompletionRequest, events: AsyncIterator[Event], headers: dict[str, str]
+    body: oc.ChatCompletionRequest,
+    events: AsyncIterator[Event],
+    headers: dict[str, str],
+    *,
+    completion_id: str | None = None,
 ) -> Response:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     stateless = oc.STATELESS_HEADER in headers
     writer = oc.ChunkWriter(
-        _completion_id(), int(time.time()), body.model, include_usage, stateless
+        completion_id or _completion_id(), int(time.time()), body.model, include_usage, stateless
     )
     response = await event_stream(writer.frames(events), encode=_raw)
     response.headers.update(headers)

@@ -108,6 +108,11 @@ class ChatRequest(RequestBody):
         description="Seconds this turn may take (model and tools together), at most the "
         "server's turn timeout; past it the turn fails with 504 turn_timeout",
     )
+    background: bool = Field(
+        False,
+        description="Run on after the request: 202 with the run id (follow it at "
+        "/v1/runs/{run_id}/events), or with stream, a stream the client may leave and resume",
+    )
 
 
 class ChatResponse(BaseModel):
@@ -125,6 +130,15 @@ class ChatResponse(BaseModel):
     )
     agent: str | None = Field(None, description="The agent that ended the turn (after hand-offs)")
     model: str | None = Field(None, description="The model that produced the reply")
+
+
+class RunAccepted(BaseModel):
+    """A background run: follow it at ``/v1/runs/{run_id}`` and ``.../events``."""
+
+    run_id: str
+    user_id: str
+    session_id: str
+    status: str = Field(examples=["running"])
 
 
 class SeedChatRequest(RequestBody):

@@ -21,6 +21,7 @@ from agenthost.stores.base import (
     WriteBatch,
     check_scope,
 )
+from agenthost.stores.runlog_memory import MemoryRunLog
 
 
 def _copy_run(run: RunRecord) -> RunRecord:
@@ -86,7 +87,7 @@ class _Memories:
         return True
 
 
-class MemoryStore:
+class MemoryStore(MemoryRunLog):
     """Keeps at most ``max_messages`` messages per session (oldest dropped); ``None`` keeps all.
 
     State and config are copied on the way in and out so callers never share
@@ -100,6 +101,7 @@ class MemoryStore:
         self._sessions: dict[SessionKey, _Entry] = {}
         self._memories: dict[tuple[str, str], _Memories] = {}
         self._runs: dict[str, RunRecord] = {}
+        MemoryRunLog.__init__(self)
 
     async def open(self) -> None:
         return None
@@ -242,6 +244,7 @@ class MemoryStore:
                 if (tenant_id is None or o[0] == tenant_id) and (user_id is None or o[1] == user_id)
             ]:
                 del self._memories[owner]
+        self._erase_runs(tenant_id, user_id, session_id)
         return len(doomed)
 
     async def runs(self, key: SessionKey, *, limit: int = 50) -> list[RunRecord]:

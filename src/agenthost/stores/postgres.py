@@ -39,7 +39,7 @@ from agenthost import urls
 from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores import sql
+from agenthost.stores import runlog_postgres, sql
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -140,6 +140,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "session summaries, and memory records with full-text search (replacing user_memory)",
         postgres_memory.MIGRATION,
     ),
+    Migration(6, "run logs, idempotency keys and cancel requests", runlog_postgres.MIGRATION_SQL),
 )
 
 # Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
@@ -434,7 +435,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore(postgres_memory.PostgresMemories):
+class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRunLog):
     """``PostgresStore("postgresql://user@host/db", max_size=20)``; see the module docstring."""
 
     def __init__(
@@ -687,6 +688,7 @@ class PostgresStore(postgres_memory.PostgresMemories):
             if session_id is None:  # after the sessions: see postgres_memory on fences
                 scope, scope_params = sql.scope_filter(tenant_id, user_id, None)
                 await postgres_memory.delete_scope(conn, scope, scope_params)
+            await runlog_postgres.erase_runs(conn, where, params)
             return deleted
 
         return await self._call(work, transaction=True)

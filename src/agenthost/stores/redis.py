@@ -45,7 +45,7 @@ from agenthost import urls
 from agenthost.errors import ConfigError, Conflict, MissingExtra, StoreUnavailable
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
-from agenthost.stores import redis_memory
+from agenthost.stores import redis_memory, runlog_redis
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -284,7 +284,7 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class RedisStore(redis_memory.RedisMemories):
+class RedisStore(redis_memory.RedisMemories, runlog_redis.RedisRunLog):
     """``RedisStore("redis://host:6379/0", retention=30 * 86400)``; see the module docstring."""
 
     def __init__(
@@ -309,6 +309,7 @@ class RedisStore(redis_memory.RedisMemories):
         self._write: Any = None
         self._delete: Any = None
         self._messages: Any = None
+        self._runlog: runlog_redis.Scripts | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({redact(self.url)!r}, prefix={self.prefix!r})"
@@ -344,6 +345,7 @@ class RedisStore(redis_memory.RedisMemories):
         self._delete = client.register_script(DELETE_SESSION)
         self._messages = client.register_script(MESSAGES)
         self._register_memory_scripts(client)
+        self._runlog = runlog_redis.Scripts(client)
         self._client = client  # before the first await: a concurrent open() returns early
         try:
             await self.ping()
@@ -558,6 +560,7 @@ class RedisStore(redis_memory.RedisMemories):
         async def work(c: aioredis.Redis) -> int:
             if tenant_id is None:
                 return await self._delete_everything(c)
+            await runlog_redis.erase_runs(self, c, tenant_id, user_id, session_id)
             if session_id is not None:
                 assert user_id is not None
                 return await self._delete_session(c, SessionKey(tenant_id, user_id, session_id))

@@ -35,7 +35,7 @@ from agenthost.messages import (
     encode_json,
     encode_message,
 )
-from agenthost.stores import sql, sqlite_memory
+from agenthost.stores import runlog_sqlite, sql, sqlite_memory
 from agenthost.stores.base import (
     RunRecord,
     SessionRecord,
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS summaries (
 """
     + sqlite_memory.SCHEMA
 )
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What a database made by an older version lacks (``PRAGMA user_version`` says which);
 # tables that are new in a version are made by ``SCHEMA`` itself.
 UPGRADES = {
@@ -94,6 +94,7 @@ UPGRADES = {
     ),
     # memory records replace the per-user JSON blob (which nothing wrote)
     3: ("DROP TABLE IF EXISTS user_memory",),
+    4: (),  # run logs, idempotency keys, cancel requests (runlog_sqlite.SCHEMA)
 }
 
 
@@ -113,6 +114,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";\n"):
             if statement.strip():
                 conn.execute(statement)
+        for statement in runlog_sqlite.SCHEMA:
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -493,7 +496,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord.from_dict(data)
 
 
-class SQLiteStore(sqlite_memory.SQLiteMemories):
+class SQLiteStore(sqlite_memory.SQLiteMemories, runlog_sqlite.SQLiteRunLog):
     def __init__(
         self, path: str | Path = "agenthost.db", *, durability: Durability = "normal"
     ) -> None:
@@ -631,6 +634,7 @@ class SQLiteStore(sqlite_memory.SQLiteMemories):
             deleted = cursor.rowcount  # the last table deleted from is sessions
             if session_id is None:  # a user, a tenant or everything: their memories go too
                 sqlite_memory.delete_scope(conn, where, params)
+            runlog_sqlite.erase_runs(conn, where, params)
             return deleted
 
         return await self._write(work)

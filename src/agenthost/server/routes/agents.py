@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Path
 from starlette.responses import Response
 
 from agenthost.server.deps import CurrentHost, CurrentIdentity, CurrentSettings
-from agenthost.server.routes.chat import SSE_DOC, converse
+from agenthost.server.routes.chat import BACKGROUND_DOC, SSE_DOC, IdempotencyKey, converse
 from agenthost.server.schemas import ERRORS, ID_PATTERN, AgentList, ChatRequest, ChatResponse
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERRORS)
@@ -33,7 +33,7 @@ async def list_agents(host: CurrentHost, identity: CurrentIdentity) -> dict[str,
 @router.post(
     "/{agent}/chat",
     response_model=ChatResponse,
-    responses=SSE_DOC,
+    responses={**SSE_DOC, **BACKGROUND_DOC},
     summary="Run one turn in the caller's session, addressed to one agent",
 )
 async def agent_chat(
@@ -43,5 +43,8 @@ async def agent_chat(
     identity: CurrentIdentity,
     settings: CurrentSettings,
     accept: Annotated[str | None, Header()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response | dict[str, Any]:
-    return await converse(body, host, identity, settings, accept, agent=agent)
+    return await converse(
+        body, host, identity, settings, accept, agent=agent, idempotency_key=idempotency_key
+    )

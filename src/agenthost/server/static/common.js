@@ -104,8 +104,8 @@ export class Api {
     return headers;
   }
 
-  async fetch(method, path, { body, signal, accept, userHeader = true } = {}) {
-    const headers = this.headers(accept ? { Accept: accept } : {}, userHeader);
+  async fetch(method, path, { body, signal, accept, userHeader = true, headers: extra = {} } = {}) {
+    const headers = this.headers({ ...(accept ? { Accept: accept } : {}), ...extra }, userHeader);
     const init = { method, signal, headers, cache: "no-store" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -134,46 +134,71 @@ export class Api {
 
   get(path, options) { return this.json("GET", path, options); }
 
-  /** POST with Server-Sent Events; onEvent(type, data) per event. Resolves with the last event. */
-  async stream(path, body, onEvent, { signal, userHeader = true } = {}) {
+  /** POST with Server-Sent Events; onEvent(type, data) per event. Resolves with the last event.
+   *  A connection lost mid-turn is resumed from v1/runs/{id}/events after the last event id
+   *  (onRun(id) learns the run's id as soon as the server names it). */
+  async stream(path, body, onEvent, { signal, userHeader = true, onRun } = {}) {
     const options = { body: { ...body, stream: true }, signal, accept: "text/event-stream", userHeader };
-    const response = await this.fetch("POST", path, options);
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "", last = null;
-    const handle = (frame) => {
-      let type = "message";
-      const data = [];
-      for (const line of frame.split("\n")) {
-        if (line.startsWith("event:")) type = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    let response = await this.fetch("POST", path, options);
+    const runId = response.headers.get("X-Agenthost-Run-Id");
+    if (runId && onRun) onRun(runId);
+    const seen = { id: 0, last: null };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await readEvents(response, seen, onEvent);
+        if (seen.last && (seen.last.type === "done" || seen.last.type === "error")) return seen.last;
+        if (!runId) throw new ApiError(0, "connection_lost", "The connection closed before the turn finished.");
+      } catch (error) {
+        if (error.code === "aborted" || !runId || attempt > 5) throw error;
       }
-      if (!data.length) return;
-      let parsed;
-      try { parsed = JSON.parse(data.join("\n")); } catch { return; }
-      last = { type, data: parsed };
-      onEvent(type, parsed);
-    };
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n?/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          handle(buffer.slice(0, cut));
-          buffer = buffer.slice(cut + 2);
-        }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** attempt, 4000)));
+      try {
+        const headers = { "Last-Event-ID": String(seen.id) };
+        response = await this.fetch("GET", `v1/runs/${pathId(runId)}/events`, { signal, accept: "text/event-stream", headers });
+      } catch (error) {
+        if (error.code === "aborted" || error.status || attempt > 5) throw error;
+        response = null; // unreachable for now: try again
       }
-    } catch (error) {
-      if (error.name === "AbortError") throw new ApiError(0, "aborted", "Stopped: the turn is marked interrupted.");
-      throw new ApiError(0, "connection_lost", "The connection to the server was lost before the turn finished.");
     }
-    if (buffer.trim()) handle(buffer);
-    if (!last || (last.type !== "done" && last.type !== "error")) {
-      throw new ApiError(0, "connection_lost", "The connection closed before the turn finished.");
-    }
-    return last;
   }
+}
+
+/** Read one SSE response into onEvent; seen.id and seen.last follow what arrived. */
+async function readEvents(response, seen, onEvent) {
+  if (!response) return;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  const handle = (frame) => {
+    let type = "message", id = null;
+    const data = [];
+    for (const line of frame.split("\n")) {
+      if (line.startsWith("event:")) type = line.slice(6).trim();
+      else if (line.startsWith("id:")) id = Number(line.slice(3).trim());
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (!data.length) return;
+    let parsed;
+    try { parsed = JSON.parse(data.join("\n")); } catch { return; }
+    if (Number.isInteger(id)) seen.id = id;
+    seen.last = { type, data: parsed };
+    onEvent(type, parsed);
+  };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        handle(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") throw new ApiError(0, "aborted", "Stopped: the turn is marked interrupted.");
+    throw new ApiError(0, "connection_lost", "The connection to the server was lost before the turn finished.");
+  }
+  if (buffer.trim()) handle(buffer);
 }
 
 // ---- the top bar: connection state, credential dialog, one banner -----------------------

@@ -339,9 +339,10 @@ class Pane {
     this.controller = new AbortController();
     let reached = true;
     try {
+      this.runId = null;
       const last = await this.api.stream(path, body, (type, data) => turn.event(type, data, {
         onApprove: (call, yes, t) => this.answer(call, yes, t),
-      }), { signal: this.controller.signal, userHeader });
+      }), { signal: this.controller.signal, userHeader, onRun: (id) => { this.runId = id; } });
       if (last.type === "done" && last.data.status === "awaiting_approval") this.setWaiting(true);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
@@ -362,6 +363,8 @@ class Pane {
   }
 
   stop() {
+    // a server that keeps runs going without their client needs to be told (any process can)
+    if (this.controller && this.runId) this.api.fetch("POST", `v1/runs/${pathId(this.runId)}/cancel`).catch(() => {});
     if (this.controller) this.controller.abort();
   }
 
