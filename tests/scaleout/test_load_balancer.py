@@ -135,14 +135,28 @@ async def check_history(client: httpx.AsyncClient, talk: Conversation) -> None:
         # Only a turn in flight on the dead process may fail, and then only with 502.
         assert status == 200 or (status == 502 and not after_kill), talk.sent
     assert sum(status == 502 for _, status, _ in talk.sent) <= 1
-    page = await client.get(
-        "/v1/sessions/default/messages", params={"limit": 1000}, headers={"X-User-Id": talk.user}
-    )
-    stored = [m["content"] for m in page.json()["messages"] if m["role"] == "user"]
+    stored = [m["content"] for m in await all_messages(client, talk.user) if m["role"] == "user"]
     sent = [text for text, _, _ in talk.sent]
     assert len(stored) == len(set(stored)), "a turn was stored twice"
     assert [text for text in sent if text in stored] == stored  # in order, nothing invented
     assert set(talk.acknowledged()) <= set(stored)  # nothing acknowledged is lost
+
+
+async def all_messages(client: httpx.AsyncClient, user: str) -> list[dict[str, object]]:
+    """Every stored message of ``user``'s session, page by page (a fast machine sends thousands)."""
+    messages: list[dict[str, object]] = []
+    after: int | None = 0
+    while after is not None:
+        page = await client.get(
+            "/v1/sessions/default/messages",
+            params={"limit": 1000, "after_seq": after},
+            headers={"X-User-Id": user},
+        )
+        assert page.status_code == 200, page.text
+        body = page.json()
+        messages += body["messages"]
+        after = body["next_after_seq"]
+    return messages
 
 
 async def check_interrupted(client: httpx.AsyncClient) -> None:
