@@ -431,23 +431,44 @@ class Turn:
         yield Done(self.result("", pending))
 
     async def bounded(self, chunks: AsyncIterator[ModelChunk]) -> AsyncIterator[ModelChunk]:
-        """The model's chunks, each awaited within the turn's deadline."""
+        """The model's chunks, each awaited within the turn's deadline.
+
+        One timer for the whole model call, not a timeout per chunk (a streamed reply has
+        hundreds): when it fires while a chunk is awaited, it cancels that wait; when it
+        fires while the consumer holds a chunk, the next wait ends the call instead.
+        """
         assert self.deadline is not None
+        task = asyncio.current_task()
+        assert task is not None
         iterator = aiter(chunks)
+        cancelling = task.cancelling()
+        waiting = fired = False
+
+        def expire() -> None:
+            nonlocal fired
+            fired = True
+            if waiting:
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_at(self.deadline, expire)
         try:
             while True:
-                timer = asyncio.timeout_at(self.deadline)
+                if fired:
+                    raise self.expired()
+                waiting = True
                 try:
-                    async with timer:
-                        chunk = await anext(iterator)
+                    chunk = await anext(iterator)
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    if timer.expired():
+                except asyncio.CancelledError:
+                    if fired and task.uncancel() <= cancelling:  # our cancel, no one else's
                         raise self.expired() from None
                     raise
+                finally:
+                    waiting = False
                 yield chunk
         finally:
+            timer.cancel()
             close = getattr(iterator, "aclose", None)
             if close is not None:
                 await close()

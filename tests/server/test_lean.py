@@ -1,8 +1,9 @@
 """The lean ``POST /v1/chat`` answers exactly as the documented FastAPI route does.
 
-Two apps over their own hosts: one as served (the lean route first), one with the
-lean route taken out, so the FastAPI route answers. Every request below must get
-the same status, the same JSON (run ids aside) and the same headers that matter.
+Two apps over their own hosts: one as served (``lean.LeanChat`` in front of the
+stack; or, as with tracing on, the lean route first in the router), one with both
+taken out, so the FastAPI route answers. Every request below must get the same
+status, the same JSON (run ids aside) and the same headers that matter.
 """
 
 from __future__ import annotations
@@ -23,18 +24,27 @@ KEYED = {"store": "memory://", "model": "offline", "auth": "api-keys", "api_keys
 
 
 @pytest.fixture(params=["none", "api-keys"])
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+def auth(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["asgi", "route"])
+async def pair(
+    request: pytest.FixtureRequest, auth: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
     clients = []
     apps = []
     for served in (True, False):
-        settings = Settings.load(KEYED if request.param == "api-keys" else None)
-        if request.param == "none":
+        settings = Settings.load(KEYED if auth == "api-keys" else None)
+        if auth == "none":
             settings = Settings.load({"store": "memory://", "model": "offline"})
         app = make_app(settings)
         if not served:
-            app.router.routes.remove(lean.ROUTE)
+            lean.bypass(app)
+        elif request.param == "route":
+            lean.bypass(app, route=True)
         apps.append(app)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # 500s as served
         clients.append(httpx.AsyncClient(transport=transport, base_url="http://test"))
     try:
         yield tuple(clients)
@@ -115,6 +125,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("missing message", {"json": {"user_id": "alice"}}),
+    (
+        "body over the limit",
+        {
+            "content": b'{"message": "' + b"x" * (1 << 20) + b'"}',
+            "headers": {"Content-Type": "application/json"},
+        },
+    ),
     ("empty message", {"json": {"message": "  ", "user_id": "alice"}}),
     ("unknown field", {"json": {"message": "hi", "user": "bob"}}),
     ("wrong type", {"json": {"message": 5, "user_id": "alice"}}),
@@ -210,3 +227,39 @@ async def test_body_and_header_naming_different_users_is_refused(
         )
         assert response.status_code == 422, response.text
         assert "different users" in response.json()["error"]["message"]
+
+
+async def test_metrics_and_errors_of_the_lean_path(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """Requests the lean path served are counted as the middleware counts the others, and an
+    exception no handler expects is the JSON 500 (with the request id), not a traceback."""
+    served, _ = pair
+    alice = {"Authorization": f"Bearer {KEYS['alice']}", "X-User-Id": "alice"}
+    assert (await served.post("/v1/chat", json={"message": "hi"}, headers=alice)).status_code == 200
+    assert (
+        await served.post("/v1/chat", json={"user_id": "alice"}, headers=alice)
+    ).status_code == 422
+    text = (await served.get("/metrics")).text
+    for status in ("200", "422"):
+        line = (
+            f'agenthost_http_requests_total{{method="POST",route="/v1/chat",status="{status}"}} 1.0'
+        )
+        assert line in text, text
+    app = served._transport.app  # type: ignore[attr-defined]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    original = app.state.host.runner.run
+    app.state.host.runner.run = broken
+    try:
+        response = await served.post("/v1/chat", json={"message": "hi"}, headers=alice)
+    finally:
+        app.state.host.runner.run = original
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "internal_error" and "a bug" not in response.text
+    assert error["request_id"] == response.headers["x-request-id"]
+    text = (await served.get("/metrics")).text
+    assert 'route="/v1/chat",status="500"} 1.0' in text

@@ -74,7 +74,11 @@ class _App(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        app = root_path_middleware(super().build_middleware_stack(), settings)
+        app = super().build_middleware_stack()
+        lean_asgi = getattr(self.state, "lean_asgi", True)
+        if lean_asgi and not settings.otel:  # tracing reads traceparent in its middleware
+            app = lean.LeanChat(app, self, self.state.metrics, settings.max_body_bytes)
+        app = root_path_middleware(app, settings)
         return RequestIdMiddleware(cors_middleware(app, settings))
 
 

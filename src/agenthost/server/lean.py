@@ -8,28 +8,43 @@ errors raised as FastAPI's ``RequestValidationError`` so they keep their JSON
 shape), the caller is identified by the same function the dependency uses
 (:func:`agenthost.server.auth.identify`), the turn runs through the same
 :func:`agenthost.server.routes.chat.converse`, and the reply is the full
-``ChatResponse`` document, serialised with orjson. It is mounted ahead of the
-documented FastAPI route, which stays in the OpenAPI schema and ``/docs``;
-middleware (request ids, CORS, limits, metrics) and error handlers apply as to
-every route. Tests check that both routes answer alike.
+``ChatResponse`` document, serialised with orjson. The documented FastAPI route
+stays in the OpenAPI schema and ``/docs``; tests check that both answer alike.
+
+:class:`LeanChat` serves it as plain ASGI, just inside the edge layers (request id,
+CORS, path prefix): a ``POST /v1/chat`` does not pass through Starlette's and
+FastAPI's middleware and router at all. What those layers do for it is done here
+with the same parts: the body limit (:func:`agenthost.server.limits.read_body`),
+the request metrics, and the app's exception handlers, looked up as Starlette's
+exception middleware does. With tracing on (``--otel``), whose middleware reads
+the request's ``traceparent``, the request takes the full stack and the route
+mounted ahead of the documented one (:func:`install`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthost.server.auth import bearer_token, identify
+from agenthost.server.limits import read_body
 from agenthost.server.routes.chat import converse
 from agenthost.server.schemas import ChatRequest
+
+if TYPE_CHECKING:
+    from agenthost.server.metrics import Metrics
 
 
 def chat_document(reply: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +100,11 @@ def _chat_request(value: Any) -> ChatRequest:
         ) from None
 
 
-async def chat(request: Request) -> Response:
-    request.scope["route"] = ROUTE  # what metrics and logs name the request by, as FastAPI does
-    state = request.app.state
-    headers = request.headers
+async def answer(state: Any, headers: Headers, raw: bytes) -> Response | bytes:
+    """The turn a ``POST /v1/chat`` asks for: the reply document as JSON bytes, or the
+    response to send (a stream, a background run's 202)."""
     # FastAPI's order: the body's JSON (400), then the credential (401), then the fields (422)
-    value = _json_body(await request.body(), headers.get("content-type"))
+    value = _json_body(raw, headers.get("content-type"))
     identity = identify(
         state.authenticator,
         bearer_token(headers.get("authorization")),
@@ -98,7 +112,7 @@ async def chat(request: Request) -> Response:
         headers.get("x-tenant-id"),
     )
     body = _chat_request(value)
-    answer = await converse(
+    result = await converse(
         body,
         state.host,
         identity,
@@ -107,9 +121,17 @@ async def chat(request: Request) -> Response:
         agent=None,
         idempotency_key=headers.get("idempotency-key"),
     )
-    if isinstance(answer, Response):
-        return answer
-    return Response(orjson.dumps(chat_document(answer)), media_type="application/json")
+    if isinstance(result, Response):
+        return result
+    return orjson.dumps(chat_document(result))
+
+
+async def chat(request: Request) -> Response:
+    request.scope["route"] = ROUTE  # what metrics and logs name the request by, as FastAPI does
+    result = await answer(request.app.state, request.headers, await request.body())
+    if isinstance(result, Response):
+        return result
+    return Response(result, media_type="application/json")
 
 
 ROUTE = Route("/v1/chat", chat, methods=["POST"], include_in_schema=False)
@@ -120,4 +142,74 @@ def install(app: FastAPI) -> None:
     app.router.routes.insert(0, ROUTE)
 
 
-__all__ = ["chat", "chat_document", "install"]
+def bypass(app: FastAPI, *, route: bool = False) -> None:
+    """Serve ``POST /v1/chat`` through the full stack (before the app's first request):
+    by the lean route if ``route``, else by the documented FastAPI route. For tests that
+    hold the lean paths to the documented one."""
+    app.state.lean_asgi = False
+    if not route:
+        app.router.routes.remove(ROUTE)
+
+
+_JSON = (b"content-type", b"application/json")
+
+
+class LeanChat:
+    """Plain ASGI: ``POST /v1/chat`` to :func:`answer`; every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp, fastapi: FastAPI, metrics: Metrics, max_bytes: int) -> None:
+        self.app = app
+        self.fastapi = fastapi
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != scope.get("root_path", "") + "/v1/chat"
+        ):
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        scope["app"] = self.fastapi
+        scope["route"] = ROUTE
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            raw = await read_body(scope, receive, sending, self.max_bytes)
+            if raw is None:
+                return
+            try:
+                result = await answer(self.fastapi.state, Headers(scope=scope), raw)
+            except Exception as exc:
+                result = await self._handled(scope, receive, exc)
+            if isinstance(result, Response):
+                await result(scope, receive, sending)
+                return
+            status = 200
+            length = (b"content-length", str(len(result)).encode())
+            await send({"type": "http.response.start", "status": 200, "headers": [_JSON, length]})
+            await send({"type": "http.response.body", "body": result})
+        finally:
+            self.metrics.record_request(scope, ROUTE.path, status, time.perf_counter() - began)
+
+    async def _handled(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
+        """The response the app's exception handler for ``exc`` gives (the most specific
+        one, as Starlette's exception middleware picks it; ``Exception``'s is the 500)."""
+        handlers = self.fastapi.exception_handlers
+        for kind in type(exc).__mro__:
+            handler = handlers.get(kind)
+            if handler is not None:
+                response = handler(Request(scope, receive), exc)
+                return await response if inspect.isawaitable(response) else response
+        raise exc
+
+
+__all__ = ["LeanChat", "answer", "chat", "chat_document", "install"]

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,6 +33,21 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 turn_log = logging.getLogger("agenthost.turn")
 access_log = logging.getLogger("agenthost.access")
+
+
+def children(metric: Any) -> Any:
+    """``metric.labels`` remembered per label set: ``labels()`` validates its arguments and
+    takes a lock on every call, and a turn records several metrics. The label sets are
+    bounded (see the module's docstring), and so is this cache."""
+    cache: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = cache.get(values)
+        if found is None:
+            found = cache[values] = metric.labels(*values)
+        return found
+
+    return child
 
 
 class Metrics:
@@ -116,6 +131,15 @@ class Metrics:
         )
         self._tenants: set[str] = set()
         self.series = StatsSeries()  # the dashboard's recent history (GET /v1/admin/series)
+        # the children the hot path records to, looked up once per label set
+        self.request_count = children(self.requests)
+        self.request_latency = children(self.request_seconds)
+        self.turn_latency = children(self.turn_seconds)
+        self.model_latency = children(self.model_seconds)
+        self.token_count = children(self.tokens)
+        self.usage_turn_count = children(self.usage_turns)
+        self.usage_error_count = children(self.usage_errors)
+        self.usage_token_count = children(self.usage_tokens)
 
     def watch(self, host: Host) -> None:
         self.live_sessions.set_function(lambda: host.live_count)
@@ -137,13 +161,27 @@ class Metrics:
     def record_usage(self, tenant_id: str, user_id: str, agent: str, row: UsageRow) -> None:
         tenant = self._tenant_label(tenant_id)
         if row.turns:
-            self.usage_turns.labels(tenant, agent).inc(row.turns)
+            self.usage_turn_count(tenant, agent).inc(row.turns)
         if row.errors:
-            self.usage_errors.labels(tenant, agent).inc(row.errors)
+            self.usage_error_count(tenant, agent).inc(row.errors)
         if row.input_tokens:
-            self.usage_tokens.labels(tenant, agent, "input").inc(row.input_tokens)
+            self.usage_token_count(tenant, agent, "input").inc(row.input_tokens)
         if row.output_tokens:
-            self.usage_tokens.labels(tenant, agent, "output").inc(row.output_tokens)
+            self.usage_token_count(tenant, agent, "output").inc(row.output_tokens)
+
+    def record_request(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+        """One HTTP request served: counted by route template and status, timed, and (at
+        debug level) an access log line."""
+        method = scope["method"]
+        self.request_count(method, route, str(status)).inc()
+        if status >= 500:
+            self.series.record_http_error()
+        self.request_latency(method, route).observe(seconds)
+        if access_log.isEnabledFor(logging.DEBUG):
+            fields = {"method": method, "route": route, "status": status}
+            fields["latency_ms"] = round(seconds * 1000, 2)
+            fields["client"] = (scope.get("client") or ("",))[0]  # a trusted proxy may name it
+            access_log.debug("request", extra={"fields": fields})
 
     def record_refusal(self, error: QuotaExceeded) -> None:
         self.quota_refusals.labels(error.code, error.scope or "").inc()
@@ -199,7 +237,7 @@ class MetricsObserver:
         self._paused: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
     def model_called(self, model: str, seconds: float, agent: str) -> None:
-        self.metrics.model_seconds.labels(agent, model).observe(seconds)
+        self.metrics.model_latency(agent, model).observe(seconds)
 
     def compaction_finished(self, status: str, seconds: float) -> None:
         self.metrics.compactions.labels(status).inc()
@@ -209,35 +247,42 @@ class MetricsObserver:
         self.metrics.handoffs.labels(source, target).inc()
 
     def turn_finished(self, run: RunRecord, seconds: float, agent: str) -> None:
-        self.metrics.turn_seconds.labels(agent, run.status).observe(seconds)
+        metrics = self.metrics
+        metrics.turn_latency(agent, run.status).observe(seconds)
         if run.status != "awaiting_approval":  # a paused turn finishes when it is answered
-            self.metrics.series.record_turn(seconds, run.status)
+            metrics.series.record_turn(seconds, run.status)
         usage = run.usage
         seen_in, seen_out = self._paused.pop(run.run_id, (0, 0))
-        self.metrics.tokens.labels(agent, "input").inc(max(0, usage.input_tokens - seen_in))
-        self.metrics.tokens.labels(agent, "output").inc(max(0, usage.output_tokens - seen_out))
+        spent_in, spent_out = usage.input_tokens - seen_in, usage.output_tokens - seen_out
+        if spent_in > 0:
+            metrics.token_count(agent, "input").inc(spent_in)
+        if spent_out > 0:
+            metrics.token_count(agent, "output").inc(spent_out)
         if run.status == "awaiting_approval":
             self._paused[run.run_id] = (usage.input_tokens, usage.output_tokens)
             while len(self._paused) > self._PAUSED_RUNS:
                 self._paused.popitem(last=False)
+        if not turn_log.isEnabledFor(logging.INFO):
+            return
         key = run.key
-        turn_log.info(
-            "turn",
-            extra={
-                "fields": {
-                    "tenant_id": key.tenant_id,
-                    "user_id": key.user_id,
-                    "session_id": key.session_id,
-                    "agent": agent,
-                    "run_id": run.run_id,
-                    "status": run.status,
-                    "latency_ms": round(seconds * 1000, 2),
-                    "input_tokens": usage.input_tokens,
-                    "output_tokens": usage.output_tokens,
-                    **({"error": run.error} if run.error else {}),
-                }
-            },
+        fields = {
+            "tenant_id": key.tenant_id,
+            "user_id": key.user_id,
+            "session_id": key.session_id,
+            "agent": agent,
+            "run_id": run.run_id,
+            "status": run.status,
+            "latency_ms": round(seconds * 1000, 2),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+        }
+        if run.error:
+            fields["error"] = run.error
+        # the record made directly: Logger.info would walk the stack for a caller no line shows
+        record = turn_log.makeRecord(
+            turn_log.name, logging.INFO, __file__, 0, "turn", (), None, extra={"fields": fields}
         )
+        turn_log.handle(record)
 
 
 class RequestMetricsMiddleware:
@@ -264,14 +309,4 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            if status >= 500:
-                self.metrics.series.record_http_error()
-            seconds = time.perf_counter() - began
-            self.metrics.request_seconds.labels(method, route).observe(seconds)
-            if access_log.isEnabledFor(logging.DEBUG):
-                fields = {"method": method, "route": route, "status": status}
-                fields["latency_ms"] = round(seconds * 1000, 2)
-                fields["client"] = (scope.get("client") or ("",))[0]  # a trusted proxy may name it
-                access_log.debug("request", extra={"fields": fields})
+            self.metrics.record_request(scope, route, status, time.perf_counter() - began)

@@ -38,41 +38,41 @@ log = logging.getLogger("agenthost.usage")
 
 
 class _TurnUsage:
-    """One turn's watch: tokens after each model call, the turn when it ends."""
+    """One turn's watch: its tokens per (agent, model) as model calls end, recorded in the
+    meter once, when the turn ends (or pauses), rather than once per model call."""
 
-    __slots__ = ("counted_in", "counted_out", "meter", "turn")
+    __slots__ = ("counted_in", "counted_out", "meter", "spent", "turn")
 
     def __init__(self, meter: UsageMeter, turn: Turn) -> None:
         self.meter = meter
         self.turn = turn
         self.counted_in = turn.usage.input_tokens  # a resumed run carries earlier usage
         self.counted_out = turn.usage.output_tokens
+        self.spent: dict[tuple[str, str], list[int]] = {}  # (agent, model) -> [in, out]
 
-    def _tokens(self, turns: int, errors: int) -> None:
+    def _take(self) -> tuple[str, str]:
+        """Attribute the tokens spent since the last call to the agent and model now."""
         turn = self.turn
         usage = turn.usage
+        # the agent speaking (a hand-off changes it), the model that answered (failover)
+        where = (turn.agent.name, turn.answered or turn.model.name)
         spent_in = usage.input_tokens - self.counted_in
         spent_out = usage.output_tokens - self.counted_out
-        if not (spent_in or spent_out or turns):
-            return
-        self.counted_in, self.counted_out = usage.input_tokens, usage.output_tokens
-        key = turn.run.key
-        self.meter.record(
-            key.tenant_id,
-            key.user_id,
-            turn.agent.name,  # the agent speaking (a hand-off changes it)
-            turn.answered or turn.model.name,  # the model that answered (after any failover)
-            turns=turns,
-            errors=errors,
-            input_tokens=max(0, spent_in),
-            output_tokens=max(0, spent_out),
-        )
+        if spent_in or spent_out:
+            self.counted_in, self.counted_out = usage.input_tokens, usage.output_tokens
+            counts = self.spent.get(where)
+            if counts is None:
+                self.spent[where] = [max(0, spent_in), max(0, spent_out)]
+            else:
+                counts[0] += max(0, spent_in)
+                counts[1] += max(0, spent_out)
+        return where
 
     def model_started(self, request: ModelRequest) -> None:
         pass
 
     def model_finished(self, text: str, calls: Sequence[ToolCall]) -> None:
-        self._tokens(0, 0)
+        self._take()
 
     def tool_started(self, call: ToolCall) -> None:
         pass
@@ -81,11 +81,20 @@ class _TurnUsage:
         pass
 
     def ended(self) -> None:
+        last = self._take()
         status = self.turn.run.status
-        if status == "awaiting_approval":
-            self._tokens(0, 0)
-        else:
-            self._tokens(1, 1 if status == "failed" else 0)
+        turns = 0 if status == "awaiting_approval" else 1  # a paused turn counts when answered
+        errors = 1 if status == "failed" else 0
+        key = self.turn.run.key
+        record = self.meter.record
+        spent, self.spent = self.spent, {}
+        for (agent, model), (tokens_in, tokens_out) in spent.items():
+            if (agent, model) == last:
+                continue
+            record(key.tenant_id, key.user_id, agent, model, 0, 0, tokens_in, tokens_out)
+        tokens_in, tokens_out = spent.get(last, (0, 0))
+        if turns or tokens_in or tokens_out:  # the turn counts on its last agent and model
+            record(key.tenant_id, key.user_id, *last, turns, errors, tokens_in, tokens_out)
 
 
 Listener = Callable[[str, str, str, UsageRow], None]
@@ -116,6 +125,8 @@ class UsageMeter:
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._opened = False
+        self._day_number = -1
+        self._day = ""
 
     # -- the turn's path -------------------------------------------------------------
 
@@ -128,13 +139,16 @@ class UsageMeter:
         user_id: str,
         agent: str,
         model: str,
-        *,
         turns: int = 0,
         errors: int = 0,
         input_tokens: int = 0,
         output_tokens: int = 0,
     ) -> None:
-        key = (utc_day(self.clock()), tenant_id, user_id, agent, model)
+        now = self.clock()
+        day_number = int(now // 86400)  # POSIX time has no leap seconds: exact UTC days
+        if day_number != self._day_number:
+            self._day_number, self._day = day_number, utc_day(now)
+        key = (self._day, tenant_id, user_id, agent, model)
         counts = self._pending.get(key)
         if counts is None:
             counts = self._pending[key] = [0, 0, 0, 0]
