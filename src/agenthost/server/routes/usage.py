@@ -15,7 +15,7 @@ Whose usage ``GET /v1/usage`` reports:
 Days are UTC, ``since`` and ``until`` inclusive (default: the last 30 days).
 ``group_by`` is a comma-separated list of ``day``, ``agent``, ``model``, and for an
 admin also ``tenant_id`` and ``user_id``. Usage of erased users is kept under the
-user id ``(erased)`` of their tenant (see :mod:`agenthost.usage.erasure`).
+user id ``(erased)`` of their tenant (see :func:`agenthost.usage.erase_user_usage`).
 """
 
 from __future__ import annotations
