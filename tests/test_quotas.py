@@ -43,6 +43,7 @@ class CountingBackend(MemoryQuotaBackend):
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock=clock)
         self.calls: list[str] = []
+        self.charged: list[int] = []  # tokens of each add_tokens
 
     async def admit(self, checks: Sequence[Check]) -> Refusal | None:
         self.calls.append("admit")
@@ -58,6 +59,7 @@ class CountingBackend(MemoryQuotaBackend):
 
     async def add_tokens(self, checks: Sequence[Check], tokens: int) -> None:
         self.calls.append("add_tokens")
+        self.charged.append(tokens)
         await super().add_tokens(checks, tokens)
 
 
@@ -186,6 +188,42 @@ async def test_tokens_per_day_from_provider_usage_reset_at_utc_midnight() -> Non
         await host.run("another user", user_id="v")
         clock.advance(23 * 3600)
         await host.run("a new day", user_id="u")
+
+
+async def test_running_turns_overshoot_a_token_budget_by_their_usage_at_most(
+    clock: FakeClock,
+) -> None:
+    """The budget is checked at admission: turns running when it is reached finish and
+    are charged (the overshoot: at most what the running turns spend, and no more turns
+    run at once than ``concurrent_turns``); the next request is refused."""
+    gate, both = asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+
+    async def reply(request: ModelRequest) -> ModelReply:
+        started.append(request.messages[-1].content)
+        if len(started) == 2:
+            both.set()
+        await gate.wait()
+        return ModelReply(text="ok", usage=Usage(input_tokens=60, output_tokens=10, requests=1))
+
+    q, backend = quotas(clock, user=Limits(tokens_per_day=100, concurrent_turns=2))
+    async with host_with(q, clock, FunctionModel(reply)) as host:
+        running = [
+            asyncio.create_task(host.run(f"turn {n}", user_id="u", session_id=f"s{n}"))
+            for n in range(2)
+        ]
+        await both.wait()  # both admitted under the budget (nothing spent yet)
+        with pytest.raises(TooManyConcurrentTurns):  # a third would overshoot further
+            await host.run("third", user_id="u", session_id="s2")
+        gate.set()
+        for task in running:
+            assert (await task).reply == "ok"
+        assert backend.charged == [70, 70]  # 140 of 100: over by what the running turns spent
+        for _ in range(2):
+            with pytest.raises(TokenBudgetExhausted) as refused:
+                await host.run("after the overshoot", user_id="u", session_id="s3")
+            assert refused.value.code == "token_budget_exhausted"
+        await host.run("another user", user_id="v")
 
 
 async def test_tokens_are_estimated_when_the_model_reports_none(clock: FakeClock) -> None:

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from agenthost.usage import MemoryUsageLedger, SQLiteUsageLedger, UsageLedger, UsageRow
+from agenthost.usage import (
+    ERASED_USER,
+    MemoryUsageLedger,
+    SQLiteUsageLedger,
+    UsageLedger,
+    UsageRow,
+)
 from support.services import (
     drop_postgres_schema,
     drop_redis_prefix,
@@ -127,6 +133,84 @@ async def test_concurrent_flushes_of_two_clients_add_up_exactly(ledgers: Ledgers
         ]
         (total,) = await clients[1].query(**ALL)
         assert (total.turns, total.input_tokens) == (280, 2800)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def by_tenant_and_user(rows: list[UsageRow]) -> dict[tuple[str | None, str | None], int]:
+    return {(r.tenant_id, r.user_id): r.input_tokens for r in rows}
+
+
+async def test_erasing_a_user_folds_their_rows_into_the_tenants_erased_user(
+    ledgers: Ledgers,
+) -> None:
+    writer, eraser = ledgers.make(), ledgers.make()  # two processes
+    for client in (writer, eraser):
+        await client.open()
+    try:
+        await writer.add(
+            [
+                row("2024-03-01", "acme", "alice"),
+                row("2024-03-01", "acme", "alice", model="n", turns=2),
+                row("2024-03-02", "acme", "alice", turns=3),
+                row("2024-03-01", "acme", "bob"),
+                row("2024-03-01", "acme", "alice-smith"),  # a prefix of no concern
+                row("2024-03-01", "other", "alice", turns=4),  # another tenant's alice
+                row("2024-03-01", "acme", ERASED_USER),  # erased before
+            ],
+            batch="before",
+        )
+        tenants = await eraser.query(**ALL, group_by=["tenant_id"])
+        await eraser.erase_user(tenant_id="acme", user_id="alice")
+        assert await eraser.query(**ALL, group_by=["tenant_id"]) == tenants  # exact totals
+        assert by_tenant_and_user(await eraser.query(**ALL, group_by=["tenant_id", "user_id"])) == {
+            ("acme", ERASED_USER): 10 + 60,
+            ("acme", "alice-smith"): 10,
+            ("acme", "bob"): 10,
+            ("other", "alice"): 40,
+        }
+        erased = await eraser.query(**ALL, user_id=ERASED_USER, group_by=["day", "model"])
+        assert [(r.day, r.model, r.turns) for r in erased] == [
+            ("2024-03-01", "m", 2),
+            ("2024-03-01", "n", 2),
+            ("2024-03-02", "m", 3),
+        ]
+        assert await writer.query(**ALL, tenant_id="acme", user_id="alice") == []
+        # what the other process counted for alice and flushes after the erasure: fenced
+        await writer.add(
+            [row("2024-03-02", "acme", "alice", turns=5), row("2024-03-02", "acme", "bob")],
+            batch="after",
+        )
+        assert by_tenant_and_user(
+            await writer.query(**ALL, tenant_id="acme", group_by=["tenant_id", "user_id"])
+        ) == {("acme", ERASED_USER): 120, ("acme", "alice-smith"): 10, ("acme", "bob"): 20}
+        await eraser.erase_user(tenant_id="acme", user_id=ERASED_USER)  # changes nothing
+        (total,) = await eraser.query(**ALL)
+        assert (total.turns, total.input_tokens) == (19, 190)
+    finally:
+        for client in (writer, eraser):
+            await client.close()
+
+
+async def test_an_erasure_racing_flushes_leaves_no_trace_of_the_user(ledgers: Ledgers) -> None:
+    clients = [ledgers.make(), ledgers.make(), ledgers.make()]
+    for client in clients:
+        await client.open()
+    try:
+
+        async def flush(n: int) -> None:
+            rows = [row("2024-07-01", "t", "gone", turns=1), row("2024-07-01", "t", "kept")]
+            await clients[n % 2].add(rows, batch=f"race-{n}")
+
+        async def erase() -> None:  # started after half of the flushes
+            await clients[2].erase_user(tenant_id="t", user_id="gone")
+
+        await asyncio.gather(
+            *(flush(n) for n in range(20)), erase(), *(flush(n) for n in range(20, 40))
+        )
+        by_user = await clients[0].query(**ALL, group_by=["user_id"])
+        assert [(r.user_id, r.turns) for r in by_user] == [(ERASED_USER, 40), ("kept", 40)]
     finally:
         for client in clients:
             await client.close()

@@ -11,9 +11,11 @@ import asyncio
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from agenthost.usage import ERASED_USER
 from support.processes import ServeProcess, launch, opened
 from support.services import redis_url, unique, with_query
 
@@ -224,3 +226,77 @@ async def test_migrate_creates_the_quota_and_usage_tables(pg_url: str) -> None:
     finally:
         await backend.close()
         await ledger.close()
+
+
+async def spent(store_url: str, users: list[str]) -> tuple[int, int, int]:
+    """Turns, input and output tokens of ``users`` (tenant default), from their runs."""
+    store = await opened(store_url)
+    try:
+        runs = [
+            run
+            for user in users
+            for record in await store.sessions(tenant_id="default", user_id=user)
+            for run in await store.runs(record.key, limit=1000)
+        ]
+    finally:
+        await store.close()
+    return (
+        len(runs),
+        sum(r.usage.input_tokens for r in runs),
+        sum(r.usage.output_tokens for r in runs),
+    )
+
+
+async def test_an_erased_user_leaves_the_usage_ledger_and_the_tenant_totals_stand(
+    pg_url: str, servers: list[ServeProcess], tmp_path: Path
+) -> None:
+    processes = await launch(servers, tmp_path, 2, "--store", pg_url)
+    first, second = (p.url for p in processes)
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+
+        async def turn(url: str, user: str, n: int) -> None:
+            body = {"message": f"My name is {user} {n}", "user_id": user, "session_id": f"s{n}"}
+            response = await client.post(f"{url}/v1/chat", json=body)
+            assert response.status_code == 200, response.text
+
+        async def by_user(url: str) -> tuple[dict[str, Any], dict[str, int]]:
+            """The tenant's totals and turns per user, read through ``url``."""
+            params = {"tenant_id": "default", "group_by": "user_id"}
+            response = await client.get(f"{url}/v1/usage", params=params)
+            assert response.status_code == 200, response.text
+            report = response.json()
+            return report["totals"], {g["user_id"]: g["turns"] for g in report["groups"]}
+
+        async def settled(url: str, turns: int) -> tuple[dict[str, Any], dict[str, int]]:
+            """The report once every process has flushed ``turns`` turns (each does every
+            second), never showing the erased user on the way."""
+            deadline = asyncio.get_running_loop().time() + DEADLINE
+            while True:
+                totals, users = await by_user(url)
+                if erased:
+                    assert "dan" not in users, users
+                if totals["turns"] == turns:
+                    return totals, users
+                assert asyncio.get_running_loop().time() < deadline, (totals, users)
+                await asyncio.sleep(0.2)
+
+        erased = False
+        await asyncio.gather(
+            *(turn(first if n % 2 else second, "dan", n) for n in range(6)),
+            *(turn(second, "eve", n) for n in range(4)),
+        )
+        _, users = await settled(second, 10)
+        assert users == {"dan": 6, "eve": 4}
+        await turn(second, "dan", 6)  # counted by the second process, not flushed yet
+        expected = await spent(pg_url, ["dan", "eve"])  # what the run records say
+        erase = await client.delete(f"{first}/v1/users/dan")
+        assert erase.status_code == 200, erase.text
+        erased = True
+        totals, users = await settled(second, 11)  # the late count lands as "(erased)" too
+        assert users == {ERASED_USER: 7, "eve": 4}
+        assert (totals["turns"], totals["input_tokens"], totals["output_tokens"]) == expected
+        assert await by_user(first) == (totals, users)
+        own = await client.get(f"{first}/v1/usage", headers={"X-User-Id": "dan"})
+        assert own.json()["totals"]["turns"] == 0  # nothing left under dan's name
+        export = await client.get(f"{second}/v1/users/dan/export")
+        assert export.json()["sessions"] == []

@@ -5,6 +5,7 @@ tasks included), the admin routes and ``/metrics``; on a real ``agenthost serve`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import openai
 import pytest
 
 from agenthost import Agent, Host, Limits, Quotas, UsageMeter
+from agenthost.protocols.a2a_mapping import QUOTA_EXCEEDED_CODE
 from support.a2a_rpc import A2A, V03, V10, Family, conformance_agent, text
 from support.agents import AGENT
 from support.clock import FakeClock
@@ -178,18 +180,18 @@ def test_admins_set_and_remove_overrides(limited: Server) -> None:
 # -- A2A: background tasks hold a turn; a refusal is the request's JSON-RPC error ------
 
 
-@pytest.fixture
-async def a2a() -> AsyncIterator[A2A]:
+@asynccontextmanager
+async def a2a_with(limits: Limits) -> AsyncIterator[A2A]:
+    """An in-process app on a memory store whose every user has ``limits``."""
     from agenthost.server import create_app
     from agenthost.settings import Settings
 
     clock = FakeClock(1_000.0)
-    quotas = Quotas(user=Limits(concurrent_turns=1))
     host = Host(
         Agent(name=conformance_agent.name, model=conformance_agent.model),
         clock=clock,
         cleanup_interval=None,
-        quotas=quotas,
+        quotas=Quotas(user=limits),
         usage=UsageMeter(flush_interval=0),
     )
     app = create_app(Settings.load({"store": "memory://"}), host=host)
@@ -199,6 +201,85 @@ async def a2a() -> AsyncIterator[A2A]:
         httpx.AsyncClient(transport=transport, base_url="http://a2a.test") as http,
     ):
         yield A2A(http, app, clock)
+
+
+@pytest.fixture
+async def a2a() -> AsyncIterator[A2A]:
+    async with a2a_with(Limits(concurrent_turns=1)) as endpoint:
+        yield endpoint
+
+
+LIMITS = {  # each limit, and what reaches it for user alice
+    "rate_limited": Limits(requests_per_minute=1),
+    "too_many_concurrent_turns": Limits(concurrent_turns=1),
+    "token_budget_exhausted": Limits(tokens_per_day=1),
+}
+HOW = ("send", "stream", "background")
+
+
+async def reach(endpoint: A2A, code: str) -> None:
+    """Bring alice to the limit ``code`` names (see :data:`LIMITS`)."""
+    if code == "too_many_concurrent_turns":
+        await endpoint.working()  # holds alice's one turn
+    else:
+        await endpoint.send(text("hi"))  # one request, and some tokens spent
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("code", LIMITS)
+@pytest.mark.parametrize("family", [V10, V03], ids=lambda f: f.name)
+async def test_a2a_refuses_each_limit_with_one_documented_error_in_both_versions(
+    family: Family, code: str, how: str
+) -> None:
+    async with a2a_with(LIMITS[code]) as endpoint:
+        await reach(endpoint, code)
+        params: dict[str, Any] = {"message": family.message(text("one more"))}
+        if how == "background":  # v1.0 returnImmediately, v0.3 blocking: false
+            params["configuration"] = (
+                {"blocking": False} if family.v03 else {"returnImmediately": True}
+            )
+        method = family.stream if how == "stream" else family.send
+        error = await endpoint.error(method, params)
+        assert error["code"] == QUOTA_EXCEEDED_CODE == -32029
+        details = family.details(error)
+        assert details["code"] == code and details["scope"] == "user"
+        assert details["limit"] == 1 and isinstance(details["retryAfter"], int)
+        assert details["retryAfter"] >= 1
+        if not family.v03:
+            assert error["data"][0]["reason"] == "RESOURCE_EXHAUSTED"
+        listed = await endpoint.result("ListTasks", {})
+        assert len(listed["tasks"]) == 1  # the refused request left no task
+        assert await endpoint.result(family.send, params, user="bob")  # bob has his own
+
+
+@pytest.mark.parametrize("face", ["openai", "openai-stream", "chat", "v1-chat"])
+@pytest.mark.parametrize("code", LIMITS)
+async def test_http_faces_refuse_each_limit_with_429_and_the_limit_named(
+    code: str, face: str
+) -> None:
+    async with a2a_with(LIMITS[code]) as endpoint:
+        await reach(endpoint, code)
+        alice = {"X-User-Id": "alice"}
+        if face.startswith("openai"):  # the SDK reads 429 as RateLimitError (see above)
+            body = {
+                "model": conformance_agent.name,
+                "messages": [{"role": "user", "content": "one more"}],
+                "stream": face == "openai-stream",
+            }
+            response = await endpoint.http.post("/v1/chat/completions", json=body, headers=alice)
+            error = response.json()["error"]
+            kind = "insufficient_quota" if code == "token_budget_exhausted" else "rate_limit_error"
+            assert (error["type"], error["param"]) == (kind, None)  # OpenAI's shape
+        else:
+            path, body = ("/chat", {"user_id": "alice"}) if face == "chat" else ("/v1/chat", {})
+            response = await endpoint.http.post(
+                path, json={**body, "message": "one more"}, headers=alice
+            )
+            error = response.json()["error"]
+            assert "type" not in error  # our own shape
+        assert response.status_code == 429
+        assert error["code"] == code and "limit of 1" in error["message"]
+        assert int(response.headers["retry-after"]) >= 1
 
 
 @pytest.mark.parametrize("family", [V10, V03], ids=lambda f: f.name)
@@ -211,7 +292,7 @@ async def test_a2a_background_tasks_count_as_running_turns(a2a: A2A, family: Fam
     error = await a2a.error(family.send, params)
     details = family.details(error)
     assert details["code"] == "too_many_concurrent_turns" and details["retryAfter"] == 1
-    assert error["code"] == (-32603 if family.v03 else -32029)  # v0.3 knows no such code
+    assert error["code"] == -32029  # the same code in both versions
     assert "concurrent turns" in error["message"]
     other = await a2a.result(family.send, params, user="bob")  # bob has his own limit
     assert other

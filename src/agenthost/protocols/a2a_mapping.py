@@ -332,9 +332,13 @@ def error_note(error: str, *, task_id: str, context_id: str) -> A2AMessage:
 
 
 class QuotaExceededError(A2AError):
-    """A quota refused the request: JSON-RPC error :data:`QUOTA_EXCEEDED_CODE`; its
-    ``data`` names the limit (``code``: ``rate_limited``...) and ``retryAfter`` (seconds).
-    A2A defines no such error; v0.3 clients get it as -32603 with the same ``data``."""
+    """A quota refused the request: JSON-RPC error :data:`QUOTA_EXCEEDED_CODE` in both
+    protocol versions; its details name the limit (``code``: ``rate_limited``,
+    ``too_many_concurrent_turns``, ``token_budget_exhausted``, ``too_many_live_sessions``)
+    and ``retryAfter`` (whole seconds, as HTTP's ``Retry-After``), with ``limit`` and
+    ``scope`` (``user`` or ``tenant``). v1.0 carries them as the metadata of a
+    ``google.rpc.ErrorInfo`` (reason ``RESOURCE_EXHAUSTED``) in ``data``; v0.3 as ``data``
+    itself."""
 
     message = "A quota was exceeded"
 
@@ -352,6 +356,14 @@ def _register_quota_error() -> None:
     errors.JSON_RPC_ERROR_CODE_MAP.setdefault(QuotaExceededError, QUOTA_EXCEEDED_CODE)
     errors.A2A_ERROR_REASONS.setdefault(QuotaExceededError, "RESOURCE_EXHAUSTED")
     response_helpers.EXCEPTION_MAP.setdefault(QuotaExceededError, JSONRPCError)
+    # The v0.3 layer turns every code v0.3 did not define into -32603 (internal error),
+    # which tells a client nothing it can act on: let ours through (JSON-RPC leaves
+    # -32000..-32099 to the server, in any version).
+    # the dispatcher first: importing the adapter alone is an import cycle in the SDK
+    from a2a.server.routes import jsonrpc_dispatcher  # noqa: F401, I001
+    from a2a.compat.v0_3 import jsonrpc_adapter
+
+    jsonrpc_adapter._V03_ERROR_CODES = jsonrpc_adapter._V03_ERROR_CODES | {QUOTA_EXCEEDED_CODE}
 
 
 _register_quota_error()
@@ -360,8 +372,10 @@ _register_quota_error()
 def to_a2a_error(exc: AgentHostError) -> A2AError:
     """agenthost's errors as JSON-RPC errors: bad input -> invalid params, unknown -> not
     found, a refused quota -> :class:`QuotaExceededError`."""
-    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
-        data: dict[str, Any] = {"code": exc.code, "retryAfter": max(1, math.ceil(exc.retry_after))}
+    if isinstance(exc, QuotaExceeded) and exc.code != QuotaExceeded.code:  # a named limit
+        data: dict[str, Any] = {"code": exc.code}
+        if exc.retry_after is not None:
+            data["retryAfter"] = max(1, math.ceil(exc.retry_after))
         if exc.limit is not None:
             data["limit"] = exc.limit
         if exc.scope is not None:

@@ -11,6 +11,11 @@ store                        ledger
 ``redis://...``              :class:`RedisUsageLedger`: a hash per tenant and day
 ``memory://``                :class:`MemoryUsageLedger`: in this process
 ===========================  ==========================================================
+
+Erasing a user (:func:`erase_user_usage`) keeps the tenant's totals and drops the
+user's identity: their rows are added to those of the user id ``(erased)`` of the
+tenant (:data:`ERASED_USER`), and what is still added for them in the next
+:data:`ERASURE_FENCE` seconds too.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from agenthost.usage.meter import UsageMeter
 from agenthost.usage.rows import (
     COUNTERS,
     DIMENSIONS,
+    ERASED_USER,
+    ERASURE_FENCE,
     Dimension,
     UsageLedger,
     UsageRow,
@@ -46,9 +53,17 @@ def open_ledger(store_url: str) -> UsageLedger:
     return MemoryUsageLedger()
 
 
+async def erase_user_usage(meter: UsageMeter | None, *, tenant_id: str, user_id: str) -> None:
+    """Remove a user from the usage ledger (see :meth:`UsageLedger.erase_user`)."""
+    if meter is not None:
+        await meter.ledger.erase_user(tenant_id=tenant_id, user_id=user_id)
+
+
 __all__ = [
     "COUNTERS",
     "DIMENSIONS",
+    "ERASED_USER",
+    "ERASURE_FENCE",
     "Dimension",
     "MemoryUsageLedger",
     "PostgresUsageLedger",
@@ -57,6 +72,7 @@ __all__ = [
     "UsageMeter",
     "UsageRow",
     "check_group_by",
+    "erase_user_usage",
     "open_ledger",
     "utc_day",
 ]

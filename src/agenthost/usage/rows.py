@@ -15,6 +15,14 @@ COUNTERS = ("turns", "errors", "input_tokens", "output_tokens")
 
 Key = tuple[str, str, str, str, str]  # day, tenant, user, agent, model
 
+ERASED_USER = "(erased)"
+"""The user id under which a tenant's usage of erased users is kept (see
+:meth:`UsageLedger.erase_user`)."""
+ERASURE_FENCE = 3600.0
+"""Seconds after an erasure during which usage added for the erased user is kept under
+:data:`ERASED_USER` too: the counts of turns still running when the user was erased, and
+those other processes had counted and not flushed yet."""
+
 
 @dataclass(slots=True)
 class UsageRow:
@@ -74,6 +82,14 @@ class UsageLedger(Protocol):
         group_by: Sequence[Dimension] = (),
     ) -> list[UsageRow]:
         """Totals of days ``since`` to ``until`` (inclusive, ``YYYY-MM-DD``), grouped."""
+        ...
+
+    async def erase_user(self, *, tenant_id: str, user_id: str) -> None:
+        """Remove the user's identity from the ledger, keeping the tenant's totals exact:
+        add every row of the user to the same (day, agent, model) of
+        :data:`ERASED_USER` in the tenant and delete it, and keep doing so for what is
+        added for the user during :data:`ERASURE_FENCE` seconds (a fence), in one atomic
+        step. Erasing :data:`ERASED_USER` itself changes nothing."""
         ...
 
 

@@ -9,6 +9,16 @@ store's own database (SQLite: the same file, a connection of its own; PostgreSQL
 the URL's ``schema``) and is created on first use (``CREATE TABLE IF NOT
 EXISTS``), unless a PostgreSQL URL says ``migrate=false``. The SQL is shared;
 only the column types differ.
+
+Erasing a user (:meth:`~agenthost.usage.rows.UsageLedger.erase_user`) is one
+transaction: it records a fence in ``usage_erasures`` (tenant, user, until), adds
+each of the user's rows to the ``(erased)`` row of the same tenant, day, agent and
+model, and deletes them. A flush maps the users fenced at that moment to
+``(erased)`` as it writes. The erasure must not interleave with a flush that began
+before its fence was visible: SQLite's write lock (``BEGIN IMMEDIATE``) orders them;
+in PostgreSQL the erasure locks ``usage_daily`` in SHARE ROW EXCLUSIVE mode, which
+waits for the flushes in progress and holds back new ones until it commits (a flush
+takes its snapshot after its locks, so it then sees the fence).
 """
 
 from __future__ import annotations
@@ -21,7 +31,14 @@ from typing import Any
 
 from agenthost.errors import StoreUnavailable
 from agenthost.stores import sql
-from agenthost.usage.rows import COUNTERS, DIMENSIONS, Dimension, UsageRow
+from agenthost.usage.rows import (
+    COUNTERS,
+    DIMENSIONS,
+    ERASED_USER,
+    ERASURE_FENCE,
+    Dimension,
+    UsageRow,
+)
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS usage_daily (
@@ -35,6 +52,10 @@ _INDEX = "CREATE INDEX IF NOT EXISTS usage_daily_day ON usage_daily (day)"
 _BATCHES = (
     "CREATE TABLE IF NOT EXISTS usage_batches (id TEXT PRIMARY KEY, at {real} NOT NULL)",
     "CREATE INDEX IF NOT EXISTS usage_batches_at ON usage_batches (at)",
+)
+_ERASURES = (
+    "CREATE TABLE IF NOT EXISTS usage_erasures (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " until {real} NOT NULL, PRIMARY KEY (tenant_id, user_id))"
 )
 BATCH_DAYS = 1.0
 
@@ -50,23 +71,59 @@ ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
 """
 
 # PostgreSQL: a whole flush in one statement (rows sorted: flushes never deadlock),
-# written only if its batch id is new.
+# written only if its batch id is new; fenced users are written as $11 (``(erased)``).
 UPSERT_MANY = """
 WITH batch AS (
     INSERT INTO usage_batches (id, at) VALUES ($10, extract(epoch FROM clock_timestamp()))
     ON CONFLICT (id) DO NOTHING RETURNING id
+), given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+        AS g (tenant_id, day, user_id, agent, model, turns, errors, input_tokens, output_tokens)
+), fenced AS (
+    SELECT g.tenant_id, g.day,
+        CASE WHEN EXISTS (
+            SELECT 1 FROM usage_erasures e WHERE e.tenant_id = g.tenant_id
+            AND e.user_id = g.user_id AND e.until > extract(epoch FROM clock_timestamp())
+        ) THEN $11::text ELSE g.user_id END AS user_id,
+        g.agent, g.model, g.turns, g.errors, g.input_tokens, g.output_tokens
+    FROM given g
 )
 INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
     turns, errors, input_tokens, output_tokens)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-    $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-WHERE EXISTS (SELECT 1 FROM batch)
+SELECT tenant_id, day, user_id, agent, model, sum(turns)::bigint, sum(errors)::bigint,
+    sum(input_tokens)::bigint, sum(output_tokens)::bigint
+FROM fenced WHERE EXISTS (SELECT 1 FROM batch)
+GROUP BY tenant_id, day, user_id, agent, model
+ORDER BY tenant_id, day, user_id, agent, model
 ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
     turns = u.turns + excluded.turns,
     errors = u.errors + excluded.errors,
     input_tokens = u.input_tokens + excluded.input_tokens,
     output_tokens = u.output_tokens + excluded.output_tokens
 """
+
+# Erasing a user (?1 tenant, ?2 user, ?3 ERASED_USER): fold, then delete.
+FOLD_USER = """
+INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
+    turns, errors, input_tokens, output_tokens)
+SELECT tenant_id, day, CAST(?3 AS TEXT), agent, model,
+    turns, errors, input_tokens, output_tokens
+FROM usage_daily WHERE tenant_id = ?1 AND user_id = ?2
+ORDER BY tenant_id, day, user_id, agent, model
+ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
+    turns = u.turns + excluded.turns,
+    errors = u.errors + excluded.errors,
+    input_tokens = u.input_tokens + excluded.input_tokens,
+    output_tokens = u.output_tokens + excluded.output_tokens
+"""
+DELETE_USER = "DELETE FROM usage_daily WHERE tenant_id = ?1 AND user_id = ?2"
+# ?1 tenant, ?2 user, ?3 until; SQLite passes the time, PostgreSQL asks its clock
+FENCE = """
+INSERT INTO usage_erasures (tenant_id, user_id, until) VALUES (?1, ?2, {until})
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET until = excluded.until
+"""
+FORGET_FENCES = "DELETE FROM usage_erasures WHERE until < {now}"
 
 FORGET_BATCHES = """
 DELETE FROM usage_batches WHERE id IN (
@@ -125,6 +182,13 @@ def _values(row: UsageRow) -> tuple[Any, ...]:
     )
 
 
+def _unfenced(values: tuple[Any, ...], fenced: set[tuple[str, str]]) -> tuple[Any, ...]:
+    """A row's values, its user replaced by ``(erased)`` if the user is fenced."""
+    if (values[0], values[2]) in fenced:
+        return (values[0], values[1], ERASED_USER, *values[3:])
+    return values
+
+
 class SQLiteUsageLedger:
     """Usage in the SQLite store's file, written through a connection of its own."""
 
@@ -143,6 +207,7 @@ class SQLiteUsageLedger:
         conn.execute(_INDEX)
         for statement in _BATCHES:
             conn.execute(statement.format(real="REAL"))
+        conn.execute(_ERASURES.format(real="REAL"))
         return conn
 
     async def _run(self, job: Any) -> Any:
@@ -173,7 +238,12 @@ class SQLiteUsageLedger:
                     "INSERT OR IGNORE INTO usage_batches (id, at) VALUES (?, ?)", (batch, now)
                 ).rowcount
                 if new:
-                    conn.executemany(UPSERT, values)
+                    fenced = set(
+                        conn.execute(
+                            "SELECT tenant_id, user_id FROM usage_erasures WHERE until > ?", (now,)
+                        ).fetchall()
+                    )
+                    conn.executemany(UPSERT, [_unfenced(v, fenced) for v in values])
                     conn.execute(
                         "DELETE FROM usage_batches WHERE at < ?", (now - BATCH_DAYS * 86_400,)
                     )
@@ -196,6 +266,25 @@ class SQLiteUsageLedger:
         statement, params = select(since, until, tenant_id, user_id, group_by)
         records = await self._run(lambda conn: conn.execute(statement, params).fetchall())
         return _rows(records, group_by)
+
+    async def erase_user(self, *, tenant_id: str, user_id: str) -> None:
+        if user_id == ERASED_USER:
+            return
+
+        def erase(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(FORGET_FENCES.format(now="?1"), (now,))
+                conn.execute(FENCE.format(until="?3"), (tenant_id, user_id, now + ERASURE_FENCE))
+                conn.execute(FOLD_USER, (tenant_id, user_id, ERASED_USER))
+                conn.execute(DELETE_USER, (tenant_id, user_id))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(erase)
 
 
 class PostgresUsageLedger:
@@ -241,6 +330,7 @@ class PostgresUsageLedger:
                         await conn.execute(_INDEX)
                         for statement in _BATCHES:
                             await conn.execute(statement.format(real="DOUBLE PRECISION"))
+                        await conn.execute(_ERASURES.format(real="DOUBLE PRECISION"))
 
                     try:
                         await call(pool, create, transaction=True)
@@ -264,7 +354,7 @@ class PostgresUsageLedger:
         pool = await self._ensure_pool()
         ordered = sorted(rows, key=lambda r: _values(r)[:5])
         columns = list(zip(*(_values(r) for r in ordered), strict=True))
-        await call(pool, lambda conn: conn.execute(UPSERT_MANY, *columns, batch))
+        await call(pool, lambda conn: conn.execute(UPSERT_MANY, *columns, batch, ERASED_USER))
         self._flushes += 1
         if self._flushes % 600 == 0:  # now and then: forget old batch ids
             await call(pool, lambda conn: conn.execute(FORGET_BATCHES, BATCH_DAYS * 86_400))
@@ -284,3 +374,21 @@ class PostgresUsageLedger:
         statement, params = select(since, until, tenant_id, user_id, group_by)
         records = await call(pool, lambda conn: conn.fetch(sql.to_postgres(statement), *params))
         return _rows(records, group_by)
+
+    async def erase_user(self, *, tenant_id: str, user_id: str) -> None:
+        from agenthost.stores.postgres import call
+
+        if user_id == ERASED_USER:
+            return
+        pool = await self._ensure_pool()
+        clock = "extract(epoch FROM clock_timestamp())"
+
+        async def erase(conn: Any) -> None:
+            await conn.execute("LOCK TABLE usage_daily IN SHARE ROW EXCLUSIVE MODE")
+            await conn.execute(FORGET_FENCES.format(now=clock))
+            fence = FENCE.format(until=f"{clock} + ?3")
+            await conn.execute(sql.to_postgres(fence), tenant_id, user_id, ERASURE_FENCE)
+            await conn.execute(sql.to_postgres(FOLD_USER), tenant_id, user_id, ERASED_USER)
+            await conn.execute(sql.to_postgres(DELETE_USER), tenant_id, user_id)
+
+        await call(pool, erase, transaction=True)

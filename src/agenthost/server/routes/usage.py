@@ -1,8 +1,21 @@
-"""Usage: ``GET /v1/usage`` (the caller's own) and ``GET /v1/admin/usage`` (any tenant).
+"""Usage: ``GET /v1/usage`` (the caller's own; an admin's: any tenant and user) and
+``GET /v1/admin/usage`` (the admin view alone), one implementation.
+
+Whose usage ``GET /v1/usage`` reports:
+
+- a user credential: its own; ``user_id``/``tenant_id`` (query, or the ``X-User-Id`` /
+  ``X-Tenant-Id`` headers) may only name itself, anything else is 403;
+- a service credential: the one user of its tenant it names (required, as on every
+  route); another tenant is 403;
+- an admin: with ``tenant_id`` and/or ``user_id`` in the query, as ``GET /v1/admin/usage``
+  (a name left out means every one: ``user_id=bob`` is every tenant's bob); with the
+  headers, the user they name (in the admin's tenant unless ``X-Tenant-Id`` says) or
+  every user of the ``X-Tenant-Id``; naming nobody, every tenant.
 
 Days are UTC, ``since`` and ``until`` inclusive (default: the last 30 days).
-``group_by`` is a comma-separated list; the caller's own usage groups by
-``day``, ``agent``, ``model``; an admin's also by ``tenant_id`` and ``user_id``.
+``group_by`` is a comma-separated list of ``day``, ``agent``, ``model``, and for an
+admin also ``tenant_id`` and ``user_id``. Usage of erased users is kept under the
+user id ``(erased)`` of their tenant (see :func:`agenthost.usage.erase_user_usage`).
 """
 
 from __future__ import annotations
@@ -13,9 +26,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from agenthost.errors import InvalidInput, NotFound
+from agenthost.errors import Forbidden, InvalidInput, NotFound
 from agenthost.host import Host
-from agenthost.server.deps import AdminIdentity, CurrentHost, CurrentIdentity
+from agenthost.server.deps import AdminIdentity, CurrentHost, CurrentIdentity, Identity
 from agenthost.server.schemas import ERRORS, ID_PATTERN
 from agenthost.usage import DIMENSIONS, UsageMeter, UsageRow, check_group_by, utc_day
 
@@ -102,31 +115,102 @@ def _group_by(value: str, allowed: tuple[str, ...]) -> list[str]:
     return list(check_group_by(names, allowed))
 
 
-@router.get("/v1/usage", response_model=UsageReport, summary="The caller's usage, by day")
-async def own_usage(
-    host: CurrentHost,
-    identity: CurrentIdentity,
-    since: Day = None,
-    until: Until = None,
-    group_by: Annotated[str, Query(description="day, agent, model (comma-separated)")] = "day",
+def _scope(
+    identity: Identity, tenant_id: str | None, user_id: str | None
+) -> tuple[str | None, str | None]:
+    """The (tenant, user) a caller may read, ``None`` meaning every one (admins only)."""
+    if not identity.admin:
+        who = identity.principal(user_id)  # 403 for another user; 422 if a service names none
+        if tenant_id is not None and tenant_id != who.tenant_id:
+            raise Forbidden("this credential may read usage only in its own tenant")
+        return who.tenant_id, who.user_id
+    if tenant_id is None and user_id is None:  # the headers name whom, as on every route
+        if identity.named_user is not None:
+            who = identity.principal()
+            return who.tenant_id, who.user_id
+        return identity.named_tenant, None
+    if identity.named_user not in (None, user_id) or identity.named_tenant not in (
+        None,
+        tenant_id,
+    ):
+        raise InvalidInput("the query and the X-User-Id / X-Tenant-Id headers disagree")
+    return tenant_id, user_id  # as GET /v1/admin/usage: a name left out is every one
+
+
+async def _usage(
+    host: Host,
+    *,
+    tenant_id: str | None,
+    user_id: str | None,
+    since: dt.date | None,
+    until: dt.date | None,
+    group_by: str,
+    allowed: tuple[str, ...],
 ) -> dict[str, Any]:
-    who = identity.principal()
     meter = _meter(host)
     first, last = _days(host, since, until)
-    groups = _group_by(group_by, OWN_GROUPS)
+    groups = _group_by(group_by, allowed)
     rows = await meter.query(
         since=first,
         until=last,
-        tenant_id=who.tenant_id,
-        user_id=who.user_id,
+        tenant_id=tenant_id,
+        user_id=user_id,
         group_by=groups,  # type: ignore[arg-type]
     )
     return _report(
-        rows, tenant_id=who.tenant_id, user_id=who.user_id, since=first, until=last, group_by=groups
+        rows, tenant_id=tenant_id, user_id=user_id, since=first, until=last, group_by=groups
     )
 
 
 IdQuery = Annotated[str | None, Query(min_length=1, max_length=255, pattern=ID_PATTERN)]
+
+
+@router.get(
+    "/v1/usage",
+    response_model=UsageReport,
+    summary="The caller's usage (an admin's: any tenant or user), grouped",
+)
+async def usage(
+    host: CurrentHost,
+    identity: CurrentIdentity,
+    tenant_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            pattern=ID_PATTERN,
+            description="admins: one tenant (default: every tenant, or the admin's own "
+            "with user_id); others: their own only",
+        ),
+    ] = None,
+    user_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            pattern=ID_PATTERN,
+            description="admins: one user (default: every user); a service: the user it "
+            "acts for; a user: itself only",
+        ),
+    ] = None,
+    since: Day = None,
+    until: Until = None,
+    group_by: Annotated[
+        str,
+        Query(description="day, agent, model; admins also tenant_id, user_id (comma-separated)"),
+    ] = "day",
+) -> dict[str, Any]:
+    tenant, user = _scope(identity, tenant_id, user_id)
+    allowed = DIMENSIONS if identity.admin else OWN_GROUPS
+    return await _usage(
+        host,
+        tenant_id=tenant,
+        user_id=user,
+        since=since,
+        until=until,
+        group_by=group_by,
+        allowed=allowed,
+    )
 
 
 @router.get(
@@ -146,16 +230,12 @@ async def admin_usage(
         str, Query(description="tenant_id, user_id, agent, model, day (comma-separated)")
     ] = "tenant_id",
 ) -> dict[str, Any]:
-    meter = _meter(host)
-    first, last = _days(host, since, until)
-    groups = _group_by(group_by, DIMENSIONS)
-    rows = await meter.query(
-        since=first,
-        until=last,
+    return await _usage(
+        host,
         tenant_id=tenant_id,
         user_id=user_id,
-        group_by=groups,  # type: ignore[arg-type]
-    )
-    return _report(
-        rows, tenant_id=tenant_id, user_id=user_id, since=first, until=last, group_by=groups
+        since=since,
+        until=until,
+        group_by=group_by,
+        allowed=DIMENSIONS,
     )

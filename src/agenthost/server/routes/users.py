@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from agenthost.server.deps import CurrentHost, CurrentIdentity
 from agenthost.server.paths import UserPath
 from agenthost.server.schemas import ERRORS, Deleted, UserExport
+from agenthost.usage import erase_user_usage
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
 
@@ -26,8 +27,13 @@ async def export_user(
 
 
 @router.delete(
-    "/{user_id}", response_model=Deleted, summary="Erase a user: every session and their memory"
+    "/{user_id}",
+    response_model=Deleted,
+    summary="Erase a user: every session, their memory, their name in the usage ledger",
 )
 async def erase_user(user_id: UserPath, host: CurrentHost, identity: CurrentIdentity) -> Deleted:
     who = identity.principal(user_id)
-    return Deleted(deleted=await host.erase_user(tenant_id=who.tenant_id, user_id=who.user_id))
+    deleted = await host.erase_user(tenant_id=who.tenant_id, user_id=who.user_id)
+    # the usage ledger keeps the tenant's totals, under "(erased)" (until Host.erase_user does)
+    await erase_user_usage(host.usage, tenant_id=who.tenant_id, user_id=who.user_id)
+    return Deleted(deleted=deleted)
