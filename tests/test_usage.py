@@ -106,6 +106,23 @@ async def test_turns_errors_and_tokens_per_user_model_and_day() -> None:
     assert (alice.turns, alice.errors, alice.total_tokens) == (2, 1, 11)
 
 
+async def test_erasing_a_user_through_the_host_drops_their_name_not_the_totals() -> None:
+    clock = FakeClock(START)
+    usage = meter(clock)
+    model = FunctionModel(scripted, model_name="scripted")
+    async with Host(Agent(name="helper", model=model), usage=usage, clock=clock) as host:
+        await host.run("hi", user_id="alice")
+        await host.run("hi", user_id="alice", session_id="s2")
+        await host.run("hi", user_id="bob")
+        await host.erase_user(user_id="alice")
+        await host.run("after", user_id="alice")  # within the erasure's fence: not named
+        rows = await usage.query(**ALL, group_by=["user_id"])
+    assert {r.user_id: (r.turns, r.total_tokens) for r in rows} == {
+        "(erased)": (3, 33),
+        "bob": (1, 11),
+    }
+
+
 async def test_a_turn_paused_for_approval_counts_once_with_every_token() -> None:
     clock = FakeClock(START)
     usage = meter(clock)

@@ -39,7 +39,7 @@ from agenthost.stores import SessionStore, open_store
 from agenthost.stores.base import RunRecord, SessionRecord
 from agenthost.turn import Turn, TurnEnv, TurnObserver, new_run_id
 from agenthost.upkeep import upkeep_for
-from agenthost.usage import UsageMeter
+from agenthost.usage import UsageMeter, erase_user_usage
 from agenthost.watch import Watcher, combine
 
 Policy = Literal["queue", "reject"]
@@ -560,8 +560,8 @@ class Host:
         session_id: str | AllSessions = DEFAULT_ID,
         tenant_id: str = DEFAULT_ID,
     ) -> int:
-        """Erase one session, or every session and the memory of a user
-        (``session_id=ALL_SESSIONS``, as :meth:`erase_user`); return sessions deleted.
+        """Erase one session, or every session, the memory and the usage-ledger name of a
+        user (``session_id=ALL_SESSIONS``, as :meth:`erase_user`); return sessions deleted.
 
         Erasure is immediate and final: it does not wait for a running turn, which is
         refused at its next write (it ends with ``SessionErased``); no process that
@@ -571,7 +571,10 @@ class Host:
         validate_id(user_id, "user_id")
         one = None if isinstance(session_id, AllSessions) else validate_id(session_id, "session_id")
         await self.start()
-        return await self.runtime.erase(tenant_id=tenant_id, user_id=user_id, session_id=one)
+        deleted = await self.runtime.erase(tenant_id=tenant_id, user_id=user_id, session_id=one)
+        if one is None:  # the usage ledger keeps the tenant's totals, under "(erased)"
+            await erase_user_usage(self.usage, tenant_id=tenant_id, user_id=user_id)
+        return deleted
 
     async def erase_user(self, *, user_id: str, tenant_id: str = DEFAULT_ID) -> int:
         """Erase everything stored about a user: every session and their memory."""

@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from agenthost.server.deps import CurrentHost, CurrentIdentity
 from agenthost.server.paths import UserPath
 from agenthost.server.schemas import ERRORS, Deleted, UserExport
-from agenthost.usage import erase_user_usage
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
 
@@ -34,6 +33,4 @@ async def export_user(
 async def erase_user(user_id: UserPath, host: CurrentHost, identity: CurrentIdentity) -> Deleted:
     who = identity.principal(user_id)
     deleted = await host.erase_user(tenant_id=who.tenant_id, user_id=who.user_id)
-    # the usage ledger keeps the tenant's totals, under "(erased)" (until Host.erase_user does)
-    await erase_user_usage(host.usage, tenant_id=who.tenant_id, user_id=who.user_id)
     return Deleted(deleted=deleted)
