@@ -87,3 +87,49 @@ async def test_no_deadline_by_default_in_the_library() -> None:
         turn.cancel()
         with pytest.raises(asyncio.CancelledError):
             await turn
+
+
+class StreamingModel:
+    """Streams "one " at once, then "two" after the consumer asked for more."""
+
+    name = "streaming"
+
+    async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
+        from agenthost.models.base import TextChunk
+
+        yield TextChunk("one ")
+        yield TextChunk("two")
+
+
+async def test_a_deadline_passing_while_the_consumer_holds_a_chunk_ends_the_turn() -> None:
+    """The deadline fires while the caller is busy with the first delta (nothing of the
+    model's is awaited then): the turn ends at its next wait, as failed, not later."""
+    async with Host(Agent(model=StreamingModel()), turn_timeout=30) as host:  # type: ignore[arg-type]
+        events = host.stream("hi", time_limit=0.05)
+        first = await anext(events)
+        assert first.to_dict() == {"type": "delta", "text": "one "}
+        await asyncio.sleep(0.2)  # the caller is slow: this is the behaviour under test
+        rest = [event.to_dict() async for event in events]
+        assert [e["type"] for e in rest] == ["error"]  # "two" was never asked of the model
+        assert rest[0]["code"] == "turn_timeout"
+        [run] = await host.runs()
+        assert run.status == "failed" and "deadline" in (run.error or "")
+
+
+async def test_a_cancel_from_elsewhere_is_not_taken_for_the_deadline() -> None:
+    """Cancelling a turn whose model is streaming interrupts it; it is not a timeout."""
+    started = asyncio.Event()
+
+    async def hanging(request: ModelRequest) -> str:
+        started.set()
+        await asyncio.sleep(FOREVER)
+        return "never"
+
+    async with Host(Agent(model=FunctionModel(hanging)), turn_timeout=30) as host:
+        task = asyncio.create_task(host.run("hi"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [run] = await host.runs()
+        assert run.status == "interrupted"

@@ -43,7 +43,6 @@ from agenthost.live import LiveSession
 from agenthost.messages import Message, ToolCall, closing_messages
 from agenthost.models.base import (
     Model,
-    ModelChunk,
     ModelRequest,
     ModelSettings,
     Served,
@@ -92,6 +91,33 @@ class CancelReason(str):
 
 def new_run_id() -> str:
     return "run_" + os.urandom(12).hex()
+
+
+class _Alarm:
+    """The turn's deadline over one model call: one timer for the call, not a timeout per
+    chunk (a streamed reply has hundreds). When it fires while a chunk is awaited it
+    cancels that wait (:meth:`ours` then tells that cancellation from any other); when it
+    fires while the consumer holds a chunk, the call ends before the next wait."""
+
+    __slots__ = ("cancelled", "cancelling", "fired", "handle", "task", "waiting")
+
+    def __init__(self, deadline: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.waiting = True
+        self.fired = self.cancelled = False
+        self.handle = asyncio.get_running_loop().call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self.waiting:
+            self.cancelled = True
+            self.task.cancel()
+
+    def ours(self) -> bool:
+        return self.cancelled and self.task.uncancel() <= self.cancelling
 
 
 class Turn:
@@ -341,19 +367,37 @@ class Turn:
             began = time.perf_counter()
             self.answered = self.model.name
             chunks = self.model.stream(request)
-            if self.deadline is not None:
-                chunks = self.bounded(chunks)
-            async for chunk in chunks:
-                kind = type(chunk)
-                if kind is TextChunk:
-                    parts.append(chunk.text)  # type: ignore[union-attr]
-                    yield Delta(chunk.text, speaker)  # type: ignore[union-attr]
-                elif kind is ToolCall:
-                    calls.append(chunk)  # type: ignore[arg-type]
-                elif kind is Served:
-                    self.answered = chunk.model  # type: ignore[union-attr]
-                else:
-                    self.usage.add(chunk)  # type: ignore[arg-type]
+            alarm = None if self.deadline is None else _Alarm(self.deadline)
+            try:
+                async for chunk in chunks:
+                    if alarm is not None:
+                        alarm.waiting = False
+                    kind = type(chunk)
+                    if kind is TextChunk:
+                        parts.append(chunk.text)  # type: ignore[union-attr]
+                        yield Delta(chunk.text, speaker)  # type: ignore[union-attr]
+                    elif kind is ToolCall:
+                        calls.append(chunk)  # type: ignore[arg-type]
+                    elif kind is Served:
+                        self.answered = chunk.model  # type: ignore[union-attr]
+                    else:
+                        self.usage.add(chunk)  # type: ignore[arg-type]
+                    if alarm is not None:
+                        if alarm.fired:  # while the consumer held the chunk
+                            raise self.expired()
+                        alarm.waiting = True
+            except BaseException as exc:
+                if alarm is None:
+                    raise
+                alarm.handle.cancel()
+                close = getattr(chunks, "aclose", None)
+                if close is not None:
+                    await close()
+                if isinstance(exc, asyncio.CancelledError) and alarm.ours():
+                    raise self.expired() from None
+                raise
+            if alarm is not None:
+                alarm.handle.cancel()
             if observer is not None:
                 observer.model_called(self.answered, time.perf_counter() - began, agent.name)
             text = "".join(parts)
@@ -429,49 +473,6 @@ class Turn:
             yield ApprovalRequired(call, self.run.run_id)
         self.finished()
         yield Done(self.result("", pending))
-
-    async def bounded(self, chunks: AsyncIterator[ModelChunk]) -> AsyncIterator[ModelChunk]:
-        """The model's chunks, each awaited within the turn's deadline.
-
-        One timer for the whole model call, not a timeout per chunk (a streamed reply has
-        hundreds): when it fires while a chunk is awaited, it cancels that wait; when it
-        fires while the consumer holds a chunk, the next wait ends the call instead.
-        """
-        assert self.deadline is not None
-        task = asyncio.current_task()
-        assert task is not None
-        iterator = aiter(chunks)
-        cancelling = task.cancelling()
-        waiting = fired = False
-
-        def expire() -> None:
-            nonlocal fired
-            fired = True
-            if waiting:
-                task.cancel()
-
-        timer = asyncio.get_running_loop().call_at(self.deadline, expire)
-        try:
-            while True:
-                if fired:
-                    raise self.expired()
-                waiting = True
-                try:
-                    chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    if fired and task.uncancel() <= cancelling:  # our cancel, no one else's
-                        raise self.expired() from None
-                    raise
-                finally:
-                    waiting = False
-                yield chunk
-        finally:
-            timer.cancel()
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
 
     # -- hand-offs (see agenthost.handoffs) --------------------------------------------
 
