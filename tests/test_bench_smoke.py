@@ -222,3 +222,30 @@ async def test_b8_quota_variants_report_their_added_latency() -> None:
     assert set(results) == {"no quotas", "other tenant limited"}
     assert results["no quotas"]["added_p50_us"] == 0
     assert all(m["p50_us"] > 0 and m["p99_us"] >= m["p50_us"] for m in results.values())
+
+
+def test_the_durable_floor_commits_each_turn_as_agenthost_would(tmp_path: Path) -> None:
+    """B5's durable floor: two transactions per request, in agenthost's own schema."""
+    import sqlite3
+    import urllib.request
+
+    from agenthost_bench import http
+
+    with http.floor_serving(1, tmp_path, durable=True) as url:
+        for turn in range(3):
+            body = json.dumps({"user_id": "u1", "message": f"turn {turn}"}).encode()
+            request = urllib.request.Request(
+                f"{url}/v1/chat", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert json.loads(response.read()) == {
+                    "user_id": "u1",
+                    "reply": f"You said: turn {turn}",
+                }
+    with sqlite3.connect(tmp_path / "floor.db") as conn:
+        rows = conn.execute(
+            "SELECT seq, role FROM messages WHERE user_id = 'u1' ORDER BY seq"
+        ).fetchall()
+        runs = conn.execute("SELECT status FROM runs").fetchall()
+    assert rows == [(n + 1, "user" if n % 2 == 0 else "assistant") for n in range(6)]
+    assert runs == [("completed",)] * 3

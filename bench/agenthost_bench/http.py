@@ -152,28 +152,35 @@ def _erase_users(url: str, prefix: str, users: int) -> None:
 
 
 @contextlib.contextmanager
-def floor_serving(workers: int, directory: Path) -> Iterator[str]:
+def floor_serving(workers: int, directory: Path, *, durable: bool = False) -> Iterator[str]:
     from agenthost_bench import floor
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    with floor.serving(port, workers, directory) as process:
+    with floor.serving(port, workers, directory, durable=durable) as process:
         _wait_ready(url, process)
         yield url
 
 
+def _floor(workers: int, options: Options, *, durable: bool) -> Metrics:
+    with (
+        tempfile.TemporaryDirectory(prefix="agenthost-bench-floor-") as tmp,
+        floor_serving(workers, Path(tmp), durable=durable) as url,
+    ):
+        return load(url, options, verify=False)
+
+
 def _with_floor(results: Results, options: Options) -> Results:
-    """Measure the bare ASGI floor beside each variant; add the ratios."""
+    """Measure the bare ASGI floor and the durable floor (the same app committing a
+    turn's two SQLite transactions) beside each variant; add the ratios."""
     for label, workers in WORKERS.items():
-        with (
-            tempfile.TemporaryDirectory(prefix="agenthost-bench-floor-") as tmp,
-            floor_serving(workers, Path(tmp)) as url,
-        ):
-            floor = results[f"floor, {label}"] = load(url, options, verify=False)
+        floor = results[f"floor, {label}"] = _floor(workers, options, durable=False)
+        durable = results[f"durable floor, {label}"] = _floor(workers, options, durable=True)
         ours = results[label]
         results[f"ratio, {label}"] = {
             "turns_per_s_ratio": ours["turns_per_s"] / floor["turns_per_s"],
             "p99_ratio": ours["p99_ms"] / floor["p99_ms"] if floor["p99_ms"] else 0.0,
+            "durable_ratio": ours["turns_per_s"] / durable["turns_per_s"],
         }
     return results
 

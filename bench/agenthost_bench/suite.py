@@ -113,7 +113,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "B5",
         "HTTP end to end: agenthost serve on SQLite, 64 connections, 1,000 users; "
-        "beside a bare ASGI app on the same uvicorn (the floor)",
+        "beside a bare ASGI app on the same uvicorn (the floor) and the same app committing "
+        "a turn's two SQLite transactions (the durable floor)",
         _http("sqlite"),
         (
             Target("2 workers", "turns_per_s", ">=", 1500, ">= 1,500 turns/s with 2 workers"),
