@@ -249,3 +249,15 @@ def test_the_durable_floor_commits_each_turn_as_agenthost_would(tmp_path: Path) 
         runs = conn.execute("SELECT status FROM runs").fetchall()
     assert rows == [(n + 1, "user" if n % 2 == 0 else "assistant") for n in range(6)]
     assert runs == [("completed",)] * 3
+
+
+def test_b12_streams_turns_and_reports_first_delta_and_per_delta_costs() -> None:
+    from agenthost_bench import streaming
+
+    results = streaming.run(turns=3)
+    assert set(results) == {"1 delta", f"{streaming.WORDS} deltas", "per delta"}
+    for series in ("1 delta", f"{streaming.WORDS} deltas"):
+        figures = results[series]
+        assert figures["turns"] == 3
+        assert 0 < figures["first_delta_p50_ms"] <= figures["turn_p50_ms"]
+    assert set(results["per delta"]) == {"server_cpu_us_per_delta", "wall_us_per_delta"}

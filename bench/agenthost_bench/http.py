@@ -65,6 +65,16 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.
 @contextlib.contextmanager
 def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
     """Run ``agenthost serve`` in the background; yield its base URL."""
+    with serving_process(store, workers, directory) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def serving_process(
+    store: str, workers: int, directory: Path, *, agent: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``agenthost serve`` in the background (the offline model, or ``agent``, an import
+    path under ``bench/``); yield its base URL and its process."""
     port = _free_port()
     command = [
         sys.executable,
@@ -79,14 +89,14 @@ def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
         str(workers),
         "--store",
         store,
-        "--model",
-        "offline",
+        *(["--agent", agent] if agent else ["--model", "offline"]),
         "--auth",
         "none",
         "--log-level",
         "warning",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
+    _, module_env = python_module("http")  # bench/ importable by the server, for ``agent``
+    env = {k: v for k, v in module_env.items() if not k.startswith("AGENTHOST_")}
     log = (directory / "server.log").open("wb")
     process = subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
@@ -97,7 +107,7 @@ def serving(store: str, workers: int, directory: Path) -> Iterator[str]:
             log.flush()
             tail = (directory / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{exc}; server log:\n{tail}") from None
-        yield url
+        yield url, process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

@@ -22,6 +22,7 @@ class Options:
     http_warmup: float = 2.0
     http_connections: int = 64
     http_users: int = 1000
+    sse_turns: int = 300  # B12: streamed turns per series
 
     @classmethod
     def make(cls, *, quick: bool, postgres: str | None = None, redis: str | None = None) -> Options:
@@ -35,5 +36,6 @@ class Options:
                 b4_touched=10_000,
                 http_seconds=4.0,
                 http_warmup=1.0,
+                sse_turns=60,
             )
         return cls(postgres=postgres, redis=redis)

@@ -1,4 +1,4 @@
-"""The suite: workloads B1-B8, their targets, repetitions and medians."""
+"""The suite: workloads B1-B12, their targets, repetitions and medians."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agenthost_bench import http, inprocess, memory, quotas, recall
+from agenthost_bench import http, inprocess, memory, quotas, recall, streaming
 from agenthost_bench.inprocess import Results, Scale
 from agenthost_bench.options import Options
 
@@ -187,6 +187,13 @@ WORKLOADS: tuple[Workload, ...] = (
         "in Redis (and a turn lease; --redis URL), in PostgreSQL (--postgres URL)",
         lambda o: asyncio.run(quotas.b8(o.scale, o.redis, o.postgres)),
         (Target("other tenant limited", "added_p50_us", "<", 10, "others' limits: < 10 us added"),),
+    ),
+    Workload(
+        "B12",
+        "streamed turns over HTTP (SSE), agenthost serve on SQLite: time to the first delta; "
+        f"server CPU and time per delta (1 vs {streaming.WORDS} deltas)",
+        lambda o: streaming.run(o.sse_turns),
+        skip=_http_skip,
     ),
 )
 

@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -33,9 +34,17 @@ log = logging.getLogger("agenthost.server")
 Encoder = Callable[[Any], bytes]
 
 
+def payload(data: dict[str, Any]) -> bytes:
+    """Compact JSON, UTF-8 as is (orjson; Python's json for what orjson refuses, such as
+    integers over 64 bits a tool returned)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def frame(event_type: str, data: dict[str, Any]) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event_type}\ndata: {payload}\n\n".encode()
+    return b"event: %s\ndata: %s\n\n" % (event_type.encode(), payload(data))
 
 
 def encode_event(event: Event) -> bytes:
