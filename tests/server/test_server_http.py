@@ -89,6 +89,7 @@ def wait_for_interrupted(client: httpx.Client, user: str, session: str) -> None:
         last = page.json()["messages"][-1]
         if last["role"] == "assistant":
             return
+        time.sleep(0.02)  # polling a condition with a deadline, not synchronisation
     raise AssertionError("the interrupted turn was never closed")
 
 
