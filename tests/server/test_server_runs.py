@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serverkit import make_app, parse_sse
-from test_server_disconnect import LeavingClient, chat_scope
+from test_sse import LeavingClient, chat_scope
 
 from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.coordination.files import FileLockCoordinator
