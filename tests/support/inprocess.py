@@ -33,14 +33,18 @@ from support.serve import API_KEYS, READY_TIMEOUT
 LOGGERS = ("agenthost", "uvicorn.error")
 
 
-def settings_of(args: list[str], *, keyed: bool = False) -> Settings:
+def settings_of(
+    args: list[str], *, keyed: bool = False, secrets: dict[str, str] | None = None
+) -> Settings:
     """The settings ``agenthost serve ARGS`` would run with (``keyed``: with
-    :data:`~support.serve.API_KEYS`, as the real servers get them from the environment)."""
+    :data:`~support.serve.API_KEYS`, and ``secrets`` such as ``jwt_secret``, as real servers
+    get them from the environment)."""
     parser = argparse.ArgumentParser()
     serve.configure(parser)
     overrides = serve.overrides(parser.parse_args(args))
     if keyed:
         overrides["api_keys"] = API_KEYS
+    overrides.update(secrets or {})
     settings = Settings.load(overrides)
     settings.check()
     return settings
@@ -49,9 +53,16 @@ def settings_of(args: list[str], *, keyed: bool = False) -> Settings:
 class InProcessServer:
     """``with InProcessServer(args) as server:`` serves on ``server.url`` until the block ends."""
 
-    def __init__(self, args: list[str], *, keyed: bool = False, agent: str | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        keyed: bool = False,
+        agent: str | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
         self.args = [*args, "--agent", agent] if agent else list(args)
-        self.settings = settings_of(self.args, keyed=keyed)
+        self.settings = settings_of(self.args, keyed=keyed, secrets=secrets)
         self.port = 0
         self._log = io.StringIO()
         self._uvicorn: uvicorn.Server | None = None
