@@ -1,4 +1,4 @@
-"""Who may touch whose sessions, over HTTP against a real server in api-keys mode.
+"""Who may touch whose sessions, over HTTP (TCP, app served in this process), api-keys mode.
 
 Callers: the owner (alice@acme), another user of the same tenant (bob@acme),
 a user of another tenant who happens to be called alice too (alice@other), no

@@ -1,4 +1,5 @@
-"""End to end over HTTP against a real ``agenthost serve`` (--auth none, reject policy)."""
+"""End to end over HTTP (real TCP) against the app ``agenthost serve`` runs, served in this
+process (--auth none, reject policy)."""
 
 from __future__ import annotations
 
