@@ -122,6 +122,25 @@ def test_the_demo_runs_in_process(core: Venv) -> None:
     assert "sessions are isolated" in done.stdout
 
 
+def test_chat_one_shot_in_process(core: Venv) -> None:
+    """``agenthost chat`` on the core alone: a message in, the reply out, kept in the store."""
+    store = ["--store", f"sqlite:///{core.workdir / 'chat.db'}"]
+    told = core.run("agenthost", "chat", "--user", "alice", *store, "My name is Alice")
+    assert (told.returncode, told.stdout, told.stderr) == (0, "Nice to meet you, Alice!\n", "")
+    asked = core.run("agenthost", "chat", "--user", "alice", *store, "What is my name?")
+    assert (asked.returncode, asked.stdout) == (0, "Your name is Alice.\n"), asked.stderr
+    other = core.run("agenthost", "chat", "--user", "bob", *store, "What is my name?")
+    assert other.stdout == "I don't know your name yet.\n", other.stderr
+
+
+def test_serve_without_the_server_extra_says_which_to_install(core: Venv) -> None:
+    done = core.run("agenthost", "serve", "--port", "9")
+    assert done.returncode == 2
+    assert one_line(done.stderr).startswith("agenthost serve: ")
+    assert 'pip install "agenthost[server]"' in done.stderr
+    assert done.stdout == ""
+
+
 @pytest.mark.parametrize(
     ("command", "extra"),
     [

@@ -1,4 +1,5 @@
-"""Browser tests: the web console in real headless chromium against real ``agenthost serve``.
+"""Browser tests: the web console in real headless chromium against the app ``agenthost serve``
+runs, served on a loopback port in this process.
 
 One chromium per test session; each test gets a fresh tab (its own sessionStorage).
 A failed test leaves a screenshot, the page's HTML and its console log under
@@ -16,7 +17,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from support.agents import AGENT
 from support.browser import Console, missing, start_chromium
-from support.serve import Server, sqlite_server
+from support.inprocess import InProcessServer, sqlite_in_process
 
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -45,11 +46,11 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 @pytest.fixture
 def console_factory(
     chromium: WebDriver, request: pytest.FixtureRequest
-) -> Iterator[Callable[[Server], Console]]:
+) -> Iterator[Callable[[InProcessServer], Console]]:
     """``console_factory(server)``: a fresh tab on that server's console."""
     consoles: list[Console] = []
 
-    def make(server: Server) -> Console:
+    def make(server: InProcessServer) -> Console:
         chromium.switch_to.new_window("tab")
         console = Console(chromium, server.url)
         consoles.append(console)
@@ -66,13 +67,15 @@ def console_factory(
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     """--auth none on loopback, the test agent (tools, approvals, "slow"), SQLite."""
     tmp: Path = tmp_path_factory.mktemp("console")
-    with sqlite_server(tmp, AGENT, "--models", "offline") as server:
+    with sqlite_in_process(tmp, AGENT, "--models", "offline") as server:
         yield server
 
 
 @pytest.fixture
-def console(console_factory: Callable[[Server], Console], open_server: Server) -> Console:
+def console(
+    console_factory: Callable[[InProcessServer], Console], open_server: InProcessServer
+) -> Console:
     return console_factory(open_server)

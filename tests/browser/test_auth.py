@@ -11,23 +11,24 @@ import pytest
 
 from support.agents import AGENT
 from support.browser import Console
-from support.serve import KEYS, Server, sqlite_server
+from support.inprocess import InProcessServer, sqlite_in_process
+from support.serve import KEYS
 
 SECRET = "console-test-secret-long-enough-for-hs256"
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with sqlite_server(tmp_path_factory.mktemp("keyed"), AGENT, keyed=True) as server:
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    with sqlite_in_process(tmp_path_factory.mktemp("keyed"), AGENT, keyed=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     tmp: Path = tmp_path_factory.mktemp("jwt")
     args = ["--store", f"sqlite:///{tmp / 'agenthost.db'}", "--auth", "jwt"]
-    env = {"AGENTHOST_JWT_SECRET": SECRET}
-    with Server(args, tmp / "server.log", env, AGENT) as server:
+    secrets = {"jwt_secret": SECRET}  # AGENTHOST_JWT_SECRET for a real server
+    with InProcessServer(args, agent=AGENT, secrets=secrets) as server:
         yield server
 
 
@@ -40,7 +41,7 @@ def paste_credential(console: Console, credential: str) -> None:
 
 
 def test_an_api_key_server_refuses_a_wrong_key_clearly_and_keeps_a_good_one_in_the_tab(
-    console_factory: Callable[[Server], Console], keyed_server: Server
+    console_factory: Callable[[InProcessServer], Console], keyed_server: InProcessServer
 ) -> None:
     console = console_factory(keyed_server).open("/")
     banner = console.find("#banner")
@@ -79,7 +80,7 @@ def test_an_api_key_server_refuses_a_wrong_key_clearly_and_keeps_a_good_one_in_t
 
 
 def test_the_dashboard_refuses_a_user_key_clearly_and_works_with_an_admin_key(
-    console_factory: Callable[[Server], Console], keyed_server: Server
+    console_factory: Callable[[InProcessServer], Console], keyed_server: InProcessServer
 ) -> None:
     console = console_factory(keyed_server).open("/dashboard")
     paste_credential(console, KEYS["alice"])
@@ -91,7 +92,7 @@ def test_the_dashboard_refuses_a_user_key_clearly_and_works_with_an_admin_key(
 
 
 def test_a_jwt_pasted_once_names_the_user(
-    console_factory: Callable[[Server], Console], jwt_server: Server
+    console_factory: Callable[[InProcessServer], Console], jwt_server: InProcessServer
 ) -> None:
     claims = {"sub": "carol", "tenant": "acme", "exp": int(time.time()) + 600}
     console = console_factory(jwt_server).open("/")

@@ -11,8 +11,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from support.agents import AGENT
 from support.browser import Console
+from support.inprocess import sqlite_in_process
 from support.nginx import PREFIX, Nginx, Site, nginx_binary
-from support.serve import free_port, sqlite_server, uid
+from support.serve import free_port, uid
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def public_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     nginx_binary()  # or skip
     tmp = tmp_path_factory.mktemp("console-prefix")
     args = ["--root-path", PREFIX, "--forwarded-allow-ips", "127.0.0.1"]
-    with sqlite_server(tmp, AGENT, *args) as server:
+    with sqlite_in_process(tmp, AGENT, *args) as server:
         site = Site(free_port(), server.port, tls=False)
         with Nginx(tmp, [site]):
             yield site.url

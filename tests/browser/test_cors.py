@@ -1,7 +1,7 @@
-"""CORS in a real browser: a page served from a second origin calls the API of a real
-``agenthost serve --cors-origins ...`` (preflights, a streamed turn read as it arrives, the
-exposed request id, a readable 401), and a page on an origin not listed is refused by the
-browser before the API runs anything."""
+"""CORS in a real browser: a page served from a second origin calls the API of the app
+``agenthost serve --cors-origins ...`` runs (served in this process): preflights, a streamed
+turn read as it arrives, the exposed request id, a readable 401; and a page on an origin not
+listed is refused by the browser before the API runs anything."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from support.agents import AGENT
-from support.serve import KEYS, Server, bearer, sqlite_server, uid
+from support.inprocess import InProcessServer, sqlite_in_process
+from support.serve import KEYS, bearer, uid
 
 PAGE = b"<!doctype html><meta charset='utf-8'><title>another web app</title>"
 
@@ -89,14 +90,14 @@ def origins() -> Iterator[tuple[PageOrigin, PageOrigin]]:
 @pytest.fixture(scope="module")
 def cors_server(
     tmp_path_factory: pytest.TempPathFactory, origins: tuple[PageOrigin, PageOrigin]
-) -> Iterator[Server]:
+) -> Iterator[InProcessServer]:
     tmp = tmp_path_factory.mktemp("cors-browser")
     args = ["--cors-origins", origins[0].url]
-    with sqlite_server(tmp, AGENT, *args, keyed=True) as server:
+    with sqlite_in_process(tmp, AGENT, *args, keyed=True) as server:
         yield server
 
 
-def run_calls(chromium: WebDriver, page: PageOrigin, server: Server, session: str) -> Any:
+def run_calls(chromium: WebDriver, page: PageOrigin, server: InProcessServer, session: str) -> Any:
     chromium.switch_to.new_window("tab")
     try:
         chromium.get(page.url + "/")
@@ -116,7 +117,7 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_a_page_on_an_allowed_origin_calls_the_api(
-    chromium: WebDriver, origins: tuple[PageOrigin, PageOrigin], cors_server: Server
+    chromium: WebDriver, origins: tuple[PageOrigin, PageOrigin], cors_server: InProcessServer
 ) -> None:
     session = uid("browser")
     report = run_calls(chromium, origins[0], cors_server, session)
@@ -136,7 +137,7 @@ def test_a_page_on_an_allowed_origin_calls_the_api(
 
 
 def test_a_page_on_another_origin_is_refused_before_the_api_runs(
-    chromium: WebDriver, origins: tuple[PageOrigin, PageOrigin], cors_server: Server
+    chromium: WebDriver, origins: tuple[PageOrigin, PageOrigin], cors_server: InProcessServer
 ) -> None:
     session = uid("browser")
     report = run_calls(chromium, origins[1], cors_server, session)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import httpx
 
 from support.browser import Console
-from support.serve import Server, uid
+from support.inprocess import InProcessServer
+from support.serve import uid
 
 
 def test_the_dashboard_shows_a_live_session_and_evicts_it(
-    console: Console, open_server: Server
+    console: Console, open_server: InProcessServer
 ) -> None:
     user = uid("live")
     with httpx.Client(base_url=open_server.url, timeout=30) as api:

@@ -1,4 +1,4 @@
-"""The playground in a real browser, against a real ``agenthost serve`` (auth none)."""
+"""The playground in a real browser, against the served app (auth none)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from selenium.webdriver.common.keys import Keys
 
 from support.agents import AGENT
 from support.browser import Console
-from support.serve import Server, sqlite_server, uid
+from support.inprocess import InProcessServer, sqlite_in_process
+from support.serve import uid
 
 
 def open_as(console: Console, user: str) -> None:
@@ -84,7 +85,7 @@ def test_a_tool_call_and_its_result_show_inline_and_collapse(console: Console) -
 
 
 def test_an_approval_answered_on_the_page_finishes_the_turn_and_the_panel_shows_state(
-    console: Console, open_server: Server
+    console: Console, open_server: InProcessServer
 ) -> None:
     user = uid("payer")
     open_as(console, user)
@@ -134,7 +135,7 @@ def test_an_approval_answered_on_the_page_finishes_the_turn_and_the_panel_shows_
 
 
 def test_model_output_renders_as_markdown_and_never_as_html(
-    console: Console, open_server: Server
+    console: Console, open_server: InProcessServer
 ) -> None:
     open_as(console, uid("md"))
     pane = console.pane(0)
@@ -175,7 +176,7 @@ def test_model_output_renders_as_markdown_and_never_as_html(
 
 
 def test_sessions_newest_first_with_paging_delete_and_switching_user_clears_the_page(
-    console: Console, open_server: Server
+    console: Console, open_server: InProcessServer
 ) -> None:
     user, other = uid("pager"), uid("other")
     with httpx.Client(base_url=open_server.url, headers={"X-User-Id": user}) as api:
@@ -225,7 +226,7 @@ def test_a_long_unbroken_word_wraps_inside_the_conversation(console: Console) ->
 
 
 def test_a_non_ascii_user_id_works_in_body_header_and_path(
-    console: Console, open_server: Server
+    console: Console, open_server: InProcessServer
 ) -> None:
     user = f"José 用户 {uid('x')}"
     open_as(console, user)
@@ -249,9 +250,9 @@ def test_a_non_ascii_user_id_works_in_body_header_and_path(
 
 
 def test_with_the_server_down_sending_shows_a_clear_error_and_keeps_the_text(
-    console_factory: Callable[[Server], Console], tmp_path: Path
+    console_factory: Callable[[InProcessServer], Console], tmp_path: Path
 ) -> None:
-    server = sqlite_server(tmp_path, AGENT).start()
+    server = sqlite_in_process(tmp_path, AGENT).start()
     try:
         console = console_factory(server)
         open_as(console, uid("down"))

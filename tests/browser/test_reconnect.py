@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from support.browser import Console
+from support.inprocess import InProcessServer, sqlite_in_process
 from support.proxy import CuttingProxy
-from support.serve import Server, sqlite_server, uid
+from support.serve import uid
 from support.ticking import ticks
 
 
@@ -28,14 +29,14 @@ class Behind:
 
 
 @pytest.fixture(scope="module")
-def continuing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def continuing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     tmp: Path = tmp_path_factory.mktemp("reconnect")
-    with sqlite_server(tmp, "support.ticking:agent", "--on-disconnect", "continue") as server:
+    with sqlite_in_process(tmp, "support.ticking:agent", "--on-disconnect", "continue") as server:
         yield server
 
 
 def test_a_turn_survives_a_broken_connection(
-    console_factory: Callable[[Behind], Console], continuing: Server
+    console_factory: Callable[[Behind], Console], continuing: InProcessServer
 ) -> None:
     with CuttingProxy.in_thread(continuing.port, cut_after=3) as proxy:
         console = console_factory(Behind(proxy.url))
@@ -49,7 +50,7 @@ def test_a_turn_survives_a_broken_connection(
 
 
 def test_stop_cancels_a_run_the_server_keeps_going(
-    console_factory: Callable[[Server], Console], continuing: Server
+    console_factory: Callable[[InProcessServer], Console], continuing: InProcessServer
 ) -> None:
     console = console_factory(continuing)
     console.open("/")

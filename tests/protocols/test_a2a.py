@@ -1,4 +1,5 @@
-"""The A2A endpoint through the a2a-sdk client (and raw JSON-RPC), against a real server."""
+"""The A2A endpoint through the a2a-sdk client (and raw JSON-RPC), against the served app
+(in this process; a restart and a second process on one store use real processes)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from a2a.utils.errors import (
 )
 
 from support.agents import PROTOCOL_AGENT
+from support.inprocess import InProcessServer
 from support.serve import Server, bearer, sqlite_server, uid
 
 WORKING = TaskState.TASK_STATE_WORKING
@@ -42,7 +44,7 @@ INPUT_REQUIRED = TaskState.TASK_STATE_INPUT_REQUIRED
 
 @asynccontextmanager
 async def connect(
-    server: Server, user: str, *, streaming: bool = False, polling: bool = False
+    server: Server | InProcessServer, user: str, *, streaming: bool = False, polling: bool = False
 ) -> AsyncIterator[Client]:
     """An a2a-sdk client, configured from the server's agent card, with ``user``'s key."""
     async with httpx.AsyncClient(headers=bearer(user), timeout=30.0) as http:
@@ -86,14 +88,18 @@ def streamed_reply(events: list[StreamResponse]) -> str:
     )
 
 
-def rpc(server: Server, method: str, params: Any, *, user: str = "alice", **extra: Any) -> Any:
+def rpc(
+    server: Server | InProcessServer, method: str, params: Any, *, user: str = "alice", **extra: Any
+) -> Any:
     body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params, **extra}
     response = httpx.post(f"{server.url}/a2a", json=body, headers=bearer(user))
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_agent_card_describes_agent_and_auth(keyed_server: Server, open_server: Server) -> None:
+def test_agent_card_describes_agent_and_auth(
+    keyed_server: InProcessServer, open_server: InProcessServer
+) -> None:
     card = httpx.get(f"{keyed_server.url}/.well-known/agent-card.json").json()
     assert card["name"] == "proto-agent"
     assert card["description"].startswith("Remembers your name")
@@ -111,7 +117,7 @@ def test_agent_card_describes_agent_and_auth(keyed_server: Server, open_server: 
     assert "securitySchemes" not in open_card and "securityRequirements" not in open_card
 
 
-async def test_two_users_two_contexts_each_interleaved(keyed_server: Server) -> None:
+async def test_two_users_two_contexts_each_interleaved(keyed_server: InProcessServer) -> None:
     names = {("alice", 0): "Alice", ("alice", 1): "Ally", ("bob", 0): "Bob", ("bob", 1): "Bobby"}
     async with connect(keyed_server, "alice") as alice, connect(keyed_server, "bob") as bob:
         clients = {"alice": alice, "bob": bob}
@@ -148,7 +154,7 @@ async def test_two_users_two_contexts_each_interleaved(keyed_server: Server) -> 
         }
 
 
-async def test_streaming_status_and_artifact_updates(keyed_server: Server) -> None:
+async def test_streaming_status_and_artifact_updates(keyed_server: InProcessServer) -> None:
     context_id = uid("ctx")
     async with connect(keyed_server, "alice", streaming=True) as alice:
         await send(alice, "My name is Stella", context_id=context_id)
@@ -166,7 +172,7 @@ async def test_streaming_status_and_artifact_updates(keyed_server: Server) -> No
     assert len(task_ids) == 1
 
 
-async def test_cancel_a_running_task(keyed_server: Server) -> None:
+async def test_cancel_a_running_task(keyed_server: InProcessServer) -> None:
     context_id = uid("ctx")
     async with connect(keyed_server, "alice", streaming=True) as alice:
         stream = alice.send_message(message("slow thoughts", context_id=context_id))
@@ -193,7 +199,7 @@ async def test_cancel_a_running_task(keyed_server: Server) -> None:
     assert messages[1]["meta"] == {"status": "interrupted", "error": "canceled by the client"}
 
 
-async def test_return_immediately_then_subscribe(keyed_server: Server) -> None:
+async def test_return_immediately_then_subscribe(keyed_server: InProcessServer) -> None:
     async with (
         connect(keyed_server, "alice", polling=True) as poller,
         connect(keyed_server, "alice", streaming=True) as alice,
@@ -213,7 +219,7 @@ async def test_return_immediately_then_subscribe(keyed_server: Server) -> None:
             [e async for e in alice.subscribe(SubscribeToTaskRequest(id=task.id))]
 
 
-async def test_task_from_another_context_is_rejected(keyed_server: Server) -> None:
+async def test_task_from_another_context_is_rejected(keyed_server: InProcessServer) -> None:
     async with connect(keyed_server, "alice") as alice, connect(keyed_server, "bob") as bob:
         one = await send(alice, "hello", context_id=uid("ctx"))
         other_context = uid("ctx")
@@ -226,7 +232,7 @@ async def test_task_from_another_context_is_rejected(keyed_server: Server) -> No
             await send(alice, "more", context_id=one.context_id, task_id=one.id)
 
 
-async def test_input_required_until_approved(keyed_server: Server) -> None:
+async def test_input_required_until_approved(keyed_server: InProcessServer) -> None:
     async with connect(keyed_server, "alice") as alice:
         asked = await send(alice, '/tool transfer {"amount": 5, "to": "bob"}')
         assert asked.status.state == INPUT_REQUIRED
@@ -273,7 +279,7 @@ async def test_get_task_from_another_process(restartable: Server, tmp_path: Path
                 await bob.get_task(GetTaskRequest(id=task.id))
 
 
-async def test_a_dropped_stream_does_not_stop_the_task(keyed_server: Server) -> None:
+async def test_a_dropped_stream_does_not_stop_the_task(keyed_server: InProcessServer) -> None:
     async with connect(keyed_server, "alice", streaming=True) as alice:
         stream = alice.send_message(message("slow and steady"))
         task_id = (await anext(stream)).task.id
@@ -286,7 +292,7 @@ async def test_a_dropped_stream_does_not_stop_the_task(keyed_server: Server) -> 
         assert [e async for e in follow][-1].status_update.status.state == CANCELED
 
 
-def test_v03_method_names(keyed_server: Server) -> None:
+def test_v03_method_names(keyed_server: InProcessServer) -> None:
     v03_message = {
         "kind": "message",
         "role": "user",
@@ -319,7 +325,7 @@ def test_v03_method_names(keyed_server: Server) -> None:
     assert canceled["error"]["code"] == -32002  # already completed: not cancelable
 
 
-def test_jsonrpc_errors(keyed_server: Server) -> None:
+def test_jsonrpc_errors(keyed_server: InProcessServer) -> None:
     url = f"{keyed_server.url}/a2a"
 
     def raw(content: bytes, user: str = "alice") -> dict[str, Any]:

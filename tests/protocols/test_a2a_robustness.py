@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from support.a2a_rpc import A2A, open_a2a
-from support.serve import Server, bearer
+from support.inprocess import InProcessServer
+from support.serve import bearer
 
 PARSE, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
 
@@ -151,7 +152,7 @@ async def test_nesting_up_to_the_limit_is_accepted(a2a: A2A, v03: bool) -> None:
     assert reply["error"]["code"] == PARSE and "50 levels" in reply["error"]["message"]
 
 
-def test_bad_input_to_a_real_server_keeps_the_connection(keyed_server: Server) -> None:
+def test_bad_input_to_a_real_server_keeps_the_connection(keyed_server: InProcessServer) -> None:
     """Over real TCP with keep-alive: every answer is a 200 on the same connection, and
     nothing the server logs while answering them is a traceback or a 5xx."""
     logged = len(keyed_server.logs())

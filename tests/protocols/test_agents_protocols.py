@@ -1,5 +1,5 @@
 """Three agents (triage -> support, billing) over the OpenAI SDK and the a2a-sdk client,
-against a real ``agenthost serve --agents`` process with API keys."""
+against the app ``agenthost serve --agents`` runs, with API keys, served in this process."""
 
 from __future__ import annotations
 
@@ -24,18 +24,19 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict
 
 from support.agents import TEAM
-from support.serve import KEYS, Server, bearer, sqlite_server, uid
+from support.inprocess import InProcessServer, sqlite_in_process
+from support.serve import KEYS, bearer, uid
 
 
 @pytest.fixture(scope="module")
-def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     tmp = tmp_path_factory.mktemp("team")
-    with sqlite_server(tmp, "", "--agents", TEAM, keyed=True) as server:
+    with sqlite_in_process(tmp, "", "--agents", TEAM, keyed=True) as server:
         yield server
 
 
 @pytest.fixture
-def chat(team_server: Server) -> Iterator[openai.OpenAI]:
+def chat(team_server: InProcessServer) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=team_server.url + "/v1", api_key=KEYS["alice"], max_retries=0)
     yield client
     client.close()
@@ -93,7 +94,7 @@ def test_a_streamed_hand_off_names_the_new_agent_in_its_chunks(chat: openai.Open
 
 @asynccontextmanager
 async def agent_client(
-    server: Server, agent: str, user: str
+    server: InProcessServer, agent: str, user: str
 ) -> AsyncIterator[tuple[Client, AgentCard]]:
     """An a2a-sdk client made from one agent's own card (found under ``/a2a/<agent>``)."""
     async with httpx.AsyncClient(headers=bearer(user), timeout=30.0) as http:
@@ -130,7 +131,7 @@ def spoken(task: Task) -> list[tuple[str, str]]:
 
 
 async def test_the_a2a_client_talks_to_two_agents_each_on_its_own_card(
-    team_server: Server,
+    team_server: InProcessServer,
 ) -> None:
     async with agent_client(team_server, "billing", "bob") as (billing, card):
         assert card.name == "billing"
@@ -152,7 +153,9 @@ async def test_the_a2a_client_talks_to_two_agents_each_on_its_own_card(
         assert spoken(task) == [("support", "Your name is Bo.")]
 
 
-async def test_agent_cards_and_endpoints_of_unknown_agents_are_404(team_server: Server) -> None:
+async def test_agent_cards_and_endpoints_of_unknown_agents_are_404(
+    team_server: InProcessServer,
+) -> None:
     async with httpx.AsyncClient(headers=bearer("bob")) as http:
         card = await http.get(f"{team_server.url}/a2a/nobody/.well-known/agent-card.json")
         assert card.status_code == 404 and card.json()["error"]["code"] == "not_found"

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API through the official ``openai`` SDK, against a real server."""
+"""The OpenAI-compatible API through the official ``openai`` SDK, against the served app."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import httpx
 import openai
 import pytest
 
-from support.serve import KEYS, Server, bearer, uid
+from support.inprocess import InProcessServer
+from support.serve import KEYS, bearer, uid
 
 MODEL = "proto-agent"
 
@@ -24,7 +25,7 @@ def _close_clients() -> Iterator[None]:
         _open.pop().close()
 
 
-def client(server: Server, key: str = "alice", **headers: str) -> openai.OpenAI:
+def client(server: InProcessServer, key: str = "alice", **headers: str) -> openai.OpenAI:
     """A sync client (closed after the test) with ``key``'s API key."""
     made = openai.OpenAI(
         base_url=server.url + "/v1",
@@ -36,7 +37,7 @@ def client(server: Server, key: str = "alice", **headers: str) -> openai.OpenAI:
     return made
 
 
-def stored(server: Server, session_id: str, **auth: str) -> list[dict[str, Any]]:
+def stored(server: InProcessServer, session_id: str, **auth: str) -> list[dict[str, Any]]:
     """The session's messages as the agenthost API lists them."""
     response = httpx.get(f"{server.url}/v1/sessions/{session_id}/messages", headers=auth)
     assert response.status_code == 200, response.text
@@ -57,7 +58,7 @@ def say(
     return reply, raw.headers["x-agenthost-history"]
 
 
-def test_models_lists_the_agent(keyed_server: Server) -> None:
+def test_models_lists_the_agent(keyed_server: InProcessServer) -> None:
     chat = client(keyed_server)
     assert [m.id for m in chat.models.list()] == [MODEL]
     assert chat.models.retrieve(MODEL).id == MODEL
@@ -65,7 +66,9 @@ def test_models_lists_the_agent(keyed_server: Server) -> None:
         chat.models.retrieve("gpt-4o")
 
 
-def test_two_users_interleaved_each_recall_only_their_own_name(keyed_server: Server) -> None:
+def test_two_users_interleaved_each_recall_only_their_own_name(
+    keyed_server: InProcessServer,
+) -> None:
     session_id = uid("shared-name")  # the same session id for both: still two sessions
     alice, bob = client(keyed_server, "alice"), client(keyed_server, "bob")
     alice_history: list[dict[str, str]] = [{"role": "system", "content": "Be brief."}]
@@ -92,7 +95,9 @@ def test_two_users_interleaved_each_recall_only_their_own_name(keyed_server: Ser
         ]
 
 
-async def test_async_streaming_with_usage_and_matching_history(keyed_server: Server) -> None:
+async def test_async_streaming_with_usage_and_matching_history(
+    keyed_server: InProcessServer,
+) -> None:
     session_id = uid("stream")
     async with openai.AsyncOpenAI(
         base_url=keyed_server.url + "/v1", api_key=KEYS["alice"], max_retries=0
@@ -127,7 +132,7 @@ async def test_async_streaming_with_usage_and_matching_history(keyed_server: Ser
     assert len(stored(keyed_server, session_id, **bearer("alice"))) == 4
 
 
-def test_stream_without_usage_ends_with_the_finish(keyed_server: Server) -> None:
+def test_stream_without_usage_ends_with_the_finish(keyed_server: InProcessServer) -> None:
     stream = client(keyed_server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "hello"}],
@@ -139,7 +144,9 @@ def test_stream_without_usage_ends_with_the_finish(keyed_server: Server) -> None
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "You said: hello"
 
 
-def test_session_from_metadata_and_trailing_user_messages_stored_once(keyed_server: Server) -> None:
+def test_session_from_metadata_and_trailing_user_messages_stored_once(
+    keyed_server: InProcessServer,
+) -> None:
     session_id = uid("meta")
     chat = client(keyed_server)
     history: list[Any] = [
@@ -160,7 +167,7 @@ def test_session_from_metadata_and_trailing_user_messages_stored_once(keyed_serv
     assert users[0] == "My name is Dana\n\nhello" and len(users) == 4
 
 
-def test_divergent_history_the_stored_one_wins(keyed_server: Server) -> None:
+def test_divergent_history_the_stored_one_wins(keyed_server: InProcessServer) -> None:
     session_id = uid("diverge")
     chat = client(keyed_server)
     history: list[dict[str, str]] = []
@@ -177,7 +184,7 @@ def test_divergent_history_the_stored_one_wins(keyed_server: Server) -> None:
     assert contents[-2:] == ["What is my name?", "Your name is Erin."]
 
 
-def test_stateless_mode_stores_nothing(keyed_server: Server) -> None:
+def test_stateless_mode_stores_nothing(keyed_server: InProcessServer) -> None:
     session_id = uid("stateless")
     chat = client(keyed_server, **{"X-Agenthost-Stateless": "1"})
     messages: list[Any] = [
@@ -198,7 +205,7 @@ def test_stateless_mode_stores_nothing(keyed_server: Server) -> None:
     assert response.status_code == 404
 
 
-def test_auth_as_on_v1_chat(keyed_server: Server) -> None:
+def test_auth_as_on_v1_chat(keyed_server: InProcessServer) -> None:
     messages: list[Any] = [{"role": "user", "content": "hi"}]
     anonymous = httpx.post(
         f"{keyed_server.url}/v1/chat/completions", json={"model": MODEL, "messages": messages}
@@ -224,7 +231,7 @@ def test_auth_as_on_v1_chat(keyed_server: Server) -> None:
     assert stored(keyed_server, session_id, **bearer("service"), **{"X-User-Id": "gus"})
 
 
-def test_bad_requests_get_clear_errors(keyed_server: Server) -> None:
+def test_bad_requests_get_clear_errors(keyed_server: InProcessServer) -> None:
     chat = client(keyed_server)
     with pytest.raises(openai.NotFoundError) as unknown:
         chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -251,7 +258,7 @@ def test_bad_requests_get_clear_errors(keyed_server: Server) -> None:
     assert raw.status_code == 400 and raw.json()["error"]["code"] == "malformed_json"
 
 
-def test_auth_none_the_user_field_names_the_user(open_server: Server) -> None:
+def test_auth_none_the_user_field_names_the_user(open_server: InProcessServer) -> None:
     chat = client(open_server, "unused")
     session_id = uid("none")
     users = {uid("hana"): "Hana", uid("ivan"): "Ivan"}

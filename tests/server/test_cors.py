@@ -1,4 +1,4 @@
-"""CORS: real preflights against a real server, off by default, on errors, and its settings.
+"""CORS: real preflights over TCP to the served app, off by default, on errors, its settings.
 
 A page on a second origin calling the API in headless chromium: tests/browser/test_cors.py.
 """
@@ -19,7 +19,8 @@ from agenthost.cli import main
 from agenthost.errors import ConfigError
 from agenthost.settings import Settings
 from support.agents import AGENT
-from support.serve import Server, bearer, sqlite_server, uid
+from support.inprocess import InProcessServer, sqlite_in_process
+from support.serve import bearer, uid
 
 APP = "https://app.example.com"
 EVIL = "https://evil.example.com"
@@ -37,15 +38,15 @@ ASKED_HEADERS = (
 
 
 @pytest.fixture(scope="module")
-def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     tmp = tmp_path_factory.mktemp("cors")
     args = ["--cors-origins", APP, "--cors-max-age", "1234"]
-    with sqlite_server(tmp, AGENT, *args, keyed=True) as server:
+    with sqlite_in_process(tmp, AGENT, *args, keyed=True) as server:
         yield server
 
 
 @pytest.fixture
-def http(cors_server: Server) -> Iterator[httpx.Client]:
+def http(cors_server: InProcessServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cors_server.url, timeout=30.0) as client:
         yield client
 

@@ -1,4 +1,4 @@
-"""Who may touch whose memories, over HTTP against a real server in api-keys mode.
+"""Who may touch whose memories, over HTTP (TCP, app served in this process), api-keys mode.
 
 The callers of the sessions' matrix: the owner (alice@acme), another user of the same
 tenant (bob@acme), a user of another tenant also called alice (alice@other), no

@@ -1,4 +1,6 @@
-"""Tool approval over HTTP: pause, survive a server restart, approve or deny, stay private."""
+"""Tool approval over HTTP: pause, survive a server restart, approve or deny, stay private.
+
+The restart is of a real ``agenthost serve`` process; the denial is served in this process."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 from serverkit import parse_sse
 
 from support.agents import AGENT
+from support.inprocess import InProcessServer, sqlite_in_process
 from support.serve import Server, bearer, sqlite_server
 
 TRANSFER = "/tool transfer " + json.dumps({"amount": 5, "to": "bob"})
@@ -22,7 +25,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield server
 
 
-def client(server: Server) -> httpx.Client:
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[InProcessServer]:
+    with sqlite_in_process(tmp_path, AGENT, keyed=True) as server:
+        yield server
+
+
+def client(server: Server | InProcessServer) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=30.0, headers=bearer("alice"))
 
 
@@ -63,8 +72,8 @@ def test_approval_survives_a_restart_and_runs_the_tool(server: Server) -> None:
         assert roles == ["user", "assistant", "tool", "assistant"]
 
 
-def test_denial_is_told_to_the_model_over_sse(server: Server) -> None:
-    with client(server) as alice:
+def test_denial_is_told_to_the_model_over_sse(served: InProcessServer) -> None:
+    with client(served) as alice:
         stream = alice.post(
             "/v1/chat", json={"message": TRANSFER, "session_id": "deny", "stream": True}
         )

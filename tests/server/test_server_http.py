@@ -1,4 +1,5 @@
-"""End to end over HTTP against a real ``agenthost serve`` (--auth none, reject policy)."""
+"""End to end over HTTP (real TCP) against the app ``agenthost serve`` runs, served in this
+process (--auth none, reject policy)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def wait_for_interrupted(client: httpx.Client, user: str, session: str) -> None:
         last = page.json()["messages"][-1]
         if last["role"] == "assistant":
             return
+        time.sleep(0.02)  # polling a condition with a deadline, not synchronisation
     raise AssertionError("the interrupted turn was never closed")
 
 

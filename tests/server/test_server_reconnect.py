@@ -1,6 +1,6 @@
 """``agenthost chat --url`` over a connection that breaks mid-turn.
 
-A small TCP proxy between the CLI and a real ``agenthost serve`` cuts the first
+A small TCP proxy between the CLI and the served app (in this process) cuts the first
 streamed reply after its third event (both directions, as a network failure
 does); every later connection goes through. The CLI then follows the run at
 ``/v1/runs/{id}/events`` from the last event id it received.
@@ -9,37 +9,34 @@ does); every later connection goes through. The CLI then follows the run at
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from agenthost.cli import main
-from support.processes import ServeProcess
+from support.inprocess import InProcessServer
 from support.proxy import CuttingProxy
 from support.ticking import ticks
 
 
 @pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
+def serve() -> Iterator[list[InProcessServer]]:
+    started: list[InProcessServer] = []
     yield started
-    for process in started:
-        await process.stop()
+    for server in started:
+        server.stop()
 
 
-async def start(started: list[ServeProcess], tmp_path: Path, *args: str) -> ServeProcess:
-    process = ServeProcess(
-        tmp_path, "serve", "--store", "memory://", "--agent", "support.ticking:agent", *args
-    )
-    started.append(process)
-    return await process.start()
+def start(started: list[InProcessServer], *args: str) -> InProcessServer:
+    server = InProcessServer(["--store", "memory://", *args], agent="support.ticking:agent")
+    started.append(server)
+    return server.start()
 
 
 async def test_the_cli_follows_its_run_again_after_the_connection_breaks(
-    serve: list[ServeProcess], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: list[InProcessServer], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = await start(serve, tmp_path, "--on-disconnect", "continue")
+    server = start(serve, "--on-disconnect", "continue")
     async with CuttingProxy(server.port, cut_after=4) as proxy:
         url = f"http://127.0.0.1:{proxy.port}"
         args = ["chat", "--user", "cli", "--url", url, "tick 12 40"]
@@ -51,9 +48,9 @@ async def test_the_cli_follows_its_run_again_after_the_connection_breaks(
 
 
 async def test_without_continue_the_cli_reports_the_interrupted_turn(
-    serve: list[ServeProcess], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: list[InProcessServer], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = await start(serve, tmp_path)
+    server = start(serve)
     async with CuttingProxy(server.port, cut_after=4) as proxy:
         url = f"http://127.0.0.1:{proxy.port}"
         args = ["chat", "--user", "cli", "--url", url, "tick 50 40"]

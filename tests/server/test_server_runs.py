@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serverkit import make_app, parse_sse
-from test_server_disconnect import LeavingClient, chat_scope
+from test_sse import LeavingClient, chat_scope
 
 from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.coordination.files import FileLockCoordinator
@@ -227,9 +227,11 @@ async def test_a_run_that_publishes_nothing_is_read_when_it_ends(tmp_path: Path)
         body = {"message": "count 1", "user_id": "u", "session_id": "plain"}
         call = asyncio.create_task(clients[0].post("/v1/chat", json=body))
         run_id = ""
-        while not run_id:  # the turn began: its run is stored
+        deadline = asyncio.get_running_loop().time() + 20
+        while not run_id:  # polling until the turn began: its run is stored
             runs = await other.runs(user_id="u", session_id="plain")
             run_id = runs[0].run_id if runs else ""
+            assert asyncio.get_running_loop().time() < deadline, "the turn never started"
             await asyncio.sleep(0.01)
         elsewhere = asyncio.create_task(
             clients[1].get(f"/v1/runs/{run_id}/events", headers={"X-User-Id": "u"})

@@ -9,21 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from support.serve import Server
+from support.inprocess import InProcessServer
 
 ST = Path(sys.executable).with_name("st")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("schemathesis")
+def server() -> Iterator[InProcessServer]:
     args = ["--store", "memory://", "--model", "offline", "--models", "offline:1ms"]
-    with Server(args, tmp / "server.log") as server:
+    with InProcessServer(args) as server:
         yield server
 
 
 @pytest.mark.skipif(not ST.exists(), reason="schemathesis CLI (st) is not installed")
-def test_no_server_errors(server: Server) -> None:
+def test_no_server_errors(server: InProcessServer) -> None:
     command = [str(ST), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error"]
     # one worker: with two threads, hypothesis's ast.parse hits a CPython 3.11 bug
     # ("AST constructor recursion depth mismatch"), an error of the tool, not the server

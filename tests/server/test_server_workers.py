@@ -28,4 +28,6 @@ def test_two_workers_share_settings_and_store(tmp_path: Path) -> None:
         assert client.get("/v1/sessions", headers={"Authorization": ""}).status_code == 401
         big = {"message": "x" * 400}
         assert client.post("/v1/chat", json=big).status_code == 413  # a flag-only setting
-    assert KEYS["alice"] not in server.logs()
+    logs = server.logs()
+    assert '"message": "settings"' in logs  # the effective settings are logged, keys masked
+    assert KEYS["alice"] not in logs

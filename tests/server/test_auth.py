@@ -1,4 +1,5 @@
-"""JWT authentication (HS256 and RS256): signature, expiry, tenant claim, admin scope."""
+"""``agenthost.server.auth``, JWT mode (HS256 and RS256): signature, expiry, tenant claim, admin
+scope (API keys: test_server_auth_matrix)."""
 
 from __future__ import annotations
 

@@ -189,6 +189,15 @@ def test_markdown_shows_failures_and_skips() -> None:
     assert report.failed(data) == ["B1"]
 
 
+async def written(sent: list[bytes], count: int) -> None:
+    """Let the loop run until ``count`` requests were written (each is one pass or so)."""
+    for _ in range(100):
+        if len(sent) >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} requests were never written: {sent}")
+
+
 async def test_loadgen_connection_parses_keep_alive_responses() -> None:
     from agenthost_bench.loadgen import _Connection
 
@@ -203,13 +212,13 @@ async def test_loadgen_connection_parses_keep_alive_responses() -> None:
     transport = Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     pending = asyncio.ensure_future(conn.request(b"GET / HTTP/1.1\r\n\r\n"))
-    await asyncio.sleep(0)
+    await written(transport.sent, 1)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
     assert not pending.done()
     conn.data_received(b"cdHTTP/1.1 409")
     assert await pending == (200, b"abcd")
     second = asyncio.ensure_future(conn.request(b"GET / HTTP/1.1\r\n\r\n"))
-    await asyncio.sleep(0)
+    await written(transport.sent, 2)
     conn.data_received(b" Conflict\r\ncontent-length: 2\r\n\r\n{}")
     assert await second == (409, b"{}")
     assert transport.sent == [b"GET / HTTP/1.1\r\n\r\n"] * 2

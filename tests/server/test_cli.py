@@ -1,4 +1,5 @@
-"""The CLI: chat, sessions and demo, in-process and against a real server."""
+"""The CLI: chat, sessions and demo, in-process and against a server (served in this process;
+the memory demo starts its own ``agenthost serve``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from agenthost import __version__
 from agenthost.cli import main
 from support.agents import AGENT
-from support.serve import KEYS, Server, free_port, serve_environment, uid
+from support.inprocess import InProcessServer
+from support.serve import KEYS, free_port, serve_environment, uid
 
 
 def store(tmp_path: Path) -> list[str]:
@@ -74,7 +76,9 @@ def test_sessions_list_show_delete_in_process(
 
 
 def test_chat_and_sessions_against_a_server(
-    keyed_server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    keyed_server: InProcessServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     session = uid("cli")
     remote = ["--url", keyed_server.url, "--api-key", KEYS["alice"]]
@@ -109,7 +113,9 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert "isolated" in out and "handed Alice to billing" in out
 
 
-def test_demo_against_a_server(open_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_against_a_server(
+    open_server: InProcessServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "--url", open_server.url]) == 0
     assert "isolated" in capsys.readouterr().out
 
@@ -157,9 +163,11 @@ def test_a_server_that_is_down_is_one_line_for_every_command(
 
 
 def failing_provider(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A model whose provider refuses connections: every turn fails (503 on a server)."""
+    """A model whose provider refuses connections: every turn fails (503 on a server), at
+    once (no retries: their backoff is tested in test_failover)."""
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("AGENTHOST_MODEL_RETRIES", "0")
     return ["--model", "openai:gone"]
 
 
@@ -179,9 +187,8 @@ def test_chat_against_a_server_exits_non_zero_when_the_turn_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = failing_provider(monkeypatch)
-    env = {"OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"], "OPENAI_API_KEY": "sk-test"}
     flags = ["--store", "memory://", *model, "--model-retries", "0"]
-    with Server(flags, tmp_path / "server.log", env) as server:
+    with InProcessServer(flags) as server:
         assert main(["chat", "--user", "a", "--url", server.url, "hi"]) == 1
         assert "model_error" in capsys.readouterr().out
 
