@@ -59,10 +59,8 @@ _ERASURES = (
 )
 BATCH_DAYS = 1.0
 
-UPSERT = """
-INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
-    turns, errors, input_tokens, output_tokens)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+# A row's counters added to the row already there (``u``), if any.
+ADD_TO_ROW = """
 ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
     turns = u.turns + excluded.turns,
     errors = u.errors + excluded.errors,
@@ -70,9 +68,15 @@ ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
     output_tokens = u.output_tokens + excluded.output_tokens
 """
 
+UPSERT = f"""
+INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
+    turns, errors, input_tokens, output_tokens)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+{ADD_TO_ROW}"""
+
 # PostgreSQL: a whole flush in one statement (rows sorted: flushes never deadlock),
 # written only if its batch id is new; fenced users are written as $11 (``(erased)``).
-UPSERT_MANY = """
+UPSERT_MANY = f"""
 WITH batch AS (
     INSERT INTO usage_batches (id, at) VALUES ($10, extract(epoch FROM clock_timestamp()))
     ON CONFLICT (id) DO NOTHING RETURNING id
@@ -96,27 +100,17 @@ SELECT tenant_id, day, user_id, agent, model, sum(turns)::bigint, sum(errors)::b
 FROM fenced WHERE EXISTS (SELECT 1 FROM batch)
 GROUP BY tenant_id, day, user_id, agent, model
 ORDER BY tenant_id, day, user_id, agent, model
-ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
-    turns = u.turns + excluded.turns,
-    errors = u.errors + excluded.errors,
-    input_tokens = u.input_tokens + excluded.input_tokens,
-    output_tokens = u.output_tokens + excluded.output_tokens
-"""
+{ADD_TO_ROW}"""
 
 # Erasing a user (?1 tenant, ?2 user, ?3 ERASED_USER): fold, then delete.
-FOLD_USER = """
+FOLD_USER = f"""
 INSERT INTO usage_daily AS u (tenant_id, day, user_id, agent, model,
     turns, errors, input_tokens, output_tokens)
 SELECT tenant_id, day, CAST(?3 AS TEXT), agent, model,
     turns, errors, input_tokens, output_tokens
 FROM usage_daily WHERE tenant_id = ?1 AND user_id = ?2
 ORDER BY tenant_id, day, user_id, agent, model
-ON CONFLICT (tenant_id, day, user_id, agent, model) DO UPDATE SET
-    turns = u.turns + excluded.turns,
-    errors = u.errors + excluded.errors,
-    input_tokens = u.input_tokens + excluded.input_tokens,
-    output_tokens = u.output_tokens + excluded.output_tokens
-"""
+{ADD_TO_ROW}"""
 DELETE_USER = "DELETE FROM usage_daily WHERE tenant_id = ?1 AND user_id = ?2"
 # ?1 tenant, ?2 user, ?3 until; SQLite passes the time, PostgreSQL asks its clock
 FENCE = """
