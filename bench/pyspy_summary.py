@@ -77,7 +77,7 @@ def record(out: Path) -> float:
         with serving_process(store, 1, Path(tmp)) as (url, server):
             command, env = python_module("loadgen", "--url", url, "--seconds", "14")
             load = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-            sample = ["-d", "8", "-r", "250", "-f", "raw", "-o", str(out), "--nonblocking"]
+            sample = ["-d", "8", "-r", "250", "-f", "raw", "-o", str(out)]
             spied = subprocess.run(  # py-spy waits 8 s; the load runs 2 s warm-up + 14 s
                 [spy, "record", "-p", str(server.pid), *sample],
                 capture_output=True,
