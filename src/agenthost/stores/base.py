@@ -249,6 +249,25 @@ class Snapshot:
 
 
 @dataclass(slots=True)
+class Lease:
+    """A session's cross-process lease, kept by the store itself (PostgreSQL's lease rows):
+    the holder's first write takes it in the same statement, its last gives it back.
+
+    Set on a :class:`WriteBatch` only by a coordinator folded into the store
+    (:meth:`agenthost.locks.Coordinator.fold`); other stores never see one. The store
+    sets ``held`` when a write took it and clears it when one gave it back; ``since``
+    (``time.monotonic()``) is when it was taken or last renewed, for the keeper.
+    """
+
+    key: SessionKey
+    token: str
+    ttl: float
+    wait: bool
+    held: bool = False
+    since: float = 0.0
+
+
+@dataclass(slots=True)
 class WriteBatch:
     """Everything one write to a session stores, committed atomically or not at all.
 
@@ -265,6 +284,10 @@ class WriteBatch:
     replace the stored value when not ``None``. Without ``base_revision`` the
     session row is created if missing. ``summary`` is appended to the session's
     summaries (a duplicate ``version`` is refused with ``Conflict``).
+
+    ``lease`` (folded coordination only): a write whose lease is not ``held`` takes it
+    and is refused with ``SessionBusy``, writing nothing, while another holder has it;
+    with ``release`` a write gives a held lease back once it is written.
     """
 
     key: SessionKey
@@ -278,6 +301,8 @@ class WriteBatch:
     base_revision: int | None = None
     revision: int | None = None
     summary: SessionSummary | None = None
+    lease: Lease | None = None
+    release: bool = False
 
     def new_revision(self) -> int:
         """The revision this write gives the session (drawn once, on first ask)."""

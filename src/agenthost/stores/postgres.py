@@ -28,6 +28,7 @@ import asyncio
 import functools
 import hashlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,7 +37,15 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from agenthost import urls
-from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
+from agenthost.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    MissingExtra,
+    SessionBusy,
+    SessionErased,
+    StoreUnavailable,
+)
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores import runlog_postgres, sql
@@ -163,6 +172,19 @@ SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
 SELECT_SUMMARY = sql.to_postgres(sql.SELECT_SUMMARY)
 SELECT_SUMMARIES = sql.to_postgres(sql.SELECT_SUMMARIES)
+# A session as load() reads it, in one statement (one snapshot): the row, its window
+# (newest first), its open runs, and its newest summary's columns (NULLs if none).
+SELECT_SNAPSHOT = f"""
+SELECT s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.config, s.pending,
+    s.revision,
+    ARRAY(SELECT data FROM messages WHERE {sql.to_postgres(sql.KEY)} ORDER BY seq DESC
+          LIMIT $4) AS window,
+    ARRAY(SELECT run_id FROM runs WHERE {sql.to_postgres(sql.KEY)} AND status = 'running')
+        AS running,
+    m.version, m.text, m.from_seq, m.to_seq, m.created_at AS summary_at, m.model, m.error
+FROM sessions AS s LEFT JOIN LATERAL ({SELECT_SUMMARY}) AS m ON true
+WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.session_id = $3
+"""
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
 # The session CTE of a write, by WriteBatch.base_revision: None, 0 (create), or a revision.
 _SESSION_CTE = {
@@ -172,21 +194,62 @@ _SESSION_CTE = {
 }
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
+_ACQUIRE_LEASE = """
+INSERT INTO session_leases AS lease (tenant_id, user_id, session_id, token, expires_at)
+VALUES ($1, $2, $3, {token}, clock_timestamp() + make_interval(secs => {ttl}))
+ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE
+    SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+    WHERE lease.expires_at < clock_timestamp() OR lease.token = EXCLUDED.token"""
+ACQUIRE_LEASE = _ACQUIRE_LEASE.format(token="$4", ttl="$5")
+"""Take a session's lease (``$4`` the token, ``$5`` the ttl in seconds) if it is free,
+expired, or already ours; the row comes back only if it was taken."""
+# The session CTE of a leased write that takes the lease: it writes only if it was won.
+_TAKEN = " AND EXISTS (SELECT 1 FROM lease)"
+_INSERT_TAKEN = (
+    f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) SELECT $1::text, $2::text, $3::text, "
+    "$4::float8, $4::float8, $5::bigint, $6::bigint, COALESCE($7::jsonb, '{}'), "
+    "COALESCE($8::jsonb, '{}'), COALESCE($9::jsonb, '[]'), $10::bigint "
+    "WHERE EXISTS (SELECT 1 FROM lease) ON CONFLICT DO NOTHING RETURNING 1"
+)
+
 
 def _shift(statement: str, offset: int) -> str:
     return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", statement)
 
 
 @functools.cache
-def write_statement(mode: str, messages: bool, run: bool, summary: bool = False) -> str:
+def write_statement(
+    mode: str, messages: bool, run: bool, summary: bool = False, lease: str = ""
+) -> str:
     """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
     transaction). The session row's CTE (an upsert, a create, or the revision
     compare-and-set) returns a row only if it wrote; messages, run and summary are
-    written only then, and the statement answers how many session rows it wrote
-    (0: refused). Parameters: the session's ten (eleven with the base revision),
-    then five arrays of the new messages (if any), then the run's ten (if any),
-    then the summary's seven (if any)."""
-    parts = [f"session AS ({_SESSION_CTE[mode]})"]
+    written only then. ``lease="take"`` takes the session's lease first and writes
+    only if it was won; ``"give"`` deletes the lease once the write is done.
+
+    The statement answers one row: session rows written (0: refused), whether the
+    lease is ours (1 unless it was to be taken and was not), and, if refused, the
+    session's revision as it stands (NULL: no such session). Parameters: the
+    session's ten (eleven with the base revision), five arrays of the new messages
+    (if any), the run's ten (if any), the summary's seven (if any), the lease's
+    token (and its ttl in seconds, to take it)."""
+    count = 11 if mode == "update" else 10
+    count += (5 if messages else 0) + (10 if run else 0) + (7 if summary else 0)
+    parts: list[str] = []
+    session = _SESSION_CTE[mode]
+    if lease == "take":
+        if mode == "upsert":
+            raise ValueError("an unchecked write (no base revision) cannot take a lease")
+        parts.append(
+            f"lease AS ({_ACQUIRE_LEASE.format(token=f'${count + 1}', ttl=f'${count + 2}')}"
+            " RETURNING 1)"
+        )
+        session = (
+            _INSERT_TAKEN
+            if mode == "insert"
+            else session.replace(" RETURNING 1", _TAKEN + " RETURNING 1")
+        )
+    parts.append(f"session AS ({session})")
     count = 11 if mode == "update" else 10
     if messages:
         parts.append(
@@ -217,7 +280,18 @@ def write_statement(mode: str, messages: bool, run: bool, summary: bool = False)
             f"{sql.SUMMARY_COLUMNS}) SELECT $1, $2, $3, {values} "
             "WHERE EXISTS (SELECT 1 FROM session))"
         )
-    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM session"
+        count += 7
+    if lease == "give":
+        parts.append(
+            f"given AS (DELETE FROM session_leases WHERE {sql.to_postgres(sql.KEY)} "
+            f"AND token = ${count + 1} AND EXISTS (SELECT 1 FROM session))"
+        )
+    leased = "(SELECT count(*) FROM lease)" if lease == "take" else "1"
+    current = f"(SELECT revision FROM sessions WHERE {sql.to_postgres(sql.KEY)})"
+    return (
+        "WITH " + ", ".join(parts) + f" SELECT w.n, {leased}, CASE WHEN w.n = 0 THEN "
+        f"{current} END FROM (SELECT count(*) AS n FROM session) AS w"
+    )
 
 
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
@@ -468,6 +542,11 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
 
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool (None until :meth:`open`): the folded lease coordinator's too."""
+        return self._pool
+
     # -- connection management -----------------------------------------------------
 
     async def open(self) -> None:
@@ -576,39 +655,54 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                 summary.model,
                 summary.error,
             ]
-        statement = write_statement(mode, bool(messages), run is not None, summary is not None)
+        lease = batch.lease
+        action = ""
+        if lease is not None:
+            action = "give" if lease.held and batch.release else "" if lease.held else "take"
+            if action:
+                args.append(lease.token)
+            if action == "take":
+                args.append(lease.ttl)
+        statement = write_statement(
+            mode, bool(messages), run is not None, summary is not None, action
+        )
 
-        async def work(conn: Connection) -> None:
+        async def work(conn: Connection) -> Any:
             try:
-                written = await conn.fetchval(statement, *args)
+                return await conn.fetchrow(statement, *args)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
-            if written != 1:
-                raise Conflict(f"session {k} changed since revision {base}")
 
         try:
-            await self._call(work)
+            written, leased, current = await self._call(work)
         except Conflict:
             # A retry after a connection lost mid-write may find the write already
             # committed: the session at this write's own revision means it is ours.
             stored = await self._call(lambda conn: conn.fetchval(SELECT_REVISION, *args[:3]))
             if stored != revision:
                 raise
+            written, leased, current = 1, 1, None
+        # A refused write whose session is at this write's own revision is this write,
+        # committed on a connection lost before the answer came (and retried).
+        if written != 1 and current != revision:
+            if not leased:
+                raise SessionBusy(f"session {k.session_id!r} is busy with a turn elsewhere")
+            if current is None and base:
+                raise SessionErased(f"session {k.session_id!r} was erased while it was in use")
+            raise Conflict(f"session {k} changed since revision {base}")
+        if lease is not None and action:
+            lease.held = action == "take"
+            lease.since = time.monotonic()
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
         ident = (key.tenant_id, key.user_id, key.session_id)
 
-        async def work(conn: Connection) -> Snapshot | None:
-            row = await conn.fetchrow(SELECT_SESSION, *ident)
-            if row is None:
-                return None
-            rows = await conn.fetch(SELECT_WINDOW, *ident, window)
-            running = [r[0] for r in await conn.fetch(SELECT_RUNNING, *ident)]
-            summary = await conn.fetchrow(SELECT_SUMMARY, *ident)
-            window_messages = [decode_message(r[0]) for r in reversed(rows)]
-            return Snapshot(_record(key, row, summary), window_messages, running)
-
-        return await self._call(work)
+        row = await self._call(lambda conn: conn.fetchrow(SELECT_SNAPSHOT, *ident, window))
+        if row is None:
+            return None
+        summary = None if row[10] is None else tuple(row[i] for i in range(10, 17))
+        window_messages = [decode_message(data) for data in reversed(row[8])]
+        return Snapshot(_record(key, row, summary), window_messages, list(row[9]))
 
     async def last_seq(self, key: SessionKey) -> int:
         value = await self._call(
