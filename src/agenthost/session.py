@@ -257,9 +257,9 @@ class Sessions:
             await self.store.write(batch)
         except SessionBusy:  # the lease: another process has the session, nothing written
             live.stale = True
+            self.conflicts += 1
             assert folding is not None and batch.lease is not None
             await folding.acquire(batch.lease)  # wait for it (or SessionBusy, as asked)
-            self.conflicts += 1
             raise Conflict(f"session {live.key.session_id!r} was in use elsewhere") from None
         except SessionErased:
             live.stale = True

@@ -46,7 +46,6 @@ from agenthost.errors import AgentHostError
 from agenthost.keys import SessionKey
 from agenthost.stores.base import Lease
 from agenthost.stores.postgres import (
-    ACQUIRE_LEASE,
     PostgresStore,
     apply_migrations,
     call,
@@ -55,6 +54,7 @@ from agenthost.stores.postgres import (
     parse_url,
     redact,
 )
+from agenthost.stores.postgres_writes import ACQUIRE_LEASE
 
 if TYPE_CHECKING:
     from agenthost.locks import LeaseFolding

@@ -25,7 +25,6 @@ URL options (query parameters, removed before the DSN reaches asyncpg):
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import re
 import time
@@ -65,7 +64,8 @@ try:
 except ModuleNotFoundError as exc:
     raise MissingExtra("postgres", "PostgreSQL support (store, coordination)") from exc
 
-from agenthost.stores import postgres_memory  # after the guard: it needs asyncpg too
+from agenthost.stores import postgres_memory  # after the guard: they need asyncpg too
+from agenthost.stores.postgres_writes import GroupCommit, Outcome, write_statement
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs
@@ -152,21 +152,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "run logs, idempotency keys and cancel requests", runlog_postgres.MIGRATION_SQL),
 )
 
-# Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
-# type of a bare parameter inside COALESCE, so those get an explicit cast.
-_JSONB_PARAMS = re.compile(r"\$([789])\b")
-
-
-def _session_sql(statement: str) -> str:
-    return _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(statement)).strip()
-
-
 UPSERT_RUN = sql.to_postgres(sql.UPSERT_RUN)
-SELECT_SESSION = sql.to_postgres(sql.SELECT_SESSION)
 SELECT_REVISION = sql.to_postgres(sql.SELECT_REVISION)
 SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
-SELECT_WINDOW = sql.to_postgres(sql.SELECT_WINDOW)
-SELECT_RUNNING = sql.to_postgres(sql.SELECT_RUNNING)
 SELECT_MESSAGES = sql.to_postgres(sql.SELECT_MESSAGES)
 SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
@@ -186,114 +174,6 @@ FROM sessions AS s LEFT JOIN LATERAL ({SELECT_SUMMARY}) AS m ON true
 WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.session_id = $3
 """
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
-# The session CTE of a write, by WriteBatch.base_revision: None, 0 (create), or a revision.
-_SESSION_CTE = {
-    "upsert": _session_sql(sql.UPSERT_SESSION) + " RETURNING 1",
-    "insert": _session_sql(sql.INSERT_SESSION) + " ON CONFLICT DO NOTHING RETURNING 1",
-    "update": _session_sql(sql.UPDATE_SESSION) + " RETURNING 1",
-}
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-_ACQUIRE_LEASE = """
-INSERT INTO session_leases AS lease (tenant_id, user_id, session_id, token, expires_at)
-VALUES ($1, $2, $3, {token}, clock_timestamp() + make_interval(secs => {ttl}))
-ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE
-    SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-    WHERE lease.expires_at < clock_timestamp() OR lease.token = EXCLUDED.token"""
-ACQUIRE_LEASE = _ACQUIRE_LEASE.format(token="$4", ttl="$5")
-"""Take a session's lease (``$4`` the token, ``$5`` the ttl in seconds) if it is free,
-expired, or already ours; the row comes back only if it was taken."""
-# The session CTE of a leased write that takes the lease: it writes only if it was won.
-_TAKEN = " AND EXISTS (SELECT 1 FROM lease)"
-_INSERT_TAKEN = (
-    f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) SELECT $1::text, $2::text, $3::text, "
-    "$4::float8, $4::float8, $5::bigint, $6::bigint, COALESCE($7::jsonb, '{}'), "
-    "COALESCE($8::jsonb, '{}'), COALESCE($9::jsonb, '[]'), $10::bigint "
-    "WHERE EXISTS (SELECT 1 FROM lease) ON CONFLICT DO NOTHING RETURNING 1"
-)
-
-
-def _shift(statement: str, offset: int) -> str:
-    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", statement)
-
-
-@functools.cache
-def write_statement(
-    mode: str, messages: bool, run: bool, summary: bool = False, lease: str = ""
-) -> str:
-    """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
-    transaction). The session row's CTE (an upsert, a create, or the revision
-    compare-and-set) returns a row only if it wrote; messages, run and summary are
-    written only then. ``lease="take"`` takes the session's lease first and writes
-    only if it was won; ``"give"`` deletes the lease once the write is done.
-
-    The statement answers one row: session rows written (0: refused), whether the
-    lease is ours (1 unless it was to be taken and was not), and, if refused, the
-    session's revision as it stands (NULL: no such session). Parameters: the
-    session's ten (eleven with the base revision), five arrays of the new messages
-    (if any), the run's ten (if any), the summary's seven (if any), the lease's
-    token (and its ttl in seconds, to take it)."""
-    count = 11 if mode == "update" else 10
-    count += (5 if messages else 0) + (10 if run else 0) + (7 if summary else 0)
-    parts: list[str] = []
-    session = _SESSION_CTE[mode]
-    if lease == "take":
-        if mode == "upsert":
-            raise ValueError("an unchecked write (no base revision) cannot take a lease")
-        parts.append(
-            f"lease AS ({_ACQUIRE_LEASE.format(token=f'${count + 1}', ttl=f'${count + 2}')}"
-            " RETURNING 1)"
-        )
-        session = (
-            _INSERT_TAKEN
-            if mode == "insert"
-            else session.replace(" RETURNING 1", _TAKEN + " RETURNING 1")
-        )
-    parts.append(f"session AS ({session})")
-    count = 11 if mode == "update" else 10
-    if messages:
-        parts.append(
-            "appended AS (INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, "
-            f"role, created_at, data) SELECT $1, $2, $3, m.* FROM unnest(${count + 1}::bigint[], "
-            f"${count + 2}::text[], ${count + 3}::text[], ${count + 4}::float8[], "
-            f"${count + 5}::bytea[]) AS m WHERE EXISTS (SELECT 1 FROM session))"
-        )
-        count += 5
-    if run:
-        values = _shift(
-            "$1::text, $2::text, $3::text, $4::text, $5::text, $6::float8, $7::float8, "
-            "$8::text, $9::jsonb, $10::text",
-            count,
-        )
-        on_conflict = _shift(sql.to_postgres(sql.RUN_ON_CONFLICT), count)
-        parts.append(
-            f"run AS (INSERT INTO runs ({sql.RUN_COLUMNS}) SELECT {values} "
-            f"WHERE EXISTS (SELECT 1 FROM session) {on_conflict})"
-        )
-        count += 10
-    if summary:
-        values = _shift(
-            "$1::bigint, $2::text, $3::bigint, $4::bigint, $5::float8, $6::text, $7::text", count
-        )
-        parts.append(
-            "summary AS (INSERT INTO summaries (tenant_id, user_id, session_id, "
-            f"{sql.SUMMARY_COLUMNS}) SELECT $1, $2, $3, {values} "
-            "WHERE EXISTS (SELECT 1 FROM session))"
-        )
-        count += 7
-    if lease == "give":
-        parts.append(
-            f"given AS (DELETE FROM session_leases WHERE {sql.to_postgres(sql.KEY)} "
-            f"AND token = ${count + 1} AND EXISTS (SELECT 1 FROM session))"
-        )
-    leased = "(SELECT count(*) FROM lease)" if lease == "take" else "1"
-    current = f"(SELECT revision FROM sessions WHERE {sql.to_postgres(sql.KEY)})"
-    return (
-        "WITH " + ", ".join(parts) + f" SELECT w.n, {leased}, CASE WHEN w.n = 0 THEN "
-        f"{current} END FROM (SELECT count(*) AS n FROM session) AS w"
-    )
-
-
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
 # turn is writing right now for the next sweep.
 DELETE_IDLE = """
@@ -538,6 +418,7 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
         self.command_timeout = command_timeout
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        self._group = GroupCommit(self._write_alone, self._call)
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
@@ -569,6 +450,7 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                     raise
 
     async def close(self) -> None:
+        await self._group.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -601,7 +483,32 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
     # -- the hot path --------------------------------------------------------------
 
     async def write(self, batch: WriteBatch) -> None:
-        """One statement, one round trip: the session row, the append and the run record."""
+        """One statement, one round trip: the session row, the append and the run record
+        (with other turns' writes, grouped: see :mod:`agenthost.stores.postgres_group`)."""
+        revision = batch.new_revision()
+        lease = batch.lease
+        action = ""
+        if lease is not None:
+            action = "give" if lease.held and batch.release else "" if lease.held else "take"
+        if batch.base_revision is not None and batch.summary is None:
+            written, leased, current = await self._group.write(batch, action)
+        else:
+            written, leased, current = await self._write_alone(batch, action)
+        # A refused write whose session is at this write's own revision is this write,
+        # committed on a connection lost before the answer came (and retried).
+        if written != 1 and current != revision:
+            k, base = batch.key, batch.base_revision
+            if not leased:
+                raise SessionBusy(f"session {k.session_id!r} is busy with a turn elsewhere")
+            if current is None and base:
+                raise SessionErased(f"session {k.session_id!r} was erased while it was in use")
+            raise Conflict(f"session {k} changed since revision {base}")
+        if lease is not None and action:
+            lease.held = action == "take"
+            lease.since = time.monotonic()
+
+    async def _write_alone(self, batch: WriteBatch, action: str) -> Outcome:
+        """``batch`` as one statement of its own (see :func:`write_statement`)."""
         k = batch.key
         messages = batch.messages
         revision = batch.new_revision()
@@ -656,11 +563,8 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                 summary.error,
             ]
         lease = batch.lease
-        action = ""
-        if lease is not None:
-            action = "give" if lease.held and batch.release else "" if lease.held else "take"
-            if action:
-                args.append(lease.token)
+        if lease is not None and action:
+            args.append(lease.token)
             if action == "take":
                 args.append(lease.ttl)
         statement = write_statement(
@@ -681,18 +585,8 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
             stored = await self._call(lambda conn: conn.fetchval(SELECT_REVISION, *args[:3]))
             if stored != revision:
                 raise
-            written, leased, current = 1, 1, None
-        # A refused write whose session is at this write's own revision is this write,
-        # committed on a connection lost before the answer came (and retried).
-        if written != 1 and current != revision:
-            if not leased:
-                raise SessionBusy(f"session {k.session_id!r} is busy with a turn elsewhere")
-            if current is None and base:
-                raise SessionErased(f"session {k.session_id!r} was erased while it was in use")
-            raise Conflict(f"session {k} changed since revision {base}")
-        if lease is not None and action:
-            lease.held = action == "take"
-            lease.since = time.monotonic()
+            return 1, 1, None
+        return written, leased, current
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
         ident = (key.tenant_id, key.user_id, key.session_id)
