@@ -264,10 +264,10 @@ class Sessions:
         except SessionErased:
             live.stale = True
             raise
-        except Conflict:
+        except Conflict as exc:
             live.stale = True
             self.conflicts += 1
-            if live.revision and await self._gone(live.key):
+            if live.revision and exc.exists is None and await self._gone(live.key):
                 raise SessionErased(
                     f"session {live.key.session_id!r} was erased while it was in use"
                 ) from None

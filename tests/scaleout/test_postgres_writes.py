@@ -24,7 +24,6 @@ from agenthost.messages import Message
 from agenthost.session import Sessions
 from agenthost.stores.base import Lease, RunRecord, WriteBatch
 from agenthost.stores.postgres import PostgresStore
-from agenthost.stores.postgres_writes import GroupCommit
 from support.services import postgres_url, unique
 
 KEY = SessionKey("acme", "alice", "s1")
@@ -283,8 +282,7 @@ async def test_concurrent_writes_share_statements_and_each_gets_its_own_answer(
     keys = [SessionKey("t", f"user{i}", "s") for i in range(40)]
     first = [batch(k, 0, 0, "first") for k in keys]
     await asyncio.gather(*(store.write(b) for b in first))
-    group = store._group
-    assert isinstance(group, GroupCommit)
+    group = store._writes
     assert group.groups >= 1 and group.grouped > group.groups  # several writes a statement
 
     # the second round: every other write is stale (a wrong base revision), one is erased
@@ -301,13 +299,18 @@ async def test_concurrent_writes_share_statements_and_each_gets_its_own_answer(
             assert type(outcome) is Conflict
         else:
             assert outcome is None
-    for i, key in enumerate(keys):
+    snapshots = await asyncio.gather(*(store.load(key, window=5) for key in keys))
+    assert store._loads.groups >= 1  # loads made together went together too
+    for i, (key, snapshot) in enumerate(zip(keys, snapshots, strict=True)):
         texts = [m.content for m in await store.messages(key)]
         assert texts == ([] if i == 1 else ["first", "second"] if i % 2 == 0 else ["first"])
-        snapshot = await store.load(key, window=5)
-        if snapshot is not None:
-            assert snapshot.session.state == {"n": 1 if i % 2 == 0 else 0}
-            assert snapshot.running == [m.run_id for m in snapshot.window]
+        if i == 1:
+            assert snapshot is None
+            continue
+        assert snapshot is not None and snapshot.session.key == key
+        assert [m.content for m in snapshot.window] == texts
+        assert snapshot.session.state == {"n": 1 if i % 2 == 0 else 0}
+        assert snapshot.running == sorted({m.run_id for m in snapshot.window})
 
 
 async def test_a_write_the_database_refuses_fails_alone_not_its_group(

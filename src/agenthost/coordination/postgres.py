@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -125,7 +125,8 @@ class PostgresCoordinator(LeaseCoordinator):
             async with super().hold(key, wait=wait):
                 yield
             return
-        lease = self._holds[key] = Lease(key, secrets.token_hex(16), self.ttl, wait)
+        token = f"{random.getrandbits(128):032x}"  # unique, not secret: no system call
+        lease = self._holds[key] = Lease(key, token, self.ttl, wait)
         keeper = self._keeper
         if keeper is None or keeper.done():
             self._keeper = asyncio.create_task(self._keep_all(), name="agenthost-leases")

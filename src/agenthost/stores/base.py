@@ -13,7 +13,7 @@ records, written with the session's other writes (:attr:`WriteBatch.summary`).
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -29,8 +29,12 @@ def new_revision() -> int:
     A revision is compared for equality only. Being random (53 bits, exact in a
     JavaScript number) rather than a counter, a session deleted and created anew
     never repeats a revision that a stale copy of the old one still holds.
+
+    Drawn from :mod:`random` (seeded from the OS, and reseeded in a forked worker),
+    not ``os.urandom``: a revision needs to be unique, not secret, and on the hot
+    path a system call per write costs more than the rest of building it.
     """
-    return (int.from_bytes(os.urandom(7), "big") >> 3) or 1
+    return random.getrandbits(53) or 1
 
 
 @dataclass(frozen=True, slots=True)

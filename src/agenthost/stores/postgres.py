@@ -65,7 +65,14 @@ except ModuleNotFoundError as exc:
     raise MissingExtra("postgres", "PostgreSQL support (store, coordination)") from exc
 
 from agenthost.stores import postgres_memory  # after the guard: they need asyncpg too
-from agenthost.stores.postgres_writes import GroupCommit, Outcome, write_statement
+from agenthost.stores.postgres_writes import (
+    Grouped,
+    Outcome,
+    Write,
+    write_key,
+    write_statement,
+    write_together,
+)
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs
@@ -160,18 +167,23 @@ SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
 SELECT_SUMMARY = sql.to_postgres(sql.SELECT_SUMMARY)
 SELECT_SUMMARIES = sql.to_postgres(sql.SELECT_SUMMARIES)
-# A session as load() reads it, in one statement (one snapshot): the row, its window
-# (newest first), its open runs, and its newest summary's columns (NULLs if none).
-SELECT_SNAPSHOT = f"""
-SELECT s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.config, s.pending,
-    s.revision,
-    ARRAY(SELECT data FROM messages WHERE {sql.to_postgres(sql.KEY)} ORDER BY seq DESC
-          LIMIT $4) AS window,
-    ARRAY(SELECT run_id FROM runs WHERE {sql.to_postgres(sql.KEY)} AND status = 'running')
-        AS running,
-    m.version, m.text, m.from_seq, m.to_seq, m.created_at AS summary_at, m.model, m.error
-FROM sessions AS s LEFT JOIN LATERAL ({SELECT_SUMMARY}) AS m ON true
-WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.session_id = $3
+# Sessions as load() reads them, in one statement (one snapshot): for each key that
+# exists, its index (from 1), its row, its window (newest first), its open runs, and its
+# newest summary's columns (NULLs if none). Concurrent loads go together (Grouped).
+_K = "{a}.tenant_id = k.tenant_id AND {a}.user_id = k.user_id AND {a}.session_id = k.session_id"
+SELECT_SNAPSHOTS = f"""
+SELECT k.i, s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.config,
+    s.pending, s.revision,
+    ARRAY(SELECT m.data FROM messages AS m WHERE {_K.format(a="m")} ORDER BY m.seq DESC
+          LIMIT k.size),
+    ARRAY(SELECT r.run_id FROM runs AS r WHERE {_K.format(a="r")} AND r.status = 'running'),
+    x.version, x.text, x.from_seq, x.to_seq, x.created_at, x.model, x.error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) WITH ORDINALITY
+    AS k(tenant_id, user_id, session_id, size, i)
+JOIN sessions AS s ON {_K.format(a="s")}
+LEFT JOIN LATERAL (
+    SELECT version, text, from_seq, to_seq, created_at, model, error FROM summaries AS y
+    WHERE {_K.format(a="y")} ORDER BY version DESC LIMIT 1) AS x ON true
 """
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
@@ -418,7 +430,12 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
         self.command_timeout = command_timeout
         self._pool: Any = None
         self._opening = asyncio.Lock()
-        self._group = GroupCommit(self._write_alone, self._call)
+        self._writes: Grouped[Write, Outcome] = Grouped(
+            self._write_alone, self._write_together, write_key
+        )
+        self._loads: Grouped[tuple[SessionKey, int], Snapshot | None] = Grouped(
+            self._load_alone, self._load_together, lambda item: item[0]
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
@@ -450,7 +467,8 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                     raise
 
     async def close(self) -> None:
-        await self._group.close()
+        await self._writes.close()
+        await self._loads.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -484,31 +502,37 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
 
     async def write(self, batch: WriteBatch) -> None:
         """One statement, one round trip: the session row, the append and the run record
-        (with other turns' writes, grouped: see :mod:`agenthost.stores.postgres_group`)."""
+        (with other turns' writes, grouped: see :mod:`agenthost.stores.postgres_writes`)."""
         revision = batch.new_revision()
         lease = batch.lease
         action = ""
         if lease is not None:
             action = "give" if lease.held and batch.release else "" if lease.held else "take"
         if batch.base_revision is not None and batch.summary is None:
-            written, leased, current = await self._group.write(batch, action)
+            written, leased, current = await self._writes.submit((batch, action))
         else:
-            written, leased, current = await self._write_alone(batch, action)
+            written, leased, current = await self._write_alone((batch, action))
         # A refused write whose session is at this write's own revision is this write,
         # committed on a connection lost before the answer came (and retried).
         if written != 1 and current != revision:
             k, base = batch.key, batch.base_revision
             if not leased:
                 raise SessionBusy(f"session {k.session_id!r} is busy with a turn elsewhere")
+            if lease is not None and action == "take":  # won, though the copy was stale
+                lease.held, lease.since = True, time.monotonic()
             if current is None and base:
                 raise SessionErased(f"session {k.session_id!r} was erased while it was in use")
-            raise Conflict(f"session {k} changed since revision {base}")
+            raise Conflict(f"session {k} changed since revision {base}", exists=current is not None)
         if lease is not None and action:
             lease.held = action == "take"
             lease.since = time.monotonic()
 
-    async def _write_alone(self, batch: WriteBatch, action: str) -> Outcome:
-        """``batch`` as one statement of its own (see :func:`write_statement`)."""
+    async def _write_together(self, writes: list[Write]) -> list[Outcome]:
+        return await write_together(self._call, writes)
+
+    async def _write_alone(self, write: Write) -> Outcome:
+        """A batch as one statement of its own (see :func:`write_statement`)."""
+        batch, action = write
         k = batch.key
         messages = batch.messages
         revision = batch.new_revision()
@@ -589,14 +613,28 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
         return written, leased, current
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
-        ident = (key.tenant_id, key.user_id, key.session_id)
+        """The session in one statement (with other loads made meanwhile: see Grouped)."""
+        return await self._loads.submit((key, window))
 
-        row = await self._call(lambda conn: conn.fetchrow(SELECT_SNAPSHOT, *ident, window))
-        if row is None:
-            return None
-        summary = None if row[10] is None else tuple(row[i] for i in range(10, 17))
-        window_messages = [decode_message(data) for data in reversed(row[8])]
-        return Snapshot(_record(key, row, summary), window_messages, list(row[9]))
+    async def _load_alone(self, item: tuple[SessionKey, int]) -> Snapshot | None:
+        return (await self._load_together([item]))[0]
+
+    async def _load_together(self, items: list[tuple[SessionKey, int]]) -> list[Snapshot | None]:
+        args = (
+            [key.tenant_id for key, _ in items],
+            [key.user_id for key, _ in items],
+            [key.session_id for key, _ in items],
+            [window for _, window in items],
+        )
+        rows = await self._call(lambda conn: conn.fetch(SELECT_SNAPSHOTS, *args))
+        found: list[Snapshot | None] = [None] * len(items)
+        for row in rows:
+            index = row[0] - 1
+            summary = None if row[11] is None else tuple(row[i] for i in range(11, 18))
+            window = [decode_message(data) for data in reversed(row[9])]
+            record = _record(items[index][0], row, summary)
+            found[index] = Snapshot(record, window, list(row[10]))
+        return found
 
     async def last_seq(self, key: SessionKey) -> int:
         value = await self._call(

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import orjson
@@ -43,6 +43,8 @@ Outcome = tuple[int, int, int | None]
 and if refused the session's revision as it stands (None: no such session)."""
 
 MAX_GROUP = 256
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 ACTIONS = {"": 0, "take": 1, "give": 2}
 
 _KEY_OF = (
@@ -286,38 +288,38 @@ def group_args(writes: list[tuple[WriteBatch, str]]) -> list[Any]:
     return columns
 
 
-class _GroupFailed(Exception):
-    """The group statement failed at the server: nothing of it was written."""
+class GroupFailed(Exception):
+    """A group statement failed at the server: none of it was done (each item goes alone)."""
 
 
-class GroupCommit:
-    """Sends a store's grouped writes: at most one statement in flight (see module doc).
-
-    ``alone(batch, action)`` writes one batch by itself; ``call(fn)`` runs ``fn`` on a
-    pooled connection, translating errors (the store's ``_call``).
-    """
+class Grouped(Generic[Item, Result]):
+    """At most one statement in flight: an item that finds none goes at once, by itself
+    (``alone``); items arriving meanwhile go together in the next (``together``, which
+    answers in their order, or raises :class:`GroupFailed`), one per ``key`` at most."""
 
     def __init__(
         self,
-        alone: Callable[[WriteBatch, str], Awaitable[Outcome]],
-        call: Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]],
+        alone: Callable[[Item], Awaitable[Result]],
+        together: Callable[[list[Item]], Awaitable[list[Result]]],
+        key: Callable[[Item], Hashable],
     ) -> None:
         self.alone = alone
-        self.call = call
+        self.together = together
+        self.key = key
         self.busy = False
-        self.waiting: list[tuple[WriteBatch, str, asyncio.Future[Outcome]]] = []
-        self.groups = 0  # statements that carried more than one write
-        self.grouped = 0  # writes they carried
+        self.waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self.groups = 0  # statements that carried more than one item
+        self.grouped = 0  # items they carried
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, batch: WriteBatch, action: str) -> Outcome:
+    async def submit(self, item: Item) -> Result:
         if self.busy:
-            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-            self.waiting.append((batch, action, future))
+            future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            self.waiting.append((item, future))
             return await future
         self.busy = True
         try:
-            return await self.alone(batch, action)
+            return await self.alone(item)
         finally:
             if self.waiting:  # they go together once this one is answered
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -327,79 +329,95 @@ class GroupCommit:
     async def _flush(self) -> None:
         try:
             while self.waiting:
-                group = self._take()
-                await self._send(group)
+                await self._send(self._take())
         finally:
             self.busy = False
-            for _, _, future in self.waiting:  # cancelled (the store closing)
-                if not future.done():
-                    future.cancel()
+            for _, future in self.waiting:  # cancelled (the store closing)
+                future.cancel()
             self.waiting.clear()
 
-    def _take(self) -> list[tuple[WriteBatch, str, asyncio.Future[Outcome]]]:
-        """The next group: waiting writes in arrival order, one per session at most."""
-        group: list[tuple[WriteBatch, str, asyncio.Future[Outcome]]] = []
-        later: list[tuple[WriteBatch, str, asyncio.Future[Outcome]]] = []
-        keys: set[SessionKey] = set()
-        for item in self.waiting:
-            batch, _, future = item
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        """The next group: waiting items in arrival order, one per key at most."""
+        group: list[tuple[Item, asyncio.Future[Result]]] = []
+        later: list[tuple[Item, asyncio.Future[Result]]] = []
+        keys: set[Hashable] = set()
+        for entry in self.waiting:
+            item, future = entry
             if future.done():  # its caller was cancelled before it went: it never will
                 continue
-            if batch.key in keys or len(group) >= MAX_GROUP:
-                later.append(item)
+            key = self.key(item)
+            if key in keys or len(group) >= MAX_GROUP:
+                later.append(entry)
                 continue
-            keys.add(batch.key)
-            group.append(item)
+            keys.add(key)
+            group.append(entry)
         self.waiting = later
         return group
 
-    async def _send(self, group: list[tuple[WriteBatch, str, asyncio.Future[Outcome]]]) -> None:
+    async def _send(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         if len(group) == 1:
-            batch, action, future = group[0]
-            await self._one(batch, action, future)
+            await self._one(*group[0])
             return
-        args = group_args([(batch, action) for batch, action, _ in group])
-
-        async def work(conn: Any) -> list[Any]:
-            try:
-                rows: list[Any] = await conn.fetch(GROUP_WRITE, *args)
-            except asyncpg.PostgresError as exc:
-                raise _GroupFailed from exc
-            return rows
-
         try:
-            rows = await self.call(work)
-        except _GroupFailed:
-            await asyncio.gather(*(self._one(b, a, f) for b, a, f in group))
+            results = await self.together([item for item, _ in group])
+        except GroupFailed:
+            await asyncio.gather(*(self._one(item, future) for item, future in group))
             return
-        except Exception as exc:  # the database unavailable: every write of the group fails
-            for _, _, future in group:
+        except Exception as exc:  # the database unavailable: every item of the group fails
+            for _, future in group:
                 if not future.done():
                     future.set_exception(exc)
             return
         except BaseException:
-            for _, _, future in group:
+            for _, future in group:
                 future.cancel()
             raise
         self.groups += 1
         self.grouped += len(group)
-        for row in rows:
-            future = group[row[0]][2]
+        for (_, future), result in zip(group, results, strict=True):
             if not future.done():
-                future.set_result((row[1], row[2], row[3]))
+                future.set_result(result)
 
-    async def _one(self, batch: WriteBatch, action: str, future: asyncio.Future[Outcome]) -> None:
+    async def _one(self, item: Item, future: asyncio.Future[Result]) -> None:
         try:
-            outcome = await self.alone(batch, action)
+            result = await self.alone(item)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
             return
         if not future.done():
-            future.set_result(outcome)
+            future.set_result(result)
 
     async def close(self) -> None:
         flusher, self._flusher = self._flusher, None
         if flusher is not None and not flusher.done():
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
+
+
+Write = tuple[WriteBatch, str]
+"""A batch to write and its lease action (``""``, ``"take"``, ``"give"``)."""
+
+
+def write_key(write: Write) -> SessionKey:
+    return write[0].key
+
+
+async def write_together(
+    call: Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]], writes: list[Write]
+) -> list[Outcome]:
+    """``writes`` as one :data:`GROUP_WRITE` statement, run by ``call`` (the store's)."""
+    args = group_args(writes)
+
+    async def work(conn: Any) -> list[Any]:
+        try:
+            rows: list[Any] = await conn.fetch(GROUP_WRITE, *args)
+        except asyncpg.PostgresError as exc:  # nothing of it was written
+            raise GroupFailed from exc
+        return rows
+
+    rows = await call(work)
+    outcomes: list[Outcome] = [(0, 0, None)] * len(writes)
+    for row in rows:
+        outcomes[row[0]] = (row[1], row[2], row[3])
+    return outcomes
