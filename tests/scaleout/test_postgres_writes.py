@@ -308,6 +308,8 @@ async def test_concurrent_writes_share_statements_and_each_gets_its_own_answer(
             assert snapshot is None
             continue
         assert snapshot is not None and snapshot.session.key == key
+        assert snapshot.session.created_at == first[i].now
+        assert snapshot.session.revision == (second[i] if i % 2 == 0 else first[i]).revision
         assert [m.content for m in snapshot.window] == texts
         assert snapshot.session.state == {"n": 1 if i % 2 == 0 else 0}
         assert snapshot.running == sorted({m.run_id for m in snapshot.window})

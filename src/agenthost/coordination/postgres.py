@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import AsyncIterator
@@ -46,11 +47,11 @@ from agenthost.errors import AgentHostError
 from agenthost.keys import SessionKey
 from agenthost.stores.base import Lease
 from agenthost.stores.postgres import (
+    LazyPool,
     PostgresStore,
     apply_migrations,
     call,
     check_schema,
-    create_pool,
     parse_url,
     redact,
 )
@@ -97,8 +98,12 @@ class PostgresCoordinator(LeaseCoordinator):
         self.schema = check_schema(schema if schema is not None else options.get("schema"))
         self.migrate = options.get("migrate", "true").lower() not in ("0", "false", "no")
         self.max_size = max_size
-        self._pool: Any = None
-        self._opening = asyncio.Lock()
+        self._lazy = LazyPool(  # when not folded into the store
+            self.dsn,
+            schema=self.schema,
+            max_size=max_size,
+            setup=functools.partial(apply_migrations, schema=self.schema) if self.migrate else None,
+        )
         self._store: PostgresStore | None = None  # folded into this store (see fold)
         self._holds: dict[SessionKey, Lease] = {}  # folded holds in progress here
         self._keeper: asyncio.Task[None] | None = None
@@ -196,26 +201,7 @@ class PostgresCoordinator(LeaseCoordinator):
             if store.pool is None:
                 await store.open()
             return store.pool
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                pool = await create_pool(
-                    self.dsn,
-                    schema=self.schema,
-                    min_size=0,
-                    max_size=self.max_size,
-                    connect_timeout=5.0,
-                    command_timeout=10.0,
-                )
-                if self.migrate:
-                    try:
-                        await call(pool, lambda conn: apply_migrations(conn, self.schema))
-                    except BaseException:
-                        pool.terminate()
-                        raise
-                self._pool = pool
-        return self._pool
+        return await self._lazy.get()
 
     def _args(self, key: SessionKey, token: str) -> tuple[Any, ...]:
         return (key.tenant_id, key.user_id, key.session_id, token)
@@ -248,6 +234,4 @@ class PostgresCoordinator(LeaseCoordinator):
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
         await super().close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._lazy.close()

@@ -177,7 +177,7 @@ SELECT k.i, s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.
     ARRAY(SELECT m.data FROM messages AS m WHERE {_K.format(a="m")} ORDER BY m.seq DESC
           LIMIT k.size),
     ARRAY(SELECT r.run_id FROM runs AS r WHERE {_K.format(a="r")} AND r.status = 'running'),
-    x.version, x.text, x.from_seq, x.to_seq, x.created_at, x.model, x.error
+    x.version, x.text, x.from_seq, x.to_seq, x.created_at AS summary_at, x.model, x.error
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) WITH ORDINALITY
     AS k(tenant_id, user_id, session_id, size, i)
 JOIN sessions AS s ON {_K.format(a="s")}
@@ -362,6 +362,56 @@ async def call(
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(f"PostgreSQL request failed: {describe(exc)}") from exc
     raise AssertionError("unreachable")
+
+
+class LazyPool:
+    """A small pool of its own, opened on first use, with ``setup`` (its migrations) run
+    once as it opens: what a PostgreSQL lease coordinator or quota backend keeps beside
+    the store. ``StoreUnavailable`` if the database cannot be reached."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None,
+        max_size: int,
+        setup: Callable[[Connection], Awaitable[object]] | None = None,
+        transaction: bool = False,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.max_size = max_size
+        self.setup = setup
+        self.transaction = transaction
+        self.pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> Any:
+        if self.pool is not None:
+            return self.pool
+        async with self._opening:
+            if self.pool is None:
+                pool = await create_pool(
+                    self.dsn,
+                    schema=self.schema,
+                    min_size=0,
+                    max_size=self.max_size,
+                    connect_timeout=5.0,
+                    command_timeout=10.0,
+                )
+                if self.setup is not None:
+                    try:
+                        await call(pool, self.setup, transaction=self.transaction)
+                    except BaseException:
+                        pool.terminate()
+                        raise
+                self.pool = pool
+        return self.pool
+
+    async def close(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
 
 
 def check_schema(schema: str | None) -> str | None:

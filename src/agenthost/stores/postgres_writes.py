@@ -1,25 +1,25 @@
 """How :class:`~agenthost.stores.postgres.PostgresStore` writes: each
 :class:`~agenthost.stores.base.WriteBatch` as one statement
-(:func:`write_statement`), and group commit: writes made at the same time share
-one statement, so one round trip and one commit.
+(:func:`write_statement`), and group commit (:class:`Grouped`): writes made at
+the same time share one statement, so one round trip and one commit.
 
 What a write costs the server process is mostly its round trip (a send, the
 database's wake-up, a receive), not its rows. So at most one write statement
 is in flight per store: a write that finds none goes at once, by itself; writes
 that arrive meanwhile wait and then go together, as one statement over arrays
-(:data:`GROUP_WRITE`) that does each write's revision compare-and-set, lease,
+(:data:`GROUP_WRITE`) that does each write's lease, revision compare-and-set,
 append and run record, and answers for each write as the single statement does
 (written, lease ours, the session's revision if refused). At low load this is
-the single statement; under load, many turns' writes per round trip.
+the single statement; under load, many turns' writes per round trip. The store
+groups its loads the same way.
 
 A group is one transaction. A server-side error in it (a duplicate seq, which
 the revision check makes impossible for the Host's writes; a value PostgreSQL
 cannot store) writes none of the group, whose writes are then sent one by one,
 so that only the write at fault fails. A group never holds two writes of one
 session: a second one waits for the next group, so writes of one session stay
-in order.
-
-Only revision-checked writes without a summary are grouped; the rest go alone.
+in order. Only revision-checked writes without a summary are grouped; the rest
+go alone.
 """
 
 from __future__ import annotations
