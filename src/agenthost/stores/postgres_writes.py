@@ -175,12 +175,12 @@ WITH w AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::float8[],
         $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[],
         $12::bigint[], $13::text[], $14::int[], $15::float8[])
-    AS w(i, tenant_id, user_id, session_id, now, last_seq, appended, state, config, pending,
-        revision, base, token, action, ttl)),
+    WITH ORDINALITY AS w(i, tenant_id, user_id, session_id, now, last_seq, appended, state,
+        config, pending, revision, base, token, action, ttl, ord)),
 lease AS (
     INSERT INTO session_leases AS l (tenant_id, user_id, session_id, token, expires_at)
     SELECT tenant_id, user_id, session_id, token, clock_timestamp() + make_interval(secs => ttl)
-    FROM w WHERE action = 1
+    FROM w WHERE action = 1 ORDER BY ord
     ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE
         SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
         WHERE l.expires_at < clock_timestamp() OR l.token = EXCLUDED.token
@@ -243,7 +243,11 @@ def _json(value: Any) -> str | None:
 
 
 def group_args(writes: list[tuple[WriteBatch, str]]) -> list[Any]:
-    """The 29 arrays of :data:`GROUP_WRITE` for ``writes`` (batches and lease actions)."""
+    """The 29 arrays of :data:`GROUP_WRITE` for ``writes`` (batches and lease actions).
+
+    Rows go in key order, so that two processes' groups lock the lease and session
+    rows they share in the same order (no deadlock between them); ``i`` is still
+    each write's index in ``writes``."""
     columns: list[list[Any]] = [[] for _ in range(29)]
     (i_, tenant, user, session, now, last, count, state, config, pending, revision, base) = columns[
         :12
@@ -251,7 +255,12 @@ def group_args(writes: list[tuple[WriteBatch, str]]) -> list[Any]:
     token, action, ttl = columns[12:15]
     m_i, m_seq, m_run, m_role, m_at, m_data = columns[15:21]
     r_i, r_id, r_status, r_start, r_end, r_error, r_usage, r_request = columns[21:29]
-    for index, (batch, act) in enumerate(writes):
+    keys = [batch.key for batch, _ in writes]
+    order = sorted(
+        range(len(writes)), key=lambda j: (keys[j].tenant_id, keys[j].user_id, keys[j].session_id)
+    )
+    for index in order:
+        batch, act = writes[index]
         key, messages, lease = batch.key, batch.messages, batch.lease
         i_.append(index)
         tenant.append(key.tenant_id)
