@@ -165,8 +165,8 @@ SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
 SELECT_MESSAGES = sql.to_postgres(sql.SELECT_MESSAGES)
 SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
-SELECT_SUMMARY = sql.to_postgres(sql.SELECT_SUMMARY)
 SELECT_SUMMARIES = sql.to_postgres(sql.SELECT_SUMMARIES)
+
 # Sessions as load() reads them, in one statement (one snapshot): for each key that
 # exists, its index (from 1), its row, its window (newest first), its open runs, and its
 # newest summary's columns (NULLs if none). Concurrent loads go together (Grouped).
