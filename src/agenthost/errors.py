@@ -68,6 +68,10 @@ class SessionBusy(AgentHostError):
 class Conflict(AgentHostError):
     code = "conflict"
 
+    def __init__(self, message: str, *, exists: bool | None = None) -> None:
+        super().__init__(message)
+        self.exists = exists  # whether the session still exists, when the store could tell
+
 
 class SessionErased(Conflict):
     code = "session_erased"

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agenthost.errors import SessionBusy
 from agenthost.keys import SessionKey
+
+if TYPE_CHECKING:
+    from agenthost.stores.base import Lease, SessionStore
 
 
 class _Entry:
@@ -75,6 +78,19 @@ class _Hold:
             del self.entries[self.key]
 
 
+class LeaseFolding(Protocol):
+    """A coordinator whose leases ride on the session's own writes (see
+    :class:`~agenthost.stores.base.Lease`): its ``hold`` takes nothing by itself; the
+    first write of the hold takes the lease, the last gives it back."""
+
+    def lease(self, key: SessionKey) -> Lease | None:
+        """The lease of this process's hold on ``key`` (None outside a hold)."""
+
+    async def acquire(self, lease: Lease) -> None:
+        """Take ``lease`` now by itself, waiting as its hold asked (``SessionBusy`` when
+        not waiting, or after the wait timeout); a no-op if it is held."""
+
+
 class Coordinator(Protocol):
     """Cross-process ordering. ``shared`` says other processes write the same store."""
 
@@ -82,6 +98,9 @@ class Coordinator(Protocol):
     def shared(self) -> bool: ...
 
     def hold(self, key: SessionKey, *, wait: bool) -> AbstractAsyncContextManager[None]: ...
+
+    def fold(self, store: SessionStore) -> LeaseFolding | None:
+        """Fold the locks into ``store``'s writes if it keeps them (None: it does not)."""
 
     async def close(self) -> None: ...
 
@@ -106,6 +125,9 @@ class LocalCoordinator:
 
     def hold(self, key: SessionKey, *, wait: bool) -> AbstractAsyncContextManager[None]:
         return _NOTHING
+
+    def fold(self, store: SessionStore) -> LeaseFolding | None:
+        return None
 
     async def close(self) -> None:
         return None

@@ -22,6 +22,11 @@ coherence rule lives here and nowhere else:
   Runs are only closed as ``interrupted`` by a holder of the session's lock,
   which no live turn of another process holds; a turn whose lease was lost
   (the lock service restarted empty) cannot commit past the revision check.
+- With a coordinator folded into the store (PostgreSQL), the cross-process lease
+  rides on these writes: the first write of a hold takes it (refused, writing
+  nothing, while another process has it: the writer waits for it, and its copy
+  is stale), the write that finishes a run gives it back. Whatever decides on
+  what the store holds (a reload, open runs found by a load) takes it first.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agenthost.errors import Conflict, NotFound, SessionErased
+from agenthost.errors import Conflict, NotFound, SessionBusy, SessionErased
 from agenthost.keys import SessionKey
 from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, KeyedLocks
@@ -73,6 +78,7 @@ class Sessions:
         self.clock = clock
         self.locks = KeyedLocks()
         self.conflicts = 0  # stale copies found at write time (another writer got there)
+        self.folding = coordinator.fold(store)  # leases taken by our writes (or None)
 
     @classmethod
     def scratch(cls, store: SessionStore, window: int, clock: Callable[[], float]) -> Sessions:
@@ -107,10 +113,23 @@ class Sessions:
         self.cache.hold(live)
         return live
 
+    async def _take_lease(self, key: SessionKey) -> bool:
+        """Take the hold's lease on ``key`` now if writes would otherwise take it later
+        (folded coordination); whether it was not held before."""
+        folding = self.folding
+        lease = None if folding is None else folding.lease(key)
+        if lease is None or lease.held:
+            return False
+        assert folding is not None
+        await folding.acquire(lease)
+        return True
+
     async def reload(self, live: LiveSession, *, create: bool = True) -> LiveSession | None:
-        """Drop ``live`` and read the session afresh from the store (busy, like ``live``)."""
+        """Drop ``live`` and read the session afresh from the store (busy, like ``live``):
+        under the session's lease, since what is read now decides what happens next."""
         self.cache.unhold(live)
         self.cache.discard(live.key)
+        await self._take_lease(live.key)
         fresh = await self.load(live.key, create=create)
         if fresh is not None:
             self.cache.hold(fresh)
@@ -120,6 +139,9 @@ class Sessions:
         """Read the session's row and window; close runs a dead turn left open; cache it."""
         now = self.clock()
         snapshot = await self.store.load(key, window=self.window)
+        if snapshot is not None and snapshot.running and await self._take_lease(key):
+            # a run is open: its turn may be alive elsewhere; read again under the lease
+            snapshot = await self.store.load(key, window=self.window)
         if snapshot is None:
             if not create:
                 return None
@@ -171,7 +193,7 @@ class Sessions:
                     messages = closing_messages(
                         calls, tail.run_id or run_id, "interrupted", RECOVERED, ""
                     )
-            await self.commit(live, messages, run=run)
+            await self.commit(live, messages, run=run, last=False)  # the turn comes next
 
     def release(self, live: LiveSession) -> None:
         """A turn is done with ``live``: it may be evicted again (or is dropped if stale)."""
@@ -198,11 +220,14 @@ class Sessions:
         config: dict[str, Any] | None = None,
         pending: list[PendingApproval] | None = None,
         summary: SessionSummary | None = None,
+        last: bool | None = None,
     ) -> None:
         """Store a write on ``live`` (checked against its revision), then apply it to ``live``.
 
         Raises ``Conflict`` if the store moved on (``SessionErased`` if the session is
         gone); any failure marks ``live`` stale so that its next use reloads it.
+        ``last``: the hold's last write, which gives a folded lease back (by default,
+        a write that finishes its run).
         """
         now = self.clock()
         seq = base = live.last_seq
@@ -224,12 +249,25 @@ class Sessions:
             revision=revision,
             summary=summary,
         )
+        folding = self.folding
+        if folding is not None and (lease := folding.lease(live.key)) is not None:
+            batch.lease = lease
+            batch.release = (run is not None and run.status != "running") if last is None else last
         try:
             await self.store.write(batch)
-        except Conflict:
+        except SessionBusy:  # the lease: another process has the session, nothing written
             live.stale = True
             self.conflicts += 1
-            if live.revision and await self._gone(live.key):
+            assert folding is not None and batch.lease is not None
+            await folding.acquire(batch.lease)  # wait for it (or SessionBusy, as asked)
+            raise Conflict(f"session {live.key.session_id!r} was in use elsewhere") from None
+        except SessionErased:
+            live.stale = True
+            raise
+        except Conflict as exc:
+            live.stale = True
+            self.conflicts += 1
+            if live.revision and exc.exists is None and await self._gone(live.key):
                 raise SessionErased(
                     f"session {live.key.session_id!r} was erased while it was in use"
                 ) from None
@@ -272,7 +310,7 @@ class Sessions:
                         raise NotFound(f"session {key.session_id!r} not found")
                     state, config = change(live)
                     try:
-                        await self.commit(live, state=state, config=config)
+                        await self.commit(live, state=state, config=config, last=True)
                         break
                     except Conflict:
                         if attempt == UPDATE_ATTEMPTS:

@@ -105,6 +105,48 @@ async def test_two_processes_many_sessions_random_routing(
 
 
 @pytest.mark.parametrize("store_url", ["postgres", "redis"], indirect=True)
+async def test_a_turn_sent_to_another_process_queues_behind_the_running_one(
+    store_url: str, servers: list[ServeProcess], tmp_path: Path
+) -> None:
+    """On PostgreSQL the lease rides on the turn's writes: the second process's first
+    write is refused while the first turn runs, and it waits; it does not call its
+    model until the first turn is stored, and nothing interleaves."""
+    first, second = await launch(
+        servers, tmp_path, 2, "--store", store_url, "--model", "offline:1500ms"
+    )
+    key = SessionKey("default", "alice", "default")
+    store = await opened(store_url)
+    try:
+        async with httpx.AsyncClient(timeout=DEADLINE) as client:
+            body = {"message": "first", "user_id": "alice"}
+            one = asyncio.create_task(client.post(f"{first.url}/v1/chat", json=body))
+            running: list[str] = []
+            deadline = asyncio.get_running_loop().time() + DEADLINE
+            while not running:  # the model is thinking: the turn holds the session
+                snapshot = await store.load(key, window=5)
+                running = snapshot.running if snapshot else []
+                assert asyncio.get_running_loop().time() < deadline, "the turn never started"
+                await asyncio.sleep(0.02)
+            body = {"message": "second", "user_id": "alice"}
+            two = await client.post(f"{second.url}/v1/chat", json=body)
+            assert one.done()  # answered only after the first turn was
+            assert (await one).status_code == 200
+            assert two.status_code == 200, two.text
+        messages = await store.messages(key)
+        assert [m.content for m in messages] == [
+            "first",
+            "You said: first",
+            "second",
+            "You said: second",
+        ]
+        runs = await store.runs(key)
+        assert sorted(r.status for r in runs) == ["completed", "completed"]
+        assert running[0] in {r.run_id for r in runs}
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("store_url", ["postgres", "redis"], indirect=True)
 async def test_a_killed_lock_holder_frees_its_session_and_its_run_is_interrupted(
     store_url: str, servers: list[ServeProcess], tmp_path: Path
 ) -> None:

@@ -21,9 +21,14 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from agenthost.errors import AgentHostError, ConfigError, SessionBusy
 from agenthost.keys import SessionKey
+
+if TYPE_CHECKING:
+    from agenthost.locks import LeaseFolding
+    from agenthost.stores.base import SessionStore
 
 log = logging.getLogger("agenthost.coordination")
 
@@ -99,6 +104,10 @@ class LeaseCoordinator:
         """Raise ``StoreUnavailable`` if locks cannot be taken now (for readiness checks)."""
         raise NotImplementedError
 
+    def fold(self, store: SessionStore) -> LeaseFolding | None:
+        """Leases are taken by themselves unless a subclass can fold them into ``store``."""
+        return None
+
     async def close(self) -> None:
         """Subclasses close their connections after this."""
         for task in self._releases:
@@ -122,13 +131,17 @@ class LeaseCoordinator:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            try:
-                await self.release(key, token)
-            except AgentHostError as exc:
-                log.warning("could not release the lock of %s (retrying): %s", key, exc)
-                task = asyncio.create_task(self._release_later(key, token))
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
+            await self.let_go(key, token)
+
+    async def let_go(self, key: SessionKey, token: str) -> None:
+        """Release now, or keep trying in the background if the lock service is down."""
+        try:
+            await self.release(key, token)
+        except AgentHostError as exc:
+            log.warning("could not release the lock of %s (retrying): %s", key, exc)
+            task = asyncio.create_task(self._release_later(key, token))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     async def _release_later(self, key: SessionKey, token: str) -> None:
         """Keep trying to release while the lease lives: after an outage of the lock

@@ -21,10 +21,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agenthost.coordination.base import DEFAULT_WAIT_TIMEOUT, wait_for_turn
 from agenthost.errors import StoreUnavailable
 from agenthost.keys import SessionKey
+
+if TYPE_CHECKING:
+    from agenthost.locks import LeaseFolding
+    from agenthost.stores.base import SessionStore
 
 RANGE_BITS = 40
 
@@ -47,6 +52,9 @@ class FileLockCoordinator:
 
     def __repr__(self) -> str:
         return f"FileLockCoordinator({self.path!r})"
+
+    def fold(self, store: SessionStore) -> LeaseFolding | None:
+        return None  # the kernel keeps these locks, not the store
 
     def _file(self) -> int:
         if self._fd is None:

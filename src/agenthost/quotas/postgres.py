@@ -19,17 +19,16 @@ sessions). Rows left empty are swept every few minutes.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from agenthost.quotas.base import Check, Refusal
 from agenthost.quotas.limits import Limits, Overrides, TenantLimits
 from agenthost.stores.postgres import (
+    LazyPool,
     advisory_key,
     call,
     check_schema,
-    create_pool,
     parse_url,
     redact,
 )
@@ -164,36 +163,22 @@ class PostgresQuotaBackend:
         wanted = options.get("migrate", "true").lower() not in ("0", "false", "no")
         self.migrate = wanted if migrate is None else migrate
         self.max_size = max_size
-        self._pool: Any = None
-        self._opening = asyncio.Lock()
+        self._lazy = LazyPool(
+            self.dsn,
+            schema=self.schema,
+            max_size=max_size,
+            setup=self._create if self.migrate else None,
+            transaction=True,
+        )
 
     def __repr__(self) -> str:
         return f"PostgresQuotaBackend({redact(self.dsn)!r})"
 
     async def open(self) -> None:
-        await self._ensure_pool()
+        await self._lazy.get()
 
     async def _ensure_pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                pool = await create_pool(
-                    self.dsn,
-                    schema=self.schema,
-                    min_size=0,
-                    max_size=self.max_size,
-                    connect_timeout=5.0,
-                    command_timeout=10.0,
-                )
-                if self.migrate:
-                    try:
-                        await call(pool, self._create, transaction=True)
-                    except BaseException:
-                        pool.terminate()
-                        raise
-                self._pool = pool
-        return self._pool
+        return await self._lazy.get()
 
     async def _create(self, conn: Any) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"quota:{self.schema}"))
@@ -202,9 +187,7 @@ class PostgresQuotaBackend:
         await conn.execute(SCHEMA)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._lazy.close()
 
     async def admit(self, checks: Sequence[Check]) -> Refusal | None:
         pool = await self._ensure_pool()

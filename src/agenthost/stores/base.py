@@ -13,7 +13,7 @@ records, written with the session's other writes (:attr:`WriteBatch.summary`).
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -29,8 +29,12 @@ def new_revision() -> int:
     A revision is compared for equality only. Being random (53 bits, exact in a
     JavaScript number) rather than a counter, a session deleted and created anew
     never repeats a revision that a stale copy of the old one still holds.
+
+    Drawn from :mod:`random` (seeded from the OS, and reseeded in a forked worker),
+    not ``os.urandom``: a revision needs to be unique, not secret, and on the hot
+    path a system call per write costs more than the rest of building it.
     """
-    return (int.from_bytes(os.urandom(7), "big") >> 3) or 1
+    return random.getrandbits(53) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,25 @@ class Snapshot:
 
 
 @dataclass(slots=True)
+class Lease:
+    """A session's cross-process lease, kept by the store itself (PostgreSQL's lease rows):
+    the holder's first write takes it in the same statement, its last gives it back.
+
+    Set on a :class:`WriteBatch` only by a coordinator folded into the store
+    (:meth:`agenthost.locks.Coordinator.fold`); other stores never see one. The store
+    sets ``held`` when a write took it and clears it when one gave it back; ``since``
+    (``time.monotonic()``) is when it was taken or last renewed, for the keeper.
+    """
+
+    key: SessionKey
+    token: str
+    ttl: float
+    wait: bool
+    held: bool = False
+    since: float = 0.0
+
+
+@dataclass(slots=True)
 class WriteBatch:
     """Everything one write to a session stores, committed atomically or not at all.
 
@@ -265,6 +288,10 @@ class WriteBatch:
     replace the stored value when not ``None``. Without ``base_revision`` the
     session row is created if missing. ``summary`` is appended to the session's
     summaries (a duplicate ``version`` is refused with ``Conflict``).
+
+    ``lease`` (folded coordination only): a write whose lease is not ``held`` takes it
+    and is refused with ``SessionBusy``, writing nothing, while another holder has it;
+    with ``release`` a write gives a held lease back once it is written.
     """
 
     key: SessionKey
@@ -278,6 +305,8 @@ class WriteBatch:
     base_revision: int | None = None
     revision: int | None = None
     summary: SessionSummary | None = None
+    lease: Lease | None = None
+    release: bool = False
 
     def new_revision(self) -> int:
         """The revision this write gives the session (drawn once, on first ask)."""

@@ -25,9 +25,9 @@ URL options (query parameters, removed before the DSN reaches asyncpg):
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,7 +36,15 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from agenthost import urls
-from agenthost.errors import ConfigError, Conflict, InvalidInput, MissingExtra, StoreUnavailable
+from agenthost.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    MissingExtra,
+    SessionBusy,
+    SessionErased,
+    StoreUnavailable,
+)
 from agenthost.keys import SessionKey
 from agenthost.messages import Message, decode_message, encode_message
 from agenthost.stores import runlog_postgres, sql
@@ -56,7 +64,15 @@ try:
 except ModuleNotFoundError as exc:
     raise MissingExtra("postgres", "PostgreSQL support (store, coordination)") from exc
 
-from agenthost.stores import postgres_memory  # after the guard: it needs asyncpg too
+from agenthost.stores import postgres_memory  # after the guard: they need asyncpg too
+from agenthost.stores.postgres_writes import (
+    Grouped,
+    Outcome,
+    Write,
+    write_key,
+    write_statement,
+    write_together,
+)
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type stubs
@@ -143,83 +159,33 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "run logs, idempotency keys and cancel requests", runlog_postgres.MIGRATION_SQL),
 )
 
-# Parameters that are JSONB in the shared statements: PostgreSQL cannot infer the
-# type of a bare parameter inside COALESCE, so those get an explicit cast.
-_JSONB_PARAMS = re.compile(r"\$([789])\b")
-
-
-def _session_sql(statement: str) -> str:
-    return _JSONB_PARAMS.sub(r"$\1::jsonb", sql.to_postgres(statement)).strip()
-
-
 UPSERT_RUN = sql.to_postgres(sql.UPSERT_RUN)
-SELECT_SESSION = sql.to_postgres(sql.SELECT_SESSION)
 SELECT_REVISION = sql.to_postgres(sql.SELECT_REVISION)
 SELECT_LAST_SEQ = sql.to_postgres(sql.SELECT_LAST_SEQ)
-SELECT_WINDOW = sql.to_postgres(sql.SELECT_WINDOW)
-SELECT_RUNNING = sql.to_postgres(sql.SELECT_RUNNING)
 SELECT_MESSAGES = sql.to_postgres(sql.SELECT_MESSAGES)
 SELECT_RUNS = sql.to_postgres(sql.SELECT_RUNS)
 SELECT_RUN = sql.to_postgres(sql.SELECT_RUN)
-SELECT_SUMMARY = sql.to_postgres(sql.SELECT_SUMMARY)
 SELECT_SUMMARIES = sql.to_postgres(sql.SELECT_SUMMARIES)
+
+# Sessions as load() reads them, in one statement (one snapshot): for each key that
+# exists, its index (from 1), its row, its window (newest first), its open runs, and its
+# newest summary's columns (NULLs if none). Concurrent loads go together (Grouped).
+_K = "{a}.tenant_id = k.tenant_id AND {a}.user_id = k.user_id AND {a}.session_id = k.session_id"
+SELECT_SNAPSHOTS = f"""
+SELECT k.i, s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.config,
+    s.pending, s.revision,
+    ARRAY(SELECT m.data FROM messages AS m WHERE {_K.format(a="m")} ORDER BY m.seq DESC
+          LIMIT k.size),
+    ARRAY(SELECT r.run_id FROM runs AS r WHERE {_K.format(a="r")} AND r.status = 'running'),
+    x.version, x.text, x.from_seq, x.to_seq, x.created_at AS summary_at, x.model, x.error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) WITH ORDINALITY
+    AS k(tenant_id, user_id, session_id, size, i)
+JOIN sessions AS s ON {_K.format(a="s")}
+LEFT JOIN LATERAL (
+    SELECT version, text, from_seq, to_seq, created_at, model, error FROM summaries AS y
+    WHERE {_K.format(a="y")} ORDER BY version DESC LIMIT 1) AS x ON true
+"""
 DELETE_BY_KEY = {t: f"DELETE FROM {t} WHERE {sql.to_postgres(sql.KEY)}" for t in sql.TABLES}
-# The session CTE of a write, by WriteBatch.base_revision: None, 0 (create), or a revision.
-_SESSION_CTE = {
-    "upsert": _session_sql(sql.UPSERT_SESSION) + " RETURNING 1",
-    "insert": _session_sql(sql.INSERT_SESSION) + " ON CONFLICT DO NOTHING RETURNING 1",
-    "update": _session_sql(sql.UPDATE_SESSION) + " RETURNING 1",
-}
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-def _shift(statement: str, offset: int) -> str:
-    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", statement)
-
-
-@functools.cache
-def write_statement(mode: str, messages: bool, run: bool, summary: bool = False) -> str:
-    """A whole :class:`WriteBatch` as one statement (data-modifying CTEs, one implicit
-    transaction). The session row's CTE (an upsert, a create, or the revision
-    compare-and-set) returns a row only if it wrote; messages, run and summary are
-    written only then, and the statement answers how many session rows it wrote
-    (0: refused). Parameters: the session's ten (eleven with the base revision),
-    then five arrays of the new messages (if any), then the run's ten (if any),
-    then the summary's seven (if any)."""
-    parts = [f"session AS ({_SESSION_CTE[mode]})"]
-    count = 11 if mode == "update" else 10
-    if messages:
-        parts.append(
-            "appended AS (INSERT INTO messages (tenant_id, user_id, session_id, seq, run_id, "
-            f"role, created_at, data) SELECT $1, $2, $3, m.* FROM unnest(${count + 1}::bigint[], "
-            f"${count + 2}::text[], ${count + 3}::text[], ${count + 4}::float8[], "
-            f"${count + 5}::bytea[]) AS m WHERE EXISTS (SELECT 1 FROM session))"
-        )
-        count += 5
-    if run:
-        values = _shift(
-            "$1::text, $2::text, $3::text, $4::text, $5::text, $6::float8, $7::float8, "
-            "$8::text, $9::jsonb, $10::text",
-            count,
-        )
-        on_conflict = _shift(sql.to_postgres(sql.RUN_ON_CONFLICT), count)
-        parts.append(
-            f"run AS (INSERT INTO runs ({sql.RUN_COLUMNS}) SELECT {values} "
-            f"WHERE EXISTS (SELECT 1 FROM session) {on_conflict})"
-        )
-        count += 10
-    if summary:
-        values = _shift(
-            "$1::bigint, $2::text, $3::bigint, $4::bigint, $5::float8, $6::text, $7::text", count
-        )
-        parts.append(
-            "summary AS (INSERT INTO summaries (tenant_id, user_id, session_id, "
-            f"{sql.SUMMARY_COLUMNS}) SELECT $1, $2, $3, {values} "
-            "WHERE EXISTS (SELECT 1 FROM session))"
-        )
-    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM session"
-
-
 # Retention takes its victims in one statement; SKIP LOCKED leaves sessions that a
 # turn is writing right now for the next sweep.
 DELETE_IDLE = """
@@ -398,6 +364,56 @@ async def call(
     raise AssertionError("unreachable")
 
 
+class LazyPool:
+    """A small pool of its own, opened on first use, with ``setup`` (its migrations) run
+    once as it opens: what a PostgreSQL lease coordinator or quota backend keeps beside
+    the store. ``StoreUnavailable`` if the database cannot be reached."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None,
+        max_size: int,
+        setup: Callable[[Connection], Awaitable[object]] | None = None,
+        transaction: bool = False,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.max_size = max_size
+        self.setup = setup
+        self.transaction = transaction
+        self.pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> Any:
+        if self.pool is not None:
+            return self.pool
+        async with self._opening:
+            if self.pool is None:
+                pool = await create_pool(
+                    self.dsn,
+                    schema=self.schema,
+                    min_size=0,
+                    max_size=self.max_size,
+                    connect_timeout=5.0,
+                    command_timeout=10.0,
+                )
+                if self.setup is not None:
+                    try:
+                        await call(pool, self.setup, transaction=self.transaction)
+                    except BaseException:
+                        pool.terminate()
+                        raise
+                self.pool = pool
+        return self.pool
+
+    async def close(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+
 def check_schema(schema: str | None) -> str | None:
     if schema is not None and not _IDENTIFIER.fullmatch(schema):
         raise ConfigError(f"schema {schema!r} must be a plain identifier (letters, digits, _)")
@@ -464,9 +480,20 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
         self.command_timeout = command_timeout
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        self._writes: Grouped[Write, Outcome] = Grouped(
+            self._write_alone, self._write_together, write_key
+        )
+        self._loads: Grouped[tuple[SessionKey, int], Snapshot | None] = Grouped(
+            self._load_alone, self._load_together, lambda item: item[0]
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool (None until :meth:`open`): the folded lease coordinator's too."""
+        return self._pool
 
     # -- connection management -----------------------------------------------------
 
@@ -490,6 +517,8 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                     raise
 
     async def close(self) -> None:
+        await self._writes.close()
+        await self._loads.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -522,7 +551,38 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
     # -- the hot path --------------------------------------------------------------
 
     async def write(self, batch: WriteBatch) -> None:
-        """One statement, one round trip: the session row, the append and the run record."""
+        """One statement, one round trip: the session row, the append and the run record
+        (with other turns' writes, grouped: see :mod:`agenthost.stores.postgres_writes`)."""
+        revision = batch.new_revision()
+        lease = batch.lease
+        action = ""
+        if lease is not None:
+            action = "give" if lease.held and batch.release else "" if lease.held else "take"
+        if batch.base_revision is not None and batch.summary is None:
+            written, leased, current = await self._writes.submit((batch, action))
+        else:
+            written, leased, current = await self._write_alone((batch, action))
+        # A refused write whose session is at this write's own revision is this write,
+        # committed on a connection lost before the answer came (and retried).
+        if written != 1 and current != revision:
+            k, base = batch.key, batch.base_revision
+            if not leased:
+                raise SessionBusy(f"session {k.session_id!r} is busy with a turn elsewhere")
+            if lease is not None and action == "take":  # won, though the copy was stale
+                lease.held, lease.since = True, time.monotonic()
+            if current is None and base:
+                raise SessionErased(f"session {k.session_id!r} was erased while it was in use")
+            raise Conflict(f"session {k} changed since revision {base}", exists=current is not None)
+        if lease is not None and action:
+            lease.held = action == "take"
+            lease.since = time.monotonic()
+
+    async def _write_together(self, writes: list[Write]) -> list[Outcome]:
+        return await write_together(self._call, writes)
+
+    async def _write_alone(self, write: Write) -> Outcome:
+        """A batch as one statement of its own (see :func:`write_statement`)."""
+        batch, action = write
         k = batch.key
         messages = batch.messages
         revision = batch.new_revision()
@@ -576,39 +636,55 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
                 summary.model,
                 summary.error,
             ]
-        statement = write_statement(mode, bool(messages), run is not None, summary is not None)
+        lease = batch.lease
+        if lease is not None and action:
+            args.append(lease.token)
+            if action == "take":
+                args.append(lease.ttl)
+        statement = write_statement(
+            mode, bool(messages), run is not None, summary is not None, action
+        )
 
-        async def work(conn: Connection) -> None:
+        async def work(conn: Connection) -> Any:
             try:
-                written = await conn.fetchval(statement, *args)
+                return await conn.fetchrow(statement, *args)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"session {k} has messages past seq {batch.base_seq}") from None
-            if written != 1:
-                raise Conflict(f"session {k} changed since revision {base}")
 
         try:
-            await self._call(work)
+            written, leased, current = await self._call(work)
         except Conflict:
             # A retry after a connection lost mid-write may find the write already
             # committed: the session at this write's own revision means it is ours.
             stored = await self._call(lambda conn: conn.fetchval(SELECT_REVISION, *args[:3]))
             if stored != revision:
                 raise
+            return 1, 1, None
+        return written, leased, current
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
-        ident = (key.tenant_id, key.user_id, key.session_id)
+        """The session in one statement (with other loads made meanwhile: see Grouped)."""
+        return await self._loads.submit((key, window))
 
-        async def work(conn: Connection) -> Snapshot | None:
-            row = await conn.fetchrow(SELECT_SESSION, *ident)
-            if row is None:
-                return None
-            rows = await conn.fetch(SELECT_WINDOW, *ident, window)
-            running = [r[0] for r in await conn.fetch(SELECT_RUNNING, *ident)]
-            summary = await conn.fetchrow(SELECT_SUMMARY, *ident)
-            window_messages = [decode_message(r[0]) for r in reversed(rows)]
-            return Snapshot(_record(key, row, summary), window_messages, running)
+    async def _load_alone(self, item: tuple[SessionKey, int]) -> Snapshot | None:
+        return (await self._load_together([item]))[0]
 
-        return await self._call(work)
+    async def _load_together(self, items: list[tuple[SessionKey, int]]) -> list[Snapshot | None]:
+        args = (
+            [key.tenant_id for key, _ in items],
+            [key.user_id for key, _ in items],
+            [key.session_id for key, _ in items],
+            [window for _, window in items],
+        )
+        rows = await self._call(lambda conn: conn.fetch(SELECT_SNAPSHOTS, *args))
+        found: list[Snapshot | None] = [None] * len(items)
+        for row in rows:
+            index = row[0] - 1
+            summary = None if row[11] is None else tuple(row[i] for i in range(11, 18))
+            window = [decode_message(data) for data in reversed(row[9])]
+            record = _record(items[index][0], row, summary)
+            found[index] = Snapshot(record, window, list(row[10]))
+        return found
 
     async def last_seq(self, key: SessionKey) -> int:
         value = await self._call(
