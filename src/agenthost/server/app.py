@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import gc
 import importlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
         lifespan=lifespan,
         docs_url=None,  # served from the package by routes.docs: no CDN
         redoc_url=None,
+        **_native_telemetry(settings),
     )
     app.state.settings = settings
     app.state.host = host
@@ -126,6 +129,14 @@ def create_app(settings: Settings | None = None, *, host: Host | None = None) ->
         app.add_middleware(TraceContextMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _native_telemetry(settings: Settings) -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry (FastAPI 0.16x) only with ``--otel``: otherwise it
+    asks the global providers whether to trace on every request, for nothing."""
+    if settings.otel or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def _router(module: str) -> APIRouter:
