@@ -27,9 +27,10 @@ BLOCKS: dict[str, tuple[str, ...]] = {  # a block: a frame whose name starts so
     "      Host._stream (the turn loop)": ("Host._stream (agenthost/host.py",),
     "        turn observer (metrics, turn log line)": ("MetricsObserver.turn_finished",),
     "        usage meter": ("_TurnUsage.",),
-    "  FastAPI/Starlette middleware and routing": ("Router.__call__ (starlette",),
+    "  reached through Starlette's middleware and router (handler included)": (
+        "Router.__call__ (starlette",
+    ),
     "SQLite writes (group commit flush, a loop callback)": ("_LoopCommitter.flush",),
-    "turn log lines (logging)": ("Logger.handle (logging", "Logger.info (logging"),
 }
 
 
