@@ -366,8 +366,8 @@ async def call(
 
 class LazyPool:
     """A small pool of its own, opened on first use, with ``setup`` (its migrations) run
-    once as it opens: what a PostgreSQL lease coordinator or quota backend keeps beside
-    the store. ``StoreUnavailable`` if the database cannot be reached."""
+    once as it opens: what a PostgreSQL lease coordinator, quota backend or usage ledger
+    keeps beside the store. ``StoreUnavailable`` if the database cannot be reached."""
 
     def __init__(
         self,
@@ -377,12 +377,14 @@ class LazyPool:
         max_size: int,
         setup: Callable[[Connection], Awaitable[object]] | None = None,
         transaction: bool = False,
+        command_timeout: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.schema = schema
         self.max_size = max_size
         self.setup = setup
         self.transaction = transaction
+        self.command_timeout = command_timeout
         self.pool: Any = None
         self._opening = asyncio.Lock()
 
@@ -397,7 +399,7 @@ class LazyPool:
                     min_size=0,
                     max_size=self.max_size,
                     connect_timeout=5.0,
-                    command_timeout=10.0,
+                    command_timeout=self.command_timeout,
                 )
                 if self.setup is not None:
                     try:

@@ -287,60 +287,43 @@ class PostgresUsageLedger:
     shared = True
 
     def __init__(self, url: str, *, max_size: int = 2, migrate: bool | None = None) -> None:
-        from agenthost.stores.postgres import check_schema, parse_url
+        from agenthost.stores.postgres import LazyPool, check_schema, parse_url
 
         self.dsn, options = parse_url(url)
         self.schema = check_schema(options.get("schema"))
         wanted = options.get("migrate", "true").lower() not in ("0", "false", "no")
         self.migrate = wanted if migrate is None else migrate
         self.max_size = max_size
-        self._pool: Any = None
-        self._opening = asyncio.Lock()
+        self._pool = LazyPool(
+            self.dsn,
+            schema=self.schema,
+            max_size=max_size,
+            setup=self._create if self.migrate else None,
+            transaction=True,
+            command_timeout=30.0,
+        )
         self._flushes = 0
 
+    async def _create(self, conn: Any) -> None:
+        from agenthost.stores.postgres import advisory_key
+
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"usage:{self.schema}"))
+        if self.schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        await conn.execute(_TABLE.format(int="BIGINT"))
+        await conn.execute(_INDEX)
+        for statement in _BATCHES:
+            await conn.execute(statement.format(real="DOUBLE PRECISION"))
+        await conn.execute(_ERASURES.format(real="DOUBLE PRECISION"))
+
     async def _ensure_pool(self) -> Any:
-        from agenthost.stores.postgres import advisory_key, call, create_pool
-
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                pool = await create_pool(
-                    self.dsn,
-                    schema=self.schema,
-                    min_size=0,
-                    max_size=self.max_size,
-                    connect_timeout=5.0,
-                    command_timeout=30.0,
-                )
-                if self.migrate:
-
-                    async def create(conn: Any) -> None:
-                        key = advisory_key(f"usage:{self.schema}")
-                        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-                        if self.schema:
-                            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                        await conn.execute(_TABLE.format(int="BIGINT"))
-                        await conn.execute(_INDEX)
-                        for statement in _BATCHES:
-                            await conn.execute(statement.format(real="DOUBLE PRECISION"))
-                        await conn.execute(_ERASURES.format(real="DOUBLE PRECISION"))
-
-                    try:
-                        await call(pool, create, transaction=True)
-                    except BaseException:
-                        pool.terminate()
-                        raise
-                self._pool = pool
-        return self._pool
+        return await self._pool.get()
 
     async def open(self) -> None:
-        await self._ensure_pool()
+        await self._pool.get()
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._pool.close()
 
     async def add(self, rows: Sequence[UsageRow], *, batch: str) -> None:
         from agenthost.stores.postgres import call
