@@ -5,7 +5,6 @@ A page on a second origin calling the API in headless chromium: tests/browser/te
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,12 +193,8 @@ async def test_credentials_are_allowed_only_when_asked() -> None:
 
 
 def test_cors_settings_from_environment_and_toml(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bare_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("AGENTHOST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     Path("agenthost.toml").write_text('cors_origins = ["https://a.example"]\ncors_max_age = 60\n')
     settings = Settings.load()
     assert (settings.cors_origins, settings.cors_max_age) == (["https://a.example"], 60)

@@ -11,7 +11,6 @@ from 127.0.0.2, so the address each server logs tells whose word it took.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -198,12 +197,8 @@ async def test_routes_match_whether_the_proxy_strips_the_prefix_or_not(
 
 
 def test_proxy_settings_from_flags_environment_and_toml(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bare_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("AGENTHOST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     assert (Settings.load().root_path, Settings.load().forwarded_allow_ips) == ("", [])
     Path("agenthost.toml").write_text(
         'root_path = "/from-toml"\nforwarded_allow_ips = ["10.0.0.1"]\n'
