@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -104,6 +105,17 @@ async def test_two_processes_many_sessions_random_routing(
         await store.close()
 
 
+async def running_runs(store: Any, key: SessionKey) -> list[str]:
+    """The runs the store shows running in ``key``'s session, once there is one."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while True:  # polling the store, with a deadline
+        snapshot = await store.load(key, window=5)
+        if snapshot is not None and snapshot.running:
+            return list(snapshot.running)
+        assert asyncio.get_running_loop().time() < deadline, "the turn never started"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("store_url", ["postgres", "redis"], indirect=True)
 async def test_a_turn_sent_to_another_process_queues_behind_the_running_one(
     store_url: str, servers: list[ServeProcess], tmp_path: Path
@@ -120,13 +132,7 @@ async def test_a_turn_sent_to_another_process_queues_behind_the_running_one(
         async with httpx.AsyncClient(timeout=DEADLINE) as client:
             body = {"message": "first", "user_id": "alice"}
             one = asyncio.create_task(client.post(f"{first.url}/v1/chat", json=body))
-            running: list[str] = []
-            deadline = asyncio.get_running_loop().time() + DEADLINE
-            while not running:  # the model is thinking: the turn holds the session
-                snapshot = await store.load(key, window=5)
-                running = snapshot.running if snapshot else []
-                assert asyncio.get_running_loop().time() < deadline, "the turn never started"
-                await asyncio.sleep(0.02)
+            running = await running_runs(store, key)  # the model thinks: the turn holds it
             body = {"message": "second", "user_id": "alice"}
             two = await client.post(f"{second.url}/v1/chat", json=body)
             assert one.done()  # answered only after the first turn was
@@ -160,13 +166,7 @@ async def test_a_killed_lock_holder_frees_its_session_and_its_run_is_interrupted
         async with httpx.AsyncClient(timeout=DEADLINE) as client:
             body = {"message": "a question for the doomed process", "user_id": "alice"}
             doomed_turn = asyncio.create_task(client.post(f"{doomed.url}/v1/chat", json=body))
-            running: list[str] = []
-            deadline = asyncio.get_running_loop().time() + DEADLINE
-            while not running:  # the model is thinking: the turn holds the lock
-                snapshot = await store.load(key, window=5)
-                running = snapshot.running if snapshot else []
-                assert asyncio.get_running_loop().time() < deadline, "the turn never started"
-                await asyncio.sleep(0.02)
+            running = await running_runs(store, key)  # the model thinks: the turn holds it
             doomed.kill()
             with pytest.raises(httpx.TransportError):
                 await doomed_turn
