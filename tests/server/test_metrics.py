@@ -97,3 +97,37 @@ async def test_live_sessions_and_model_calls(app: FastAPI) -> None:
     assert (
         sample(text, "agenthost_model_call_duration_seconds_count", 'model="slow-when-asked"') == 2
     )
+
+
+async def test_a_client_that_leaves_while_sending_is_not_a_server_error(app: FastAPI) -> None:
+    """No response was started for it: counted as 499 (as nginx logs it), on the hot route
+    and on any other, and not in the dashboard's error series."""
+
+    async def leaves() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def nothing(message: object) -> None:
+        raise AssertionError(f"nothing may be sent to a client that left: {message}")
+
+    for path in ("/v1/chat", "/v1/sessions/s1/state"):
+        method = "POST" if path == "/v1/chat" else "PATCH"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"x-user-id", b"alice")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("test", 80),
+        }
+        await app(scope, leaves, nothing)
+    async with await client_of(app) as client:
+        text = (await client.get("/metrics")).text
+    assert sample(text, "agenthost_http_requests_total", 'status="499"') == 2
+    assert sample(text, "agenthost_http_requests_total", 'status="500"') == 0
+    assert sum(point["http_errors"] for point in app.state.metrics.series.points()) == 0

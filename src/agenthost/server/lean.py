@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthost.server.auth import bearer_token, identify
 from agenthost.server.limits import read_body
+from agenthost.server.metrics import CLIENT_LEFT
 from agenthost.server.routes.chat import converse
 from agenthost.server.schemas import ChatRequest
 
@@ -174,7 +175,7 @@ class LeanChat:
         began = time.perf_counter()
         scope["app"] = self.fastapi
         scope["route"] = ROUTE
-        status = 500
+        status = CLIENT_LEFT  # unless a response starts (an exception gets its handler's)
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -197,6 +198,10 @@ class LeanChat:
             length = (b"content-length", str(len(result)).encode())
             await send({"type": "http.response.start", "status": 200, "headers": [_JSON, length]})
             await send({"type": "http.response.body", "body": result})
+        except BaseException:
+            if status == CLIENT_LEFT:
+                status = 500
+            raise
         finally:
             self.metrics.record_request(scope, ROUTE.path, status, time.perf_counter() - began)
 

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 MAX_TENANTS = 1000
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
+CLIENT_LEFT = 499
+"""The status a request is counted with when its client left before any response (as
+nginx logs it): not a server error."""
+
 turn_log = logging.getLogger("agenthost.turn")
 access_log = logging.getLogger("agenthost.access")
 
@@ -296,7 +300,7 @@ class RequestMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status = CLIENT_LEFT  # unless a response starts, or the app fails (500)
         began = time.perf_counter()
 
         async def send_and_record(message: Message) -> None:
@@ -307,6 +311,10 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_record)
+        except BaseException:
+            if status == CLIENT_LEFT:
+                status = 500
+            raise
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.record_request(scope, route, status, time.perf_counter() - began)
