@@ -14,6 +14,7 @@ import pytest
 
 from agenthost import Agent, Host, MemoryStore, SQLiteStore
 from agenthost.errors import NotFound, SessionErased, StoreUnavailable
+from agenthost.keys import SessionKey
 from agenthost.models import FunctionModel, ModelRequest
 from agenthost.stores.base import SessionStore, WriteBatch
 
@@ -180,3 +181,57 @@ async def test_a_store_fault_mid_turn_heals_on_the_next_turn(tmp_path: Path) -> 
         assert history[3].meta is not None and history[3].meta["status"] == "interrupted"
         run = await host.get_run(failed_run.run_id)
         assert run is not None and run.status == "interrupted"
+
+
+# -- a stale copy catches up by what it lacks (stores with load_after) ------------------
+
+
+async def test_a_stale_copy_catches_up_by_the_messages_it_lacks(
+    two_hosts: tuple[Host, Host],
+) -> None:
+    a, b = two_hosts
+    await a.run("My name is Alice", user_id="u")
+    for turn in range(3):  # a's copy falls behind each time b speaks
+        await b.run(f"My name is Bob{turn}", user_id="u")
+        result = await a.run("What is my name?", user_id="u")
+        assert result.reply == f"Your name is Bob{turn}."
+    assert a.runtime.delta_loads >= 2  # the first reload reads it all: a made the session
+    stored = [m.to_dict() for m in await a.history(user_id="u", limit=1000)]
+    live = a.runtime.cache.get(SessionKey("default", "u", "default"), a.clock())
+    assert live is not None
+    assert [m.to_dict() for m in live.window] == stored[-len(live.window) :]
+    assert live.last_seq == len(stored) == 14
+
+
+async def test_a_copy_further_behind_than_a_window_takes_the_newest_window(
+    shared_store: object,
+) -> None:
+    make = shared_store
+    agent = Agent(name="a", model="offline", history_window=4)
+    async with Host(agent, store=make()) as a, Host(agent, store=make()) as b:  # type: ignore[operator]
+        await a.run("hi", user_id="u")
+        await b.run("hi", user_id="u")
+        await a.run("My name is Ann", user_id="u")  # a reloads: now it has the row's time
+        for turn in range(6):  # twelve messages: more than a's window
+            await b.run(f"turn {turn}", user_id="u")
+        result = await a.run("What is my name?", user_id="u")
+        assert result.reply == "I don't know your name yet."  # Ann fell out of the window
+        live = a.runtime.cache.get(SessionKey("default", "u", "default"), a.clock())
+        assert live is not None
+        stored = await a.history(user_id="u", limit=1000)
+        assert [m.seq for m in live.window] == [m.seq for m in stored][-len(live.window) :]
+
+
+async def test_a_copy_of_an_erased_and_remade_session_is_read_afresh(
+    two_hosts: tuple[Host, Host],
+) -> None:
+    a, b = two_hosts
+    await a.run("My name is Alice", user_id="u")
+    await b.run("hello", user_id="u")
+    await a.run("hello", user_id="u")  # a's copy is from the store now
+    await b.erase_user(user_id="u")
+    await b.run("My name is Zed", user_id="u")
+    await b.run("ok", user_id="u")
+    result = await a.run("What is my name?", user_id="u")  # seqs 1-4 again, a new session
+    assert result.reply == "Your name is Zed."
+    assert [m.seq for m in await a.history(user_id="u")] == list(range(1, 7))

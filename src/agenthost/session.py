@@ -42,6 +42,7 @@ from agenthost.live import LiveSession, LiveSessionCache
 from agenthost.locks import Coordinator, KeyedLocks
 from agenthost.messages import Message, closing_messages, open_calls_in
 from agenthost.stores.base import (
+    LoadsAfter,
     PendingApproval,
     RunRecord,
     SessionRecord,
@@ -78,6 +79,7 @@ class Sessions:
         self.clock = clock
         self.locks = KeyedLocks()
         self.conflicts = 0  # stale copies found at write time (another writer got there)
+        self.delta_loads = 0  # stale copies brought up to date by the messages they lacked
         self.folding = coordinator.fold(store)  # leases taken by our writes (or None)
 
     @classmethod
@@ -126,19 +128,23 @@ class Sessions:
 
     async def reload(self, live: LiveSession, *, create: bool = True) -> LiveSession | None:
         """Drop ``live`` and read the session afresh from the store (busy, like ``live``):
-        under the session's lease, since what is read now decides what happens next."""
+        under the session's lease, since what is read now decides what happens next; from
+        a store that can (:class:`LoadsAfter`), only the messages ``live`` lacks."""
         self.cache.unhold(live)
         self.cache.discard(live.key)
         await self._take_lease(live.key)
-        fresh = await self.load(live.key, create=create)
+        fresh = await self.load(live.key, create=create, stale=live)
         if fresh is not None:
             self.cache.hold(fresh)
         return fresh
 
-    async def load(self, key: SessionKey, *, create: bool) -> LiveSession | None:
-        """Read the session's row and window; close runs a dead turn left open; cache it."""
+    async def load(
+        self, key: SessionKey, *, create: bool, stale: LiveSession | None = None
+    ) -> LiveSession | None:
+        """Read the session's row and window; close runs a dead turn left open; cache it.
+        ``stale``: an older copy of it, whose messages need not be read again."""
         now = self.clock()
-        snapshot = await self.store.load(key, window=self.window)
+        snapshot = await self._snapshot(key, stale)
         if snapshot is not None and snapshot.running and await self._take_lease(key):
             # a run is open: its turn may be alive elsewhere; read again under the lease
             snapshot = await self.store.load(key, window=self.window)
@@ -156,6 +162,19 @@ class Sessions:
                     live.busy = False
         self.cache.put(live)
         return live
+
+    async def _snapshot(self, key: SessionKey, stale: LiveSession | None) -> Snapshot | None:
+        store = self.store
+        if stale is None or not stale.revision or not isinstance(store, LoadsAfter):
+            return await store.load(key, window=self.window)
+        snapshot = await store.load_after(key, window=self.window, after_seq=stale.last_seq)
+        if snapshot is None:
+            return None
+        window = _caught_up(stale, snapshot, self.window)
+        if window is None:  # not the same session, or not a plain continuation of it
+            return await store.load(key, window=self.window)
+        self.delta_loads += 1
+        return Snapshot(snapshot.session, window, snapshot.running)
 
     def _from_snapshot(self, snapshot: Snapshot, now: float) -> LiveSession:
         record = snapshot.session
@@ -275,6 +294,8 @@ class Sessions:
         except BaseException:
             live.stale = True
             raise
+        if not live.revision:  # the write made the session: the store's creation time
+            live.created_at = now
         live.revision = revision
         if messages:
             live.window.extend(messages)
@@ -366,3 +387,23 @@ class Sessions:
             live.stale = True  # its turn is fenced at the store; drop the copy when it ends
         else:
             self.cache.discard(key)
+
+
+def _caught_up(stale: LiveSession, newer: Snapshot, size: int) -> list[Message] | None:
+    """The window of the session ``newer`` shows (its row and the messages after
+    ``stale.last_seq``), made from ``stale``'s window and those messages; ``None`` unless
+    that is certain: the same session (created at the same time), ``stale``'s window its
+    contiguous tail up to ``stale.last_seq``, and the new messages exactly the seqs after
+    it up to the row's ``last_seq`` (all of them, or a whole window's worth)."""
+    record = newer.session
+    if record.created_at != stale.created_at or record.last_seq < stale.last_seq:
+        return None
+    held = [m.seq for m in stale.window]
+    if held != list(range(stale.last_seq - len(held) + 1, stale.last_seq + 1)):
+        return None
+    if len(held) < min(size, stale.last_seq):  # the copy's window is not a whole one
+        return None
+    wanted = list(range(stale.last_seq + 1, record.last_seq + 1))[-size:]
+    if [m.seq for m in newer.window] != wanted:
+        return None
+    return (list(stale.window) + newer.window)[-size:]

@@ -429,6 +429,16 @@ class SessionStore(Protocol):
         (higher is better; comparable only within one answer)."""
 
 
+@runtime_checkable
+class LoadsAfter(Protocol):
+    """A store that can load a session without the messages a cached copy already holds
+    (optional: the session runtime then reloads a stale copy by what it lacks)."""
+
+    async def load_after(self, key: SessionKey, *, window: int, after_seq: int) -> Snapshot | None:
+        """As :meth:`SessionStore.load`, with only the messages after ``after_seq`` (at
+        most the last ``window`` of them, oldest first)."""
+
+
 def check_scope(tenant_id: str | None, user_id: str | None, session_id: str | None) -> None:
     if session_id is not None and user_id is None:
         raise ValueError("deleting by session_id needs user_id")

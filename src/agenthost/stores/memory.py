@@ -168,10 +168,13 @@ class MemoryStore(MemoryRunLog):
         )
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
+        return await self.load_after(key, window=window, after_seq=0)
+
+    async def load_after(self, key: SessionKey, *, window: int, after_seq: int) -> Snapshot | None:
         entry = self._sessions.get(key)
         if entry is None:
             return None
-        messages = entry.messages
+        messages = [m for m in entry.messages if m.seq > after_seq] if after_seq else entry.messages
         tail = list(messages)[-window:] if window < len(messages) else list(messages)
         running = [r.run_id for r in entry.runs.values() if r.status == "running"]
         summary = entry.summaries[-1] if entry.summaries else None

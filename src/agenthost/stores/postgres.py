@@ -174,12 +174,12 @@ _K = "{a}.tenant_id = k.tenant_id AND {a}.user_id = k.user_id AND {a}.session_id
 SELECT_SNAPSHOTS = f"""
 SELECT k.i, s.created_at, s.updated_at, s.last_seq, s.message_count, s.state, s.config,
     s.pending, s.revision,
-    ARRAY(SELECT m.data FROM messages AS m WHERE {_K.format(a="m")} ORDER BY m.seq DESC
-          LIMIT k.size),
+    ARRAY(SELECT m.data FROM messages AS m WHERE {_K.format(a="m")} AND m.seq > k.after
+          ORDER BY m.seq DESC LIMIT k.size),
     ARRAY(SELECT r.run_id FROM runs AS r WHERE {_K.format(a="r")} AND r.status = 'running'),
     x.version, x.text, x.from_seq, x.to_seq, x.created_at AS summary_at, x.model, x.error
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) WITH ORDINALITY
-    AS k(tenant_id, user_id, session_id, size, i)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[]) WITH ORDINALITY
+    AS k(tenant_id, user_id, session_id, size, after, i)
 JOIN sessions AS s ON {_K.format(a="s")}
 LEFT JOIN LATERAL (
     SELECT version, text, from_seq, to_seq, created_at, model, error FROM summaries AS y
@@ -485,7 +485,7 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
         self._writes: Grouped[Write, Outcome] = Grouped(
             self._write_alone, self._write_together, write_key
         )
-        self._loads: Grouped[tuple[SessionKey, int], Snapshot | None] = Grouped(
+        self._loads: Grouped[tuple[SessionKey, int, int], Snapshot | None] = Grouped(
             self._load_alone, self._load_together, lambda item: item[0]
         )
 
@@ -666,17 +666,23 @@ class PostgresStore(postgres_memory.PostgresMemories, runlog_postgres.PostgresRu
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
         """The session in one statement (with other loads made meanwhile: see Grouped)."""
-        return await self._loads.submit((key, window))
+        return await self._loads.submit((key, window, 0))
 
-    async def _load_alone(self, item: tuple[SessionKey, int]) -> Snapshot | None:
+    async def load_after(self, key: SessionKey, *, window: int, after_seq: int) -> Snapshot | None:
+        return await self._loads.submit((key, window, after_seq))
+
+    async def _load_alone(self, item: tuple[SessionKey, int, int]) -> Snapshot | None:
         return (await self._load_together([item]))[0]
 
-    async def _load_together(self, items: list[tuple[SessionKey, int]]) -> list[Snapshot | None]:
+    async def _load_together(
+        self, items: list[tuple[SessionKey, int, int]]
+    ) -> list[Snapshot | None]:
         args = (
-            [key.tenant_id for key, _ in items],
-            [key.user_id for key, _ in items],
-            [key.session_id for key, _ in items],
-            [window for _, window in items],
+            [key.tenant_id for key, _, _ in items],
+            [key.user_id for key, _, _ in items],
+            [key.session_id for key, _, _ in items],
+            [window for _, window, _ in items],
+            [after for _, _, after in items],
         )
         rows = await self._call(lambda conn: conn.fetch(SELECT_SNAPSHOTS, *args))
         found: list[Snapshot | None] = [None] * len(items)

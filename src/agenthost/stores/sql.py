@@ -72,7 +72,7 @@ SELECT_REVISION = f"SELECT revision FROM sessions WHERE {KEY}"
 SELECT_LAST_SEQ = f"SELECT last_seq FROM sessions WHERE {KEY}"
 
 SELECT_WINDOW = f"""
-SELECT data FROM messages WHERE {KEY} ORDER BY seq DESC LIMIT ?4
+SELECT data FROM messages WHERE {KEY} AND seq > ?5 ORDER BY seq DESC LIMIT ?4
 """
 
 SELECT_RUNNING = f"SELECT run_id FROM runs WHERE {KEY} AND status = 'running'"

@@ -562,12 +562,15 @@ class SQLiteStore(sqlite_memory.SQLiteMemories, runlog_sqlite.SQLiteRunLog):
         await self._write(lambda conn: _apply(conn, batch))
 
     async def load(self, key: SessionKey, *, window: int) -> Snapshot | None:
+        return await self.load_after(key, window=window, after_seq=0)
+
+    async def load_after(self, key: SessionKey, *, window: int, after_seq: int) -> Snapshot | None:
         ident = (key.tenant_id, key.user_id, key.session_id)
         conn = self.conn
         row = conn.execute(sql.SELECT_SESSION, ident).fetchone()
         if row is None:
             return None
-        rows = conn.execute(sql.SELECT_WINDOW, (*ident, window)).fetchall()
+        rows = conn.execute(sql.SELECT_WINDOW, (*ident, window, after_seq)).fetchall()
         running = [r[0] for r in conn.execute(sql.SELECT_RUNNING, ident)]
         summary = conn.execute(sql.SELECT_SUMMARY, ident).fetchone()
         record = _record(key, row, sql.summary_from_row(summary) if summary else None)
