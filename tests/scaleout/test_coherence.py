@@ -151,6 +151,32 @@ async def test_erase_is_final_across_processes_and_fences_a_running_turn(
         assert all("Erin" not in m["content"] for m in session["messages"])
 
 
+async def test_a_copy_of_a_session_erased_and_remade_elsewhere_is_not_caught_up(
+    pg_url: str, servers: list[ServeProcess], tmp_path: Path
+) -> None:
+    """A stale copy catches up by the messages after its last seq; a session erased and
+    started anew elsewhere has such messages too (seqs 3, 4 after a copy at 2), but they
+    continue another session: the copy must be read whole, the erased turns never mixed
+    back into what the model sees."""
+    cached, other = await launch(servers, tmp_path, 2, "--store", pg_url)
+    user = "remade"
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        await _chat(client, cached.url, user, "My name is Olga")  # seqs 1-2, cached here
+        erased = await client.delete(f"{other.url}/v1/users/{user}", headers={"X-User-Id": user})
+        assert erased.status_code == 200 and erased.json()["deleted"] == 1
+        await _chat(client, other.url, user, "hello")  # a new session: seqs 1-2
+        await _chat(client, other.url, user, "how are you?")  # seqs 3-4
+        reply = await _chat(client, cached.url, user, "What is my name?")
+        assert reply == "I don't know your name yet."  # Olga was erased
+        export = await client.get(
+            f"{cached.url}/v1/users/{user}/export", headers={"X-User-Id": user}
+        )
+        [session] = export.json()["sessions"]
+        contents = [m["content"] for m in session["messages"]]
+        assert contents[::2] == ["hello", "how are you?", "What is my name?"]
+        assert [m["seq"] for m in session["messages"]] == list(range(1, 7))
+
+
 async def test_a_store_outage_mid_turn_heals_on_the_next_turn(
     private_postgres: PrivatePostgres, servers: list[ServeProcess], tmp_path: Path
 ) -> None:
