@@ -36,11 +36,11 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthost.server.auth import bearer_token, identify
 from agenthost.server.limits import read_body
-from agenthost.server.metrics import CLIENT_LEFT
+from agenthost.server.metrics import StatusOf
 from agenthost.server.routes.chat import converse
 from agenthost.server.schemas import ChatRequest
 
@@ -175,16 +175,9 @@ class LeanChat:
         began = time.perf_counter()
         scope["app"] = self.fastapi
         scope["route"] = ROUTE
-        status = CLIENT_LEFT  # unless a response starts (an exception gets its handler's)
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = StatusOf(send)
         try:
-            raw = await read_body(scope, receive, sending, self.max_bytes)
+            raw = await read_body(scope, receive, sent, self.max_bytes)
             if raw is None:
                 return
             try:
@@ -192,18 +185,16 @@ class LeanChat:
             except Exception as exc:
                 result = await self._handled(scope, receive, exc)
             if isinstance(result, Response):
-                await result(scope, receive, sending)
+                await result(scope, receive, sent)
                 return
-            status = 200
             length = (b"content-length", str(len(result)).encode())
-            await send({"type": "http.response.start", "status": 200, "headers": [_JSON, length]})
-            await send({"type": "http.response.body", "body": result})
+            await sent({"type": "http.response.start", "status": 200, "headers": [_JSON, length]})
+            await sent({"type": "http.response.body", "body": result})
         except BaseException:
-            if status == CLIENT_LEFT:
-                status = 500
+            sent.failed()
             raise
         finally:
-            self.metrics.record_request(scope, ROUTE.path, status, time.perf_counter() - began)
+            self.metrics.record_request(scope, ROUTE.path, sent.status, time.perf_counter() - began)
 
     async def _handled(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
         """The response the app's exception handler for ``exc`` gives (the most specific

@@ -289,6 +289,26 @@ class MetricsObserver:
         turn_log.handle(record)
 
 
+class StatusOf:
+    """``send``, noting the status of the response it starts: ``CLIENT_LEFT`` until one
+    starts, 500 if the app failed before (:meth:`failed`)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = CLIENT_LEFT
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+    def failed(self) -> None:
+        if self.status == CLIENT_LEFT:
+            self.status = 500
+
+
 class RequestMetricsMiddleware:
     """Pure ASGI: counts each HTTP request by route template and status."""
 
@@ -300,21 +320,13 @@ class RequestMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = CLIENT_LEFT  # unless a response starts, or the app fails (500)
         began = time.perf_counter()
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = StatusOf(send)
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, sent)
         except BaseException:
-            if status == CLIENT_LEFT:
-                status = 500
+            sent.failed()
             raise
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.record_request(scope, route, status, time.perf_counter() - began)
+            self.metrics.record_request(scope, route, sent.status, time.perf_counter() - began)
