@@ -78,3 +78,53 @@ def test_configure_logging_writes_json_lines_to_stderr(
     ]
     assert lines[0]["agent"] == "a" and out == ""
     assert logging.getLogger("uvicorn.access").disabled
+
+
+class Counted:
+    """A text stream that counts its flushes (what reaches the file descriptor)."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.flushed: list[int] = []
+
+    def write(self, text: str) -> int:
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushed.append(len(self.written))
+
+
+async def test_on_the_loop_info_lines_share_a_flush_and_a_warning_flushes_at_once() -> None:
+    import asyncio
+
+    from agenthost.server.logs import LineHandler
+
+    stream = Counted()
+    handler = LineHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(JsonFormatter())
+    info = record("turn")
+    info.levelno, info.levelname = logging.INFO, "INFO"
+    for _ in range(3):
+        handler.handle(info)
+    assert len(stream.written) == 3 and stream.flushed == []  # waiting for the loop's pass
+    handler.handle(record("careful"))  # a warning: everything written so far goes out now
+    assert stream.flushed == [4]
+    await asyncio.sleep(0)  # the loop's pass: its flush comes, with nothing new to add
+    assert stream.flushed == [4, 4]
+    handler.handle(info)
+    await asyncio.sleep(0)
+    assert stream.flushed == [4, 4, 5]
+
+
+def test_off_the_loop_every_line_is_flushed() -> None:
+    from agenthost.server.logs import LineHandler
+
+    stream = Counted()
+    handler = LineHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(JsonFormatter())
+    info = record("line")
+    info.levelno, info.levelname = logging.INFO, "INFO"
+    handler.handle(info)
+    handler.handle(info)
+    assert stream.flushed == [1, 2]

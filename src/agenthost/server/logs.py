@@ -63,17 +63,16 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.stream.write(self.format(record) + "\n")
-            if record.levelno < logging.WARNING and not self._flush_due:
+            if record.levelno >= logging.WARNING:
+                self.flush()  # with whatever waits for the loop's flush
+            elif not self._flush_due:
                 try:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:
-                    loop = None
-                if loop is not None:
-                    self._flush_due = True
-                    loop.call_soon(self._flush_soon)
+                    self.flush()
                     return
-            if not self._flush_due:
-                self.flush()
+                self._flush_due = True
+                loop.call_soon(self._flush_soon)
         except RecursionError:
             raise
         except Exception:

@@ -1,7 +1,7 @@
 """The usage meter: turns, errors and tokens per tenant, user, agent, model and UTC day.
 
-Counting is in memory on the turn's path (a dict update per model call and per
-turn: no I/O); a background task adds what was counted to the ledger every
+Counting is in memory on the turn's path (a dict update when the turn ends or
+pauses: no I/O); a background task adds what was counted to the ledger every
 ``flush_interval`` seconds as atomic increments (``SET n = n + x``, ``HINCRBY``),
 so any number of processes can meter into one ledger and the totals are exact.
 Each flush is a batch with an id the ledger records in the same transaction: a
