@@ -52,12 +52,14 @@ class Removed(BaseModel):
     removed: bool
 
 
-def _quotas(host: Host) -> Quotas:
+async def _quotas(host: Host) -> Quotas:
+    """The host's quotas, once the host (and so its counters' backend) has started."""
     if host.quotas is None:
         raise NotFound(
             "quotas are off on this server: several SQLite workers cannot share counters; "
             "give --coordination redis://... or use a postgresql:// store"
         )
+    await host.start()
     return host.quotas
 
 
@@ -79,8 +81,7 @@ def _users(users: Any) -> list[dict[str, Any]]:
 
 @router.get("", response_model=QuotaOverview, summary="Default limits and every override")
 async def overview(host: CurrentHost, admin: AdminIdentity) -> dict[str, Any]:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     stored = await quotas.stored_overrides()
     await quotas.refresh()
     policy = quotas.policy
@@ -105,8 +106,7 @@ async def overview(host: CurrentHost, admin: AdminIdentity) -> dict[str, Any]:
 async def effective(
     tenant_id: IdPath, user_id: IdPath, host: CurrentHost, admin: AdminIdentity
 ) -> dict[str, Any]:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     await quotas.refresh()
     limits = quotas.limits_for(tenant_id, user_id)
     return {
@@ -125,16 +125,14 @@ async def effective(
 async def set_tenant(
     tenant_id: IdPath, body: TenantTable, host: CurrentHost, admin: AdminIdentity
 ) -> TenantTable:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     await quotas.set_tenant(tenant_id, TenantLimits(body.tenant.limits(), body.user.limits()))
     return body
 
 
 @router.delete("/tenants/{tenant_id}", response_model=Removed, summary="Remove a tenant's override")
 async def remove_tenant(tenant_id: IdPath, host: CurrentHost, admin: AdminIdentity) -> Removed:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     had = tenant_id in (await quotas.stored_overrides()).tenants
     await quotas.set_tenant(tenant_id, None)
     return Removed(removed=had)
@@ -148,8 +146,7 @@ async def remove_tenant(tenant_id: IdPath, host: CurrentHost, admin: AdminIdenti
 async def set_user(
     tenant_id: IdPath, user_id: IdPath, body: LimitTable, host: CurrentHost, admin: AdminIdentity
 ) -> LimitTable:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     await quotas.set_user(tenant_id, user_id, body.limits())
     return body
 
@@ -162,8 +159,7 @@ async def set_user(
 async def remove_user(
     tenant_id: IdPath, user_id: IdPath, host: CurrentHost, admin: AdminIdentity
 ) -> Removed:
-    quotas = _quotas(host)
-    await host.start()
+    quotas = await _quotas(host)
     had = (tenant_id, user_id) in (await quotas.stored_overrides()).users
     await quotas.set_user(tenant_id, user_id, None)
     return Removed(removed=had)
